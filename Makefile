@@ -1,0 +1,37 @@
+# keepwatch — build and test. `make test` sets up what the suite needs
+# (PostgreSQL) on a fresh Debian machine, then runs vet and every test.
+
+GO       ?= go
+PG_URL   ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export KEEPWATCH_TEST_POSTGRES ?= $(PG_URL)
+
+.PHONY: all build test vet deps fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/keepwatch ./cmd/keepwatch
+
+deps:
+	bash scripts/ensure-postgres.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+
+# Every test, none skipped: PostgreSQL-backed tests fail if it is missing.
+test: deps vet
+	bash scripts/check-deps.sh
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 15m ./...
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
+
+# Longer fuzzing of the decoders.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime 5m ./internal/protocol
+	$(GO) test -run '^$$' -fuzz FuzzPayload -fuzztime 5m ./internal/ingest
+
+demo:
+	$(GO) run ./cmd/keepwatch demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"keepwatch"
+	"keepwatch/internal/secret"
+	"keepwatch/internal/store"
+)
+
+const adminUsage = `usage: keepwatch admin [--data DIR | --db URL] <command>
+
+  integrator add NAME --owner-email E          (password from stdin, or generated and printed once)
+  user add --integrator NAME --email E --role owner|technician|viewer   (password as above)
+  token create --integrator NAME --name N --role owner|technician|viewer   → prints the token
+  license add --slc SLC --customer NAME --product P --cameras N --care-plus-until YYYY-MM-DD
+                                               → prints the installation's enrollment key
+  license care-plus --slc SLC --until YYYY-MM-DD
+  license rotate-key --slc SLC                 → prints the new enrollment key
+  server revoke --id SERVER_ID
+
+Commands that produce a value print only that value on stdout; messages go
+to stderr. Admin commands work on the data dir of a running server.
+`
+
+func runAdmin(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "admin", "admin [--data DIR | --db URL] <command>")
+	fs.Usage = func() { fmt.Fprint(e.stderr, adminUsage) }
+	data := fs.String("data", "keepwatch-data", "data directory")
+	db := fs.String("db", "", "PostgreSQL URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		fmt.Fprint(e.stderr, adminUsage)
+		return usagef("missing command")
+	}
+	dsn := *data
+	if *db != "" {
+		dsn = *db
+	}
+	run, ok := adminCommands[rest[0]+" "+rest[1]]
+	if !ok {
+		fmt.Fprint(e.stderr, adminUsage)
+		return usagef("unknown admin command %q", rest[0]+" "+rest[1])
+	}
+	fs2 := newFlags(e, "admin "+rest[0]+" "+rest[1], "admin "+rest[0]+" "+rest[1]+" …")
+	return run(ctx, e, fs2, rest[2:], func() (*store.Store, error) { return store.Open(ctx, dsn) })
+}
+
+type adminFunc func(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error
+
+var adminCommands = map[string]adminFunc{
+	"integrator add":     adminIntegratorAdd,
+	"user add":           adminUserAdd,
+	"token create":       adminTokenCreate,
+	"license add":        adminLicenseAdd,
+	"license care-plus":  adminLicenseCarePlus,
+	"license rotate-key": adminLicenseRotateKey,
+	"server revoke":      adminServerRevoke,
+}
+
+// password reads a password from piped stdin, or generates one and prints
+// it once on stdout.
+func password(e *env) (string, error) {
+	if e.stdinIsPipe {
+		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		line = strings.TrimRight(line, "\r\n")
+		if line != "" {
+			if len(line) < 10 {
+				return "", usagef("the password must be at least 10 characters")
+			}
+			return line, nil
+		}
+		// empty stdin: generate one
+	}
+	p := secret.New("")[:24]
+	fmt.Fprintln(e.stdout, p)
+	fmt.Fprintln(e.stderr, "generated password printed above; it is shown only once")
+	return p, nil
+}
+
+func required(fs *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		if fs.Lookup(n).Value.String() == "" {
+			return usagef("--%s is required", n)
+		}
+	}
+	return nil
+}
+
+func noArgs(pos []string) error {
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
+func adminIntegratorAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	email := fs.String("owner-email", "", "e-mail of the integrator's first owner")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || strings.TrimSpace(pos[0]) == "" {
+		return usagef("want exactly one integrator NAME")
+	}
+	if err := required(fs, "owner-email"); err != nil {
+		return err
+	}
+	if !validEmail(*email) {
+		return usagef("--owner-email %q is not an e-mail address", *email)
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in, err := s.CreateIntegrator(ctx, strings.TrimSpace(pos[0]))
+	if err != nil {
+		return err
+	}
+	pw, err := password(e)
+	if err != nil {
+		return err
+	}
+	if _, err := s.CreateUser(ctx, in.ID, strings.ToLower(*email), secret.HashPassword(pw), keepwatch.RoleOwner); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "integrator %q added with owner %s\n", in.Name, *email)
+	return nil
+}
+
+func validEmail(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n<>") && len(s) <= 254
+}
+
+func integratorFlag(fs *flag.FlagSet) *string {
+	return fs.String("integrator", "", "integrator name")
+}
+
+func roleFlag(fs *flag.FlagSet) *string {
+	return fs.String("role", "", "owner, technician or viewer")
+}
+
+func adminUserAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	integ, role := integratorFlag(fs), roleFlag(fs)
+	email := fs.String("email", "", "the user's e-mail (login)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "integrator", "email", "role"); err != nil {
+		return err
+	}
+	r, err := keepwatch.ParseRole(*role)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	if !validEmail(*email) {
+		return usagef("--email %q is not an e-mail address", *email)
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in, err := s.IntegratorByName(ctx, *integ)
+	if err != nil {
+		return err
+	}
+	pw, err := password(e)
+	if err != nil {
+		return err
+	}
+	if _, err := s.CreateUser(ctx, in.ID, strings.ToLower(*email), secret.HashPassword(pw), r); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "user %s added to %q as %s\n", *email, in.Name, r)
+	return nil
+}
+
+func adminTokenCreate(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	integ, role := integratorFlag(fs), roleFlag(fs)
+	name := fs.String("name", "", "what the token is for")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "integrator", "name", "role"); err != nil {
+		return err
+	}
+	r, err := keepwatch.ParseRole(*role)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in, err := s.IntegratorByName(ctx, *integ)
+	if err != nil {
+		return err
+	}
+	tok := secret.New("kw_")
+	if _, err := s.CreateToken(ctx, in.ID, *name, r, secret.Hash(tok)); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, tok)
+	fmt.Fprintf(e.stderr, "token %q (%s) created for %q; it is shown only once\n", *name, r, in.Name)
+	return nil
+}
+
+func slcFlag(fs *flag.FlagSet) *string { return fs.String("slc", "", "Software License Code") }
+
+func adminLicenseAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	slc := slcFlag(fs)
+	customer := fs.String("customer", "", "customer name")
+	product := fs.String("product", "", "product, e.g. \"XProtect Corporate 2016\"")
+	cameras := fs.Int("cameras", -1, "licensed camera count")
+	until := fs.String("care-plus-until", "", "last day of Care Plus (YYYY-MM-DD)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "slc", "customer", "product", "care-plus-until"); err != nil {
+		return err
+	}
+	if *cameras < 0 {
+		return usagef("--cameras is required (0 or more)")
+	}
+	in := keepwatch.Installation{Customer: strings.TrimSpace(*customer), Product: strings.TrimSpace(*product), Cameras: *cameras}
+	if in.SLC, err = keepwatch.NormalizeSLC(*slc); err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	if in.CarePlusUntil, err = keepwatch.ParseDate(*until); err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	if !keepwatch.ValidText(in.Customer, 200) || !keepwatch.ValidText(in.Product, 200) {
+		return usagef("customer and product are at most 200 printable characters")
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	key := secret.New("kwe_")
+	if _, err := s.CreateInstallation(ctx, in, secret.Hash(key)); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, key)
+	fmt.Fprintf(e.stderr, "licence %s added for %q; the enrollment key is shown only once\n", in.SLC, in.Customer)
+	return nil
+}
+
+func adminLicenseCarePlus(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	slc := slcFlag(fs)
+	until := fs.String("until", "", "last day of Care Plus (YYYY-MM-DD)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "slc", "until"); err != nil {
+		return err
+	}
+	norm, err := keepwatch.NormalizeSLC(*slc)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	d, err := keepwatch.ParseDate(*until)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.SetCarePlus(ctx, norm, d); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Care Plus of %s now ends on %s\n", norm, d)
+	return nil
+}
+
+func adminLicenseRotateKey(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	slc := slcFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "slc"); err != nil {
+		return err
+	}
+	norm, err := keepwatch.NormalizeSLC(*slc)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	key := secret.New("kwe_")
+	if err := s.SetEnrollmentKey(ctx, norm, secret.Hash(key)); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, key)
+	fmt.Fprintf(e.stderr, "enrollment key of %s rotated; the old key no longer enrolls, enrolled servers keep reporting\n", norm)
+	return nil
+}
+
+func adminServerRevoke(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	id := fs.String("id", "", "server id (as agent status shows it)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.RevokeServer(ctx, strings.ToLower(*id)); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "server %s revoked; its reports are refused from now on\n", *id)
+	return nil
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"keepwatch/internal/app"
+)
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "serve", commands["serve"].usage)
+	var cfg app.Config
+	var debug bool
+	fs.StringVar(&cfg.Addr, "addr", ":8443", "listen address")
+	fs.StringVar(&cfg.DataDir, "data", "keepwatch-data", "data directory (SQLite database, self-signed certificate)")
+	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL URL (postgres://…); overrides --data for the database")
+	fs.DurationVar(&cfg.Interval, "heartbeat-interval", 60*time.Second, "heartbeat interval agents are told to use (minimum 1s)")
+	fs.Float64Var(&cfg.Tolerance, "tolerance", 0.1, "grace added to three intervals, as a fraction of the interval")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.BoolVar(&cfg.SelfSigned, "self-signed", false, "create once and reuse <data>/tls/cert.pem and key.pem")
+	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP (local experiments only)")
+	fs.BoolVar(&debug, "debug", false, "log at debug level")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if cfg.Interval < app.MinInterval {
+		return usagef("--heartbeat-interval must be at least %s", app.MinInterval)
+	}
+	cfg.Logger = logger(e.stderr, debug)
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		a.Shutdown(context.Background())
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return a.Shutdown(sctx)
+}

@@ -1,0 +1,298 @@
+// Package agent is the recording-server side of keepwatch: enrollment,
+// the agent's persistent state, and sending sealed reports.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/protocol"
+	"keepwatch/internal/tlsutil"
+)
+
+// StateFile is the agent's state inside its state directory.
+const StateFile = "agent.json"
+
+// State is what an enrolled agent keeps on disk. The file holds the
+// per-server key, so it is written 0600.
+type State struct {
+	Server       string    `json:"server"`
+	CAFile       string    `json:"ca_file,omitempty"`
+	SLC          string    `json:"slc"`
+	Name         string    `json:"name"`
+	ServerID     string    `json:"server_id"`
+	Key          []byte    `json:"key"`
+	Seq          uint64    `json:"seq"`
+	Interval     int64     `json:"heartbeat_interval_seconds"`
+	Consent      bool      `json:"consent"`
+	EnrolledAt   time.Time `json:"enrolled_at"`
+	LastAck      time.Time `json:"last_ack,omitzero"`
+	LastAckState string    `json:"last_ack_state,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+}
+
+// Load reads the state of dir.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s is not enrolled (run keepwatch agent enroll first)", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", StateFile, err)
+	}
+	return &s, nil
+}
+
+// Save writes the state atomically and durably (temp file, fsync, rename,
+// fsync of the directory), so a crash never leaves a torn file or a
+// sequence number that goes backwards.
+func (s *State) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, StateFile+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, StateFile)); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ServerError is a refusal from keepwatch with its code.
+type ServerError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("keepwatch refused (%s): %s", e.Code, e.Message) }
+
+// Client talks to one keepwatch server.
+type Client struct {
+	BaseURL string
+	HTTP    *http.Client
+}
+
+// NewClient returns a client for base that trusts caFile in addition to
+// the system roots. Connections are kept alive and TLS sessions resumed.
+func NewClient(base, caFile string) (*Client, error) {
+	tc, err := tlsutil.ClientConfig(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		TLSClientConfig:     tc,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+		Proxy:               http.ProxyFromEnvironment,
+	}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (c *Client) post(ctx context.Context, path, contentType string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", "keepwatch-agent/"+keepwatch.Version)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb protocol.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
+			return &ServerError{resp.StatusCode, eb.Error.Code, eb.Error.Message}
+		}
+		return &ServerError{resp.StatusCode, "http_" + fmt.Sprint(resp.StatusCode), strings.TrimSpace(string(b))}
+	}
+	return json.Unmarshal(b, out)
+}
+
+// EnrollOptions are the inputs of an enrollment.
+type EnrollOptions struct {
+	Server, CAFile, SLC, Key, Name string
+	Consent                        bool
+}
+
+// Enroll registers this server with keepwatch and returns the new state
+// (not yet saved). The report key is derived locally from an X25519
+// exchange; it never crosses the network.
+func Enroll(ctx context.Context, o EnrollOptions) (*State, error) {
+	if !o.Consent {
+		return nil, errors.New("the customer must consent to sending status information (--consent)")
+	}
+	c, err := NewClient(o.Server, o.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	pub := priv.PublicKey().Bytes()
+	body, _ := json.Marshal(protocol.EnrollRequest{
+		SLC: o.SLC, EnrollmentKey: o.Key, Name: o.Name, Consent: o.Consent, PublicKey: pub, AgentVersion: keepwatch.Version,
+	})
+	var resp protocol.EnrollResponse
+	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, &resp); err != nil {
+		return nil, err
+	}
+	id, err := protocol.ParseServerID(resp.ServerID)
+	if err != nil {
+		return nil, fmt.Errorf("enroll answer: %w", err)
+	}
+	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("enroll answer: %w", err)
+	}
+	key, err := protocol.DeriveKey(priv, serverPub, pub, resp.ServerPublicKey, id)
+	if err != nil {
+		return nil, err
+	}
+	ca := o.CAFile
+	if ca != "" {
+		if abs, err := filepath.Abs(ca); err == nil {
+			ca = abs
+		}
+	}
+	return &State{
+		Server: c.BaseURL, CAFile: ca, SLC: strings.ToUpper(o.SLC), Name: o.Name, ServerID: resp.ServerID, Key: key,
+		Interval: resp.HeartbeatIntervalSeconds, Consent: true, EnrolledAt: time.Now().UTC(),
+	}, nil
+}
+
+// Sender sends reports for one enrolled agent, persisting the sequence
+// number before each send so it never repeats.
+type Sender struct {
+	Dir    string // "" keeps the state in memory only (simulated agents)
+	State  *State
+	Client *Client
+}
+
+// NewSender loads the state of dir and connects to its server.
+func NewSender(dir string) (*Sender, error) {
+	st, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewClient(st.Server, st.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Sender{Dir: dir, State: st, Client: c}, nil
+}
+
+// Send seals payload (nil for a heartbeat) and posts it.
+func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.ReportResponse, error) {
+	var resp protocol.ReportResponse
+	id, err := protocol.ParseServerID(s.State.ServerID)
+	if err != nil {
+		return resp, err
+	}
+	var pt []byte
+	if p != nil {
+		if pt, err = json.Marshal(p); err != nil {
+			return resp, err
+		}
+	}
+	s.State.Seq++
+	if err := s.save(); err != nil {
+		return resp, err
+	}
+	env, err := protocol.Seal(s.State.Key, id, s.State.Seq, pt)
+	if err != nil {
+		return resp, err
+	}
+	err = s.Client.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	if err != nil {
+		s.State.LastError = err.Error()
+	} else {
+		s.State.LastError = ""
+		s.State.LastAck, s.State.LastAckState = time.Now().UTC(), resp.State
+		if resp.HeartbeatIntervalSeconds > 0 {
+			s.State.Interval = resp.HeartbeatIntervalSeconds
+		}
+	}
+	if serr := s.save(); serr != nil && err == nil {
+		err = serr
+	}
+	return resp, err
+}
+
+func (s *Sender) save() error {
+	if s.Dir == "" {
+		return nil
+	}
+	return s.State.Save(s.Dir)
+}
+
+// StatusPayload builds a status report whose active conditions are
+// exactly conds (KIND or KIND:SUBJECT), plus events.
+func StatusPayload(conds, events []string, now time.Time) (*protocol.Payload, error) {
+	list := []protocol.PayloadCondition{}
+	for _, c := range conds {
+		kind, subject, _ := strings.Cut(c, ":")
+		if !keepwatch.ValidKind(kind) {
+			return nil, fmt.Errorf("condition %q: kind must be lower-case letters, digits and _", c)
+		}
+		list = append(list, protocol.PayloadCondition{Kind: kind, Subject: subject})
+	}
+	p := &protocol.Payload{SentAt: &now, AgentVersion: keepwatch.Version, Conditions: &list}
+	for _, e := range events {
+		kind, subject, _ := strings.Cut(e, ":")
+		if !keepwatch.ValidKind(kind) {
+			return nil, fmt.Errorf("event %q: kind must be lower-case letters, digits and _", e)
+		}
+		p.Events = append(p.Events, protocol.PayloadEvent{Kind: kind, Subject: subject, At: now})
+	}
+	return p, nil
+}

@@ -1,0 +1,358 @@
+// Package api serves the integrators' REST API under /api/v1/. Every
+// handler reads and writes through tenant-scoped store methods with the
+// integrator id of the authenticated principal.
+package api
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/live"
+	"keepwatch/internal/respond"
+	"keepwatch/internal/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the embedded OpenAPI document.
+func OpenAPI() []byte { return openAPI }
+
+// maxBody bounds JSON request bodies.
+const maxBody = 64 << 10
+
+// Handler serves the API.
+type Handler struct {
+	Store  *store.Store
+	Broker *live.Broker
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Authenticate, when set, is tried for requests without a bearer token
+	// (the dashboard's session cookie).
+	Authenticate func(*http.Request) (keepwatch.Principal, bool)
+	// KeepAlive paces SSE comments that keep proxies from closing idle
+	// streams (default 15 s).
+	KeepAlive time.Duration
+	// Closing, when closed, ends open event streams (server shutdown).
+	Closing <-chan struct{}
+}
+
+// Route is one API route with the least role it needs ("" for public).
+type Route struct {
+	Method, Pattern string
+	Role            keepwatch.Role
+	handle          func(http.ResponseWriter, *http.Request, keepwatch.Principal) error
+}
+
+// Routes lists every route; the OpenAPI document and the access tests are
+// checked against it.
+func (h *Handler) Routes() []Route {
+	return []Route{
+		{"GET", "/api/v1/installations", keepwatch.RoleViewer, h.listInstallations},
+		{"GET", "/api/v1/installations/{slc}", keepwatch.RoleViewer, h.getInstallation},
+		{"GET", "/api/v1/installations/{slc}/servers", keepwatch.RoleViewer, h.listServers},
+		{"GET", "/api/v1/incidents", keepwatch.RoleViewer, h.listIncidents},
+		{"GET", "/api/v1/incidents/{id}", keepwatch.RoleViewer, h.getIncident},
+		{"POST", "/api/v1/incidents/{id}/ack", keepwatch.RoleTechnician, h.ackIncident},
+		{"POST", "/api/v1/incidents/{id}/resolve", keepwatch.RoleTechnician, h.resolveIncident},
+		{"POST", "/api/v1/registrations", keepwatch.RoleOwner, h.register},
+		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release},
+		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events},
+		{"GET", "/api/v1/openapi.json", "", h.openapi},
+	}
+}
+
+// Register adds the API routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	if h.Logger == nil {
+		h.Logger = slog.Default()
+	}
+	for _, rt := range h.Routes() {
+		mux.Handle(rt.Method+" "+rt.Pattern, h.wrap(rt))
+	}
+	// Anything else under /api/ is a coded not_found, not the mux's text.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		respond.Error(w, r, h.Logger, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such API route"))
+	})
+}
+
+func (h *Handler) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p keepwatch.Principal
+		if rt.Role != "" {
+			var err error
+			if p, err = h.principal(r); err != nil {
+				respond.Error(w, r, h.Logger, err)
+				return
+			}
+			if !p.Role.Allows(rt.Role) {
+				respond.Error(w, r, h.Logger, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this needs the %s role", rt.Role))
+				return
+			}
+		}
+		if err := rt.handle(w, r, p); err != nil {
+			respond.Error(w, r, h.Logger, err)
+		}
+	})
+}
+
+func (h *Handler) principal(r *http.Request) (keepwatch.Principal, error) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" && h.Authenticate != nil {
+		if p, ok := h.Authenticate(r); ok {
+			return p, nil
+		}
+	}
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || token == "" {
+		return keepwatch.Principal{}, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "send an API token as 'Authorization: Bearer <token>'")
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return h.Store.PrincipalByTokenHash(r.Context(), sum[:])
+}
+
+func (h *Handler) today() keepwatch.Date { return keepwatch.DateOf(h.Now()) }
+
+func (h *Handler) listInstallations(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	filter := r.URL.Query().Get("filter")
+	if filter == "" {
+		filter = "errors"
+	}
+	if filter != "errors" && filter != "all" {
+		return keepwatch.Errorf(keepwatch.EINVALID, "filter must be errors or all")
+	}
+	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
+	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.today())
+	if err != nil {
+		return err
+	}
+	counts := map[keepwatch.Status]int{}
+	out := []keepwatch.InstallationView{}
+	for _, v := range views {
+		counts[v.Status]++
+		if filter == "errors" && !v.Status.NeedsAttention() {
+			continue
+		}
+		if q != "" && !strings.Contains(strings.ToLower(v.Customer), q) && !strings.Contains(strings.ToLower(v.SLC), q) {
+			continue
+		}
+		out = append(out, v)
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"installations": out, "counts": counts, "total": len(views)})
+	return nil
+}
+
+func slcParam(r *http.Request) (string, error) {
+	slc, err := keepwatch.NormalizeSLC(r.PathValue("slc"))
+	if err != nil {
+		return "", keepwatch.Errorf(keepwatch.ENOTFOUND, "no installation %q in your account", r.PathValue("slc"))
+	}
+	return slc, nil
+}
+
+func (h *Handler) getInstallation(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	slc, err := slcParam(r)
+	if err != nil {
+		return err
+	}
+	v, err := h.Store.Installation(r.Context(), p.IntegratorID, slc, h.today())
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (h *Handler) listServers(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	slc, err := slcParam(r)
+	if err != nil {
+		return err
+	}
+	servers, err := h.Store.Servers(r.Context(), p.IntegratorID, slc)
+	if err != nil {
+		return err
+	}
+	if servers == nil {
+		servers = []keepwatch.Server{}
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"servers": servers})
+	return nil
+}
+
+func (h *Handler) listIncidents(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	state, err := keepwatch.ParseIncidentState(r.URL.Query().Get("state"))
+	if err != nil {
+		return err
+	}
+	limit := 500
+	if s := r.URL.Query().Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 5000 {
+			return keepwatch.Errorf(keepwatch.EINVALID, "limit must be 1 to 5000")
+		}
+	}
+	ins, err := h.Store.Incidents(r.Context(), p.IntegratorID, state, limit)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"incidents": ins})
+	return nil
+}
+
+func incidentID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %q in your account", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (h *Handler) getIncident(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := incidentID(r)
+	if err != nil {
+		return err
+	}
+	n, err := h.Store.Incident(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, n)
+	return nil
+}
+
+// noteBody is the optional body of ack and resolve.
+type noteBody struct {
+	Note string `json:"note"`
+}
+
+func readNote(w http.ResponseWriter, r *http.Request) (string, error) {
+	var b noteBody
+	if r.ContentLength != 0 {
+		if err := respond.DecodeJSON(w, r, maxBody, &b); err != nil {
+			return "", err
+		}
+	}
+	if !keepwatch.ValidText(b.Note, keepwatch.MaxMessageLen) {
+		return "", keepwatch.Errorf(keepwatch.EINVALID, "note must be at most %d printable characters", keepwatch.MaxMessageLen)
+	}
+	return b.Note, nil
+}
+
+func (h *Handler) ackIncident(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := incidentID(r)
+	if err != nil {
+		return err
+	}
+	note, err := readNote(w, r)
+	if err != nil {
+		return err
+	}
+	n, err := h.Store.AckIncident(r.Context(), p.IntegratorID, id, p.Actor, note)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, n)
+	return nil
+}
+
+func (h *Handler) resolveIncident(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := incidentID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := readNote(w, r); err != nil {
+		return err
+	}
+	n, err := h.Store.ResolveIncident(r.Context(), p.IntegratorID, id, p.Actor)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, n)
+	return nil
+}
+
+func (h *Handler) register(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	var b struct {
+		SLC string `json:"slc"`
+	}
+	if err := respond.DecodeJSON(w, r, maxBody, &b); err != nil {
+		return err
+	}
+	slc, err := keepwatch.NormalizeSLC(b.SLC)
+	if err != nil {
+		return err
+	}
+	if err := h.Store.Register(r.Context(), p.IntegratorID, slc); err != nil {
+		return err
+	}
+	h.Logger.Info("SLC registered", "integrator", p.IntegratorID, "slc", slc, "by", p.Actor)
+	respond.JSON(w, http.StatusCreated, map[string]string{"slc": slc})
+	return nil
+}
+
+func (h *Handler) release(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	slc, err := slcParam(r)
+	if err != nil {
+		return err
+	}
+	if err := h.Store.Release(r.Context(), p.IntegratorID, slc); err != nil {
+		return err
+	}
+	h.Logger.Info("SLC released", "integrator", p.IntegratorID, "slc", slc, "by", p.Actor)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// events streams the integrator's state changes as Server-Sent Events.
+func (h *Handler) events(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	changes, cancel := h.Broker.Subscribe(p.IntegratorID)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\n: connected\n\n")
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	every := h.KeepAlive
+	if every == 0 {
+		every = 15 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-h.Closing:
+			return nil
+		case <-tick.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+		case c := <-changes:
+			b, _ := json.Marshal(c)
+			fmt.Fprintf(w, "event: change\ndata: %s\n\n", b)
+		}
+		if err := rc.Flush(); err != nil {
+			return nil
+		}
+	}
+}
+
+func (h *Handler) openapi(w http.ResponseWriter, r *http.Request, _ keepwatch.Principal) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPI)
+	return nil
+}

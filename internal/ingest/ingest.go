@@ -1,0 +1,307 @@
+// Package ingest serves the agents' side of keepwatch: enrollment and
+// sealed reports (protocol v1, see docs/protocol.md). A heartbeat from a
+// healthy server is answered from memory; anything that changes state is
+// stored durably before it is acknowledged.
+package ingest
+
+import (
+	"crypto/ecdh"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/metrics"
+	"keepwatch/internal/monitor"
+	"keepwatch/internal/protocol"
+	"keepwatch/internal/respond"
+	"keepwatch/internal/store"
+)
+
+// maxEnrollBody bounds an enrollment request.
+const maxEnrollBody = 16 << 10
+
+// Handler serves /ingest/v1/.
+type Handler struct {
+	Store    *store.Store
+	Monitor  *monitor.Monitor
+	Now      func() time.Time
+	Logger   *slog.Logger
+	OnChange func(keepwatch.Change)
+
+	accepted *metrics.Counter
+	refused  *metrics.Counter
+}
+
+// NewHandler wires a handler and registers its metrics.
+func NewHandler(h Handler, reg *metrics.Registry) *Handler {
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	if h.Logger == nil {
+		h.Logger = slog.Default()
+	}
+	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
+	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
+	return &h
+}
+
+// Register adds the ingest routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+protocol.EnrollPath, h.enroll)
+	mux.HandleFunc("POST "+protocol.ReportPath, h.report)
+}
+
+// Refused returns how many requests were refused with code (for tests).
+func (h *Handler) Refused(code string) uint64 { return h.refused.Value(code) }
+
+// Accepted returns how many reports of a type were accepted.
+func (h *Handler) Accepted(typ string) uint64 { return h.accepted.Value(typ) }
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := keepwatch.ErrorCode(err)
+	h.refused.Inc(code)
+	if respond.Status(code) < 500 {
+		h.Logger.Debug("ingest refused", "path", r.URL.Path, "remote", r.RemoteAddr, "code", code)
+	}
+	respond.Error(w, r, h.Logger, err)
+}
+
+func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
+	var req protocol.EnrollRequest
+	if err := respond.DecodeJSON(w, r, maxEnrollBody, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	resp, err := h.doEnroll(r, req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.accepted.Inc("enroll")
+	respond.JSON(w, http.StatusCreated, resp)
+}
+
+func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
+	var resp protocol.EnrollResponse
+	slc, err := keepwatch.NormalizeSLC(req.SLC)
+	if err != nil {
+		return resp, err
+	}
+	if req.Name == "" || !keepwatch.ValidText(req.Name, keepwatch.MaxServerNameLen) {
+		return resp, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to %d printable characters", keepwatch.MaxServerNameLen)
+	}
+	if !keepwatch.ValidText(req.AgentVersion, 64) {
+		return resp, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
+	}
+	agentPub, err := ecdh.X25519().NewPublicKey(req.PublicKey)
+	if err != nil {
+		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key must be a 32-byte X25519 public key (base64)")
+	}
+	in, keyHash, err := h.Store.EnrollmentInfo(r.Context(), slc)
+	if err != nil {
+		return resp, err
+	}
+	got := sha256.Sum256([]byte(req.EnrollmentKey))
+	if subtle.ConstantTimeCompare(got[:], keyHash) != 1 {
+		return resp, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
+	}
+	if in.CarePlusUntil.Before(keepwatch.DateOf(h.Now())) {
+		return resp, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", in.CarePlusUntil)
+	}
+	if !req.Consent {
+		return resp, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "the customer has not consented to sending status information")
+	}
+	idStr, err := h.Store.ServerIDByName(r.Context(), in.ID, req.Name)
+	if err != nil {
+		return resp, err
+	}
+	id := protocol.NewServerID()
+	if idStr != "" {
+		if id, err = protocol.ParseServerID(idStr); err != nil {
+			return resp, err
+		}
+	}
+	priv, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		return resp, err
+	}
+	serverPub := priv.PublicKey().Bytes()
+	key, err := protocol.DeriveKey(priv, agentPub, req.PublicKey, serverPub, id)
+	if err != nil {
+		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
+	}
+	interval := h.Monitor.Interval()
+	if _, err := h.Store.Enroll(r.Context(), store.Enrollment{
+		InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion,
+	}); err != nil {
+		return resp, err
+	}
+	if _, err := h.Monitor.Refresh(r.Context(), id); err != nil {
+		return resp, err
+	}
+	h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
+	return protocol.EnrollResponse{
+		ServerID: id.String(), ServerPublicKey: serverPub,
+		HeartbeatIntervalSeconds: int64(interval / time.Second), Protocol: protocol.Version,
+	}, nil
+}
+
+// errForged is the one answer to a report that does not authenticate,
+// whatever the reason: unknown server, wrong key, tampered bytes.
+var errForged = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
+
+func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxEnvelope))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.fail(w, r, keepwatch.Errorf(keepwatch.ETOOLARGE, "a report is at most %d bytes", protocol.MaxEnvelope))
+		} else {
+			h.fail(w, r, keepwatch.Errorf(keepwatch.EINVALID, "could not read the report"))
+		}
+		return
+	}
+	resp, typ, err := h.accept(r, body)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.accepted.Inc(typ)
+	respond.JSON(w, http.StatusOK, resp)
+}
+
+// accept authenticates and applies one envelope.
+func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse, string, error) {
+	var resp protocol.ReportResponse
+	hdr, err := protocol.ParseHeader(body)
+	if err != nil {
+		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
+	}
+	e, err := h.Monitor.Lookup(r.Context(), hdr.ID)
+	if err != nil {
+		return resp, "", err
+	}
+	e.Lock()
+	defer e.Unlock()
+	if e.Revoked {
+		return resp, "", errForged
+	}
+	pt, err := protocol.Open(e.Key, body)
+	if err != nil {
+		return resp, "", errForged
+	}
+	if hdr.Seq <= e.LastSeq {
+		return resp, "", keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", hdr.Seq)
+	}
+	now := h.Now()
+	if e.CarePlusUntil.Before(keepwatch.DateOf(now)) {
+		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", e.CarePlusUntil)
+	}
+	rep, err := parsePayload(pt, now)
+	if err != nil {
+		return resp, "", err
+	}
+	withdrawing := rep.Consent != nil && !*rep.Consent
+	granting := rep.Consent != nil && *rep.Consent
+	if e.State == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
+		return resp, "", keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
+	}
+	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Monitor.Interval()
+	typ := "status"
+	state := e.State
+	if !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && e.State == keepwatch.ServerOK {
+		typ = "heartbeat"
+		h.Monitor.Seen(e, hdr.Seq, now, keepwatch.ServerOK, false)
+	} else {
+		if !rep.Status {
+			typ = "heartbeat"
+		}
+		applied, err := h.Store.ApplyReport(r.Context(), rep)
+		if err != nil {
+			return resp, "", err
+		}
+		state = applied.State
+		h.Monitor.Seen(e, hdr.Seq, now, state, true)
+		if h.OnChange != nil {
+			for _, c := range applied.Changes {
+				h.OnChange(c)
+			}
+		}
+	}
+	return protocol.ReportResponse{
+		Seq: hdr.Seq, State: string(state),
+		HeartbeatIntervalSeconds: int64(h.Monitor.Interval() / time.Second),
+		ServerTime:               now.UTC().Format(time.RFC3339Nano),
+	}, typ, nil
+}
+
+// parsePayload decodes and validates a report's plaintext.
+func parsePayload(pt []byte, now time.Time) (store.Report, error) {
+	var rep store.Report
+	if len(pt) == 0 {
+		return rep, nil
+	}
+	var p protocol.Payload
+	if err := json.Unmarshal(pt, &p); err != nil {
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, "the report payload is not valid JSON")
+	}
+	if !keepwatch.ValidText(p.AgentVersion, 64) {
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
+	}
+	rep.AgentVersion, rep.Consent = p.AgentVersion, p.Consent
+	if p.Conditions != nil {
+		rep.Status = true
+		if len(*p.Conditions) > keepwatch.MaxConditions {
+			return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d conditions", keepwatch.MaxConditions)
+		}
+		rep.Conditions = make([]keepwatch.Condition, 0, len(*p.Conditions))
+		for _, c := range *p.Conditions {
+			if err := validItem(c.Kind, c.Subject, c.Message); err != nil {
+				return rep, err
+			}
+			if c.Kind == keepwatch.KindServerUnavailable {
+				return rep, keepwatch.Errorf(keepwatch.EINVALID, "server_unavailable is set by keepwatch, not reported")
+			}
+			cond := keepwatch.Condition{Kind: c.Kind, Subject: c.Subject, Severity: keepwatch.SeverityOf(c.Kind), Message: c.Message}
+			if c.Since != nil {
+				cond.Since = c.Since.UTC()
+			}
+			rep.Conditions = append(rep.Conditions, cond)
+		}
+	}
+	if len(p.Events) > keepwatch.MaxEvents {
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d events", keepwatch.MaxEvents)
+	}
+	for _, ev := range p.Events {
+		if err := validItem(ev.Kind, ev.Subject, ev.Message); err != nil {
+			return rep, err
+		}
+		at := ev.At.UTC()
+		if at.IsZero() || at.After(now.Add(time.Hour)) {
+			// An event without a time, or from a clock far ahead, is placed
+			// at reception rather than in the future.
+			at = now.UTC()
+		}
+		rep.Events = append(rep.Events, keepwatch.Event{Kind: ev.Kind, Subject: ev.Subject, Severity: keepwatch.SeverityOf(ev.Kind), At: at, Message: ev.Message})
+	}
+	return rep, nil
+}
+
+func validItem(kind, subject, message string) error {
+	if !keepwatch.ValidKind(kind) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "kind must be lower-case letters, digits and _ (at most %d)", keepwatch.MaxKindLen)
+	}
+	if !keepwatch.ValidText(subject, keepwatch.MaxSubjectLen) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "subject is too long or not printable")
+	}
+	if !keepwatch.ValidText(message, keepwatch.MaxMessageLen) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "message is too long or not printable")
+	}
+	return nil
+}

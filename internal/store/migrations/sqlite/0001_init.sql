@@ -1,0 +1,128 @@
+-- keepwatch schema, SQLite. Times are Unix milliseconds (INTEGER).
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('rev', 0);
+
+CREATE TABLE integrators (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    integrator_id INTEGER NOT NULL REFERENCES integrators (id),
+    email         TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX users_integrator ON users (integrator_id);
+
+CREATE TABLE api_tokens (
+    id            INTEGER PRIMARY KEY,
+    integrator_id INTEGER NOT NULL REFERENCES integrators (id),
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    token_hash    BLOB NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    revoked_at    INTEGER
+);
+CREATE INDEX api_tokens_integrator ON api_tokens (integrator_id);
+
+CREATE TABLE installations (
+    id                  INTEGER PRIMARY KEY,
+    slc                 TEXT NOT NULL UNIQUE,
+    customer            TEXT NOT NULL,
+    product             TEXT NOT NULL,
+    cameras             INTEGER NOT NULL,
+    care_plus_until     TEXT NOT NULL,
+    enrollment_key_hash BLOB NOT NULL,
+    integrator_id       INTEGER REFERENCES integrators (id),
+    registered_at       INTEGER,
+    created_at          INTEGER NOT NULL,
+    rev                 INTEGER NOT NULL
+);
+CREATE INDEX installations_integrator ON installations (integrator_id);
+CREATE INDEX installations_rev ON installations (rev);
+
+CREATE TABLE servers (
+    id              TEXT PRIMARY KEY,
+    installation_id INTEGER NOT NULL REFERENCES installations (id),
+    name            TEXT NOT NULL,
+    report_key      BLOB NOT NULL,
+    state           TEXT NOT NULL,
+    state_since     INTEGER NOT NULL,
+    consent         INTEGER NOT NULL,
+    interval_ms     INTEGER NOT NULL,
+    last_seen       INTEGER NOT NULL DEFAULT 0,
+    last_seq        INTEGER NOT NULL DEFAULT 0,
+    agent_version   TEXT NOT NULL DEFAULT '',
+    enrolled_at     INTEGER NOT NULL,
+    revoked_at      INTEGER,
+    rev             INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX servers_installation_name ON servers (installation_id, name);
+CREATE INDEX servers_rev ON servers (rev);
+
+-- Active state conditions, one row per (server, kind, subject).
+CREATE TABLE conditions (
+    server_id TEXT NOT NULL REFERENCES servers (id),
+    kind      TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    severity  TEXT NOT NULL,
+    since     INTEGER NOT NULL,
+    message   TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (server_id, kind, subject)
+);
+
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY,
+    installation_id INTEGER NOT NULL REFERENCES installations (id),
+    server_id       TEXT NOT NULL REFERENCES servers (id),
+    kind            TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    message         TEXT NOT NULL DEFAULT '',
+    occurred_at     INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL
+);
+CREATE INDEX events_installation ON events (installation_id, occurred_at);
+
+-- Every change of a server's state or of a condition: the history, and the
+-- outbox that notification delivery reads.
+CREATE TABLE state_changes (
+    id              INTEGER PRIMARY KEY,
+    installation_id INTEGER NOT NULL REFERENCES installations (id),
+    server_id       TEXT NOT NULL REFERENCES servers (id),
+    kind            TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    active          INTEGER NOT NULL,
+    at              INTEGER NOT NULL,
+    recorded_at     INTEGER NOT NULL
+);
+CREATE INDEX state_changes_installation ON state_changes (installation_id, at);
+
+CREATE TABLE incidents (
+    id              INTEGER PRIMARY KEY,
+    installation_id INTEGER NOT NULL REFERENCES installations (id),
+    server_id       TEXT NOT NULL REFERENCES servers (id),
+    kind            TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    is_event        INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    opened_at       INTEGER NOT NULL,
+    last_at         INTEGER NOT NULL,
+    count           INTEGER NOT NULL DEFAULT 1,
+    acked_at        INTEGER,
+    acked_by        TEXT NOT NULL DEFAULT '',
+    ack_note        TEXT NOT NULL DEFAULT '',
+    resolved_at     INTEGER,
+    resolved_by     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX incidents_installation_state ON incidents (installation_id, state);
+CREATE INDEX incidents_open_key ON incidents (server_id, kind, subject) WHERE state <> 'resolved';

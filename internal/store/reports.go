@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"keepwatch"
+)
+
+// Report is an authenticated report from a server, ready to be stored.
+type Report struct {
+	ServerID     string
+	Seq          uint64
+	ReceivedAt   time.Time
+	AgentVersion string
+	Interval     time.Duration // the interval the answer tells the agent
+	// Status is true for a status report: Conditions is then the full set
+	// of active state conditions. False for a heartbeat.
+	Status     bool
+	Conditions []keepwatch.Condition
+	Events     []keepwatch.Event
+	// Consent is set when the report changes the customer's consent.
+	Consent *bool
+}
+
+// Applied is the outcome of a stored report.
+type Applied struct {
+	State   keepwatch.ServerState
+	Changes []keepwatch.Change
+}
+
+// ApplyReport stores a report durably in one transaction: liveness,
+// condition changes (with history rows and incidents), events and consent.
+// It refuses a sequence number that is not above the last stored one.
+func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
+	var out Applied
+	err := s.tx(ctx, func(t *Tx) error {
+		out = Applied{}
+		info, err := t.serverInfo(r.ServerID)
+		if err != nil {
+			return err
+		}
+		if info.revoked {
+			return keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "this server was revoked")
+		}
+		if r.Seq <= info.lastSeq {
+			return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d already seen", r.Seq)
+		}
+		at := r.ReceivedAt
+		state := info.state
+		if r.Consent != nil && !*r.Consent {
+			state = keepwatch.ServerConsentWithdrawn
+		} else if state != keepwatch.ServerOK {
+			state = keepwatch.ServerOK
+		}
+		consent := 1
+		if state == keepwatch.ServerConsentWithdrawn {
+			consent = 0
+		}
+		stateSince := "state_since"
+		args := []any{at.UnixMilli(), at.UnixMilli(), int64(r.Seq), r.AgentVersion, r.Interval.Milliseconds(), string(state), consent}
+		if state != info.state {
+			stateSince = "?"
+			args = append(args, at.UnixMilli())
+		}
+		args = append(args, r.ServerID)
+		if _, err := t.exec(`UPDATE servers SET last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, last_seq = ?, agent_version = ?,
+			interval_ms = ?, state = ?, consent = ?, state_since = `+stateSince+` WHERE id = ?`, args...); err != nil {
+			return err
+		}
+		if info.state == keepwatch.ServerUnavailable && state != keepwatch.ServerUnavailable {
+			out.Changes = append(out.Changes, info.change(keepwatch.KindServerUnavailable, "", false, at))
+			if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
+				return err
+			}
+			if err := t.resolveIncident(info, keepwatch.KindServerUnavailable, "", at, "keepwatch"); err != nil {
+				return err
+			}
+		}
+		if r.Status && state == keepwatch.ServerOK {
+			if err := t.applyConditions(info, r.Conditions, at, &out); err != nil {
+				return err
+			}
+		}
+		for _, e := range r.Events {
+			if _, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
+				return err
+			}
+			if err := t.openIncident(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
+				return err
+			}
+			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
+		}
+		if state != info.state && state == keepwatch.ServerConsentWithdrawn {
+			out.Changes = append(out.Changes, info.change("consent_withdrawn", "", true, at))
+		}
+		out.State = state
+		return nil
+	})
+	return out, err
+}
+
+// applyConditions replaces the server's active conditions by the reported
+// set, recording what was raised and cleared.
+func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at time.Time, out *Applied) error {
+	rows, err := t.query(`SELECT kind, subject FROM conditions WHERE server_id = ?`, info.id)
+	if err != nil {
+		return err
+	}
+	var active []keepwatch.Condition
+	for rows.Next() {
+		var c keepwatch.Condition
+		if err := rows.Scan(&c.Kind, &c.Subject); err != nil {
+			rows.Close()
+			return dbErr(err)
+		}
+		active = append(active, c)
+	}
+	if err := rows.Close(); err != nil {
+		return dbErr(err)
+	}
+	raised, cleared := keepwatch.Diff(active, reported)
+	for _, c := range cleared {
+		if _, err := t.exec(`DELETE FROM conditions WHERE server_id = ? AND kind = ? AND subject = ?`, info.id, c.Kind, c.Subject); err != nil {
+			return err
+		}
+		sev := keepwatch.SeverityOf(c.Kind)
+		if err := t.recordChange(info, c.Kind, c.Subject, sev, false, at); err != nil {
+			return err
+		}
+		if err := t.resolveIncident(info, c.Kind, c.Subject, at, "keepwatch"); err != nil {
+			return err
+		}
+		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, false, at))
+	}
+	for _, c := range raised {
+		since := c.Since
+		if since.IsZero() || since.After(at) {
+			since = at
+		}
+		if _, err := t.exec(`INSERT INTO conditions (server_id, kind, subject, severity, since, message) VALUES (?, ?, ?, ?, ?, ?)`,
+			info.id, c.Kind, c.Subject, string(c.Severity), since.UnixMilli(), c.Message); err != nil {
+			return err
+		}
+		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, true, since); err != nil {
+			return err
+		}
+		if err := t.openIncident(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
+			return err
+		}
+		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, true, since))
+	}
+	return nil
+}
+
+// recordChange writes a history row.
+func (t *Tx) recordChange(info serverInfo, kind, subject string, sev keepwatch.Severity, active bool, at time.Time) error {
+	a := 0
+	if active {
+		a = 1
+	}
+	_, err := t.exec(`INSERT INTO state_changes (installation_id, server_id, kind, subject, severity, active, at, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, kind, subject, string(sev), a, at.UnixMilli(), t.s.now().UnixMilli())
+	return err
+}
+
+// openIncident opens an incident for (server, kind, subject), or counts a
+// recurrence on the one still open.
+func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time) error {
+	r, err := t.exec(`UPDATE incidents SET count = count + 1, last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END
+		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved'`, at.UnixMilli(), at.UnixMilli(), info.id, kind, subject)
+	if err != nil {
+		return err
+	}
+	if n, _ := r.RowsAffected(); n > 0 {
+		return nil
+	}
+	ev := 0
+	if event {
+		ev = 1
+	}
+	_, err = t.exec(`INSERT INTO incidents (installation_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
+		VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, info.id, kind, subject, string(sev), ev, at.UnixMilli(), at.UnixMilli())
+	return err
+}
+
+// resolveIncident resolves the open incident of a cleared condition.
+func (t *Tx) resolveIncident(info serverInfo, kind, subject string, at time.Time, by string) error {
+	_, err := t.exec(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?
+		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved'`, at.UnixMilli(), by, info.id, kind, subject)
+	return err
+}

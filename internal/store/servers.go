@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"keepwatch"
+)
+
+// ServerRecord is what the monitor and ingest keep in memory for a server.
+type ServerRecord struct {
+	ID             string
+	InstallationID int64
+	IntegratorID   int64 // 0 if the SLC is not registered
+	SLC            string
+	Name           string
+	Key            []byte
+	State          keepwatch.ServerState
+	LastSeen       int64 // Unix ms, 0 if never
+	LastSeq        uint64
+	IntervalMS     int64
+	Revoked        bool
+	CarePlusUntil  keepwatch.Date
+}
+
+// Enrollment is a new recording server, or a re-enrollment of one with the
+// same name in the same installation (a reinstalled agent), which gives it
+// a new key and restarts its sequence numbers.
+type Enrollment struct {
+	InstallationID int64
+	ID             string // from ServerIDByName for a known name, else new
+	Name           string
+	Key            []byte
+	Interval       time.Duration
+	AgentVersion   string
+}
+
+// Enroll stores a server's key and returns its id.
+func (s *Store) Enroll(ctx context.Context, e Enrollment) (string, error) {
+	id := e.ID
+	err := s.tx(ctx, func(t *Tx) error {
+		rev, err := t.nextRev()
+		if err != nil {
+			return err
+		}
+		now := s.now().UnixMilli()
+		var existing string
+		var revoked sql.NullInt64
+		err = t.queryRow(`SELECT id, revoked_at FROM servers WHERE installation_id = ? AND name = ?`, e.InstallationID, e.Name).Scan(&existing, &revoked)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = t.exec(`INSERT INTO servers (id, installation_id, name, report_key, state, state_since, consent, interval_ms, agent_version, enrolled_at, rev)
+				VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
+				id, e.InstallationID, e.Name, e.Key, string(keepwatch.ServerPending), now, e.Interval.Milliseconds(), e.AgentVersion, now, rev)
+			return err
+		case err != nil:
+			return dbErr(err)
+		case revoked.Valid:
+			return keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "this server was revoked by the operator")
+		}
+		if existing != e.ID {
+			return keepwatch.Errorf(keepwatch.ECONFLICT, "server %q is being enrolled concurrently, retry", e.Name)
+		}
+		_, err = t.exec(`UPDATE servers SET report_key = ?, last_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ? WHERE id = ?`,
+			e.Key, e.AgentVersion, now, rev, id)
+		return err
+	})
+	return id, err
+}
+
+// ServerIDByName returns the id of an installation's server with that name,
+// or "" if there is none, so that a re-enrolling agent keeps its identity.
+func (s *Store) ServerIDByName(ctx context.Context, installationID int64, name string) (string, error) {
+	var id string
+	err := s.queryRow(ctx, `SELECT id FROM servers WHERE installation_id = ? AND name = ?`, installationID, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return id, dbErr(err)
+}
+
+// RevokeServer stops a server from reporting; its reports are then refused.
+func (s *Store) RevokeServer(ctx context.Context, id string) error {
+	return s.tx(ctx, func(t *Tx) error {
+		rev, err := t.nextRev()
+		if err != nil {
+			return err
+		}
+		r, err := t.exec(`UPDATE servers SET revoked_at = ?, rev = ? WHERE id = ? AND revoked_at IS NULL`, s.now().UnixMilli(), rev, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no active server %s", id)
+		}
+		return nil
+	})
+}
+
+const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until`
+
+func scanServerRecords(rows *sql.Rows) ([]ServerRecord, error) {
+	defer rows.Close()
+	var out []ServerRecord
+	for rows.Next() {
+		var r ServerRecord
+		var state, until string
+		var seq int64
+		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until); err != nil {
+			return nil, dbErr(err)
+		}
+		r.State, r.LastSeq = keepwatch.ServerState(state), uint64(seq)
+		r.CarePlusUntil, _ = keepwatch.ParseDate(until)
+		out = append(out, r)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// ServerRecord loads one server for ingest; not_found if unknown.
+func (s *Store) ServerRecord(ctx context.Context, id string) (ServerRecord, error) {
+	rows, err := s.query(ctx, `SELECT `+serverRecordCols+` FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`, id)
+	if err != nil {
+		return ServerRecord{}, err
+	}
+	rs, err := scanServerRecords(rows)
+	if err != nil {
+		return ServerRecord{}, err
+	}
+	if len(rs) == 0 {
+		return ServerRecord{}, keepwatch.Errorf(keepwatch.ENOTFOUND, "unknown server")
+	}
+	return rs[0], nil
+}
+
+// ChangedServers returns the servers whose row or installation changed
+// after revision since (all servers for 0), and the current revision.
+func (s *Store) ChangedServers(ctx context.Context, since int64) ([]ServerRecord, int64, error) {
+	var rev int64
+	if err := s.queryRow(ctx, `SELECT value FROM meta WHERE key = 'rev'`).Scan(&rev); err != nil {
+		return nil, 0, dbErr(err)
+	}
+	if rev == since {
+		return nil, rev, nil
+	}
+	rows, err := s.query(ctx, `SELECT `+serverRecordCols+` FROM servers s JOIN installations i ON i.id = s.installation_id
+		WHERE s.rev > ? OR i.rev > ?`, since, since)
+	if err != nil {
+		return nil, 0, err
+	}
+	rs, err := scanServerRecords(rows)
+	return rs, rev, err
+}
+
+// Seen is a server's latest liveness, persisted write-behind.
+type Seen struct {
+	ID         string
+	LastSeen   int64
+	LastSeq    uint64
+	IntervalMS int64
+}
+
+// FlushSeen persists a batch of last_seen/last_seq values in one
+// transaction. Values only move forward, so a late batch cannot undo a
+// newer durable write. Callers pass the batch sorted by id, which keeps the
+// B-tree walk sequential.
+func (s *Store) FlushSeen(ctx context.Context, batch []Seen) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if s.dialect == Postgres {
+		ids := make([]string, len(batch))
+		seen := make([]int64, len(batch))
+		seq := make([]int64, len(batch))
+		interval := make([]int64, len(batch))
+		for i, b := range batch {
+			ids[i], seen[i], seq[i], interval[i] = b.ID, b.LastSeen, int64(b.LastSeq), b.IntervalMS
+		}
+		_, err := s.write.ExecContext(ctx, `UPDATE servers SET last_seen = GREATEST(servers.last_seen, u.seen),
+			last_seq = GREATEST(servers.last_seq, u.seq), interval_ms = u.interval
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, seen, seq, interval) WHERE servers.id = u.id`, ids, seen, seq, interval)
+		return dbErr(err)
+	}
+	return s.tx(ctx, func(t *Tx) error {
+		stmt, err := t.tx.PrepareContext(ctx, `UPDATE servers SET last_seen = MAX(last_seen, ?), last_seq = MAX(last_seq, ?), interval_ms = ? WHERE id = ?`)
+		if err != nil {
+			return dbErr(err)
+		}
+		defer stmt.Close()
+		for _, b := range batch {
+			if _, err := stmt.ExecContext(ctx, b.LastSeen, int64(b.LastSeq), b.IntervalMS, b.ID); err != nil {
+				return dbErr(err)
+			}
+		}
+		return nil
+	})
+}
+
+// MarkUnavailable declares a silent server unavailable, compare-and-set:
+// only if it is still ok and nobody recorded a report newer than lastSeen.
+// It writes the state-change row and opens the incident. ok is false when
+// another writer got there first.
+func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time) (ch keepwatch.Change, ok bool, err error) {
+	err = s.tx(ctx, func(t *Tx) error {
+		info, err := t.serverInfo(id)
+		if err != nil {
+			return err
+		}
+		r, err := t.exec(`UPDATE servers SET state = ?, state_since = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END
+			WHERE id = ? AND state = ? AND last_seen <= ?`,
+			string(keepwatch.ServerUnavailable), at.UnixMilli(), lastSeen, lastSeen, id, string(keepwatch.ServerOK), lastSeen)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return nil
+		}
+		ch = info.change(keepwatch.KindServerUnavailable, "", true, at)
+		ok = true
+		if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
+			return err
+		}
+		return t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at)
+	})
+	return ch, ok, err
+}
+
+// serverInfo is what a transaction needs to know to record a change.
+type serverInfo struct {
+	id             string
+	name           string
+	installationID int64
+	integratorID   int64
+	slc            string
+	state          keepwatch.ServerState
+	lastSeq        uint64
+	revoked        bool
+}
+
+func (i serverInfo) change(kind, subject string, active bool, at time.Time) keepwatch.Change {
+	return keepwatch.Change{IntegratorID: i.integratorID, SLC: i.slc, ServerID: i.id, Server: i.name,
+		Kind: kind, Subject: subject, Active: active, At: at.UTC()}
+}
+
+func (t *Tx) serverInfo(id string) (serverInfo, error) {
+	var i serverInfo
+	var state string
+	var seq int64
+	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.revoked_at IS NOT NULL
+		FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`, id).
+		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return i, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown server")
+	}
+	i.state, i.lastSeq = keepwatch.ServerState(state), uint64(seq)
+	return i, dbErr(err)
+}
