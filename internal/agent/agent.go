@@ -32,7 +32,7 @@ type State struct {
 	SLC          string    `json:"slc"`
 	Name         string    `json:"name"`
 	ServerID     string    `json:"server_id"`
-	Key          []byte    `json:"key"`
+	Key          []byte    `json:"key,omitempty"`
 	Seq          uint64    `json:"seq"`
 	Interval     int64     `json:"heartbeat_interval_seconds"`
 	Consent      bool      `json:"consent"`
@@ -106,7 +106,9 @@ type ServerError struct {
 	Message string
 }
 
-func (e *ServerError) Error() string { return fmt.Sprintf("keepwatch refused (%s): %s", e.Code, e.Message) }
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("keepwatch refused (%s): %s", e.Code, e.Message)
+}
 
 // Client talks to one keepwatch server.
 type Client struct {

@@ -363,7 +363,7 @@ func (m *Monitor) Sweep(ctx context.Context) {
 	m.lastSweep = now
 	var expired []*Entry
 	m.lag = 0
-	for m.heap.Len() > 0 && m.heap[0].deadline <= now {
+	for m.heap.Len() > 0 && m.heap[0].deadline < now { // unavailable when now > deadline
 		e := m.heap[0]
 		if floor := m.guardStart + m.window(e.IntervalMS); floor > now {
 			m.schedule(e, floor)
@@ -389,7 +389,7 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 	if e.State != keepwatch.ServerOK || e.Revoked {
 		return
 	}
-	if d := e.LastSeen + m.window(e.IntervalMS); d > now { // a report arrived meanwhile
+	if d := e.LastSeen + m.window(e.IntervalMS); d >= now { // a report arrived meanwhile
 		m.mu.Lock()
 		if e.heapIdx < 0 {
 			m.schedule(e, d)
