@@ -156,7 +156,7 @@ func (h *Handler) listInstallations(w http.ResponseWriter, r *http.Request, p ke
 func slcParam(r *http.Request) (string, error) {
 	slc, err := keepwatch.NormalizeSLC(r.PathValue("slc"))
 	if err != nil {
-		return "", keepwatch.Errorf(keepwatch.ENOTFOUND, "no installation %q in your account", r.PathValue("slc"))
+		return "", keepwatch.Errorf(keepwatch.ENOTFOUND, "no such installation in your account")
 	}
 	return slc, nil
 }
@@ -212,7 +212,7 @@ func (h *Handler) listIncidents(w http.ResponseWriter, r *http.Request, p keepwa
 func incidentID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		return 0, keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %q in your account", r.PathValue("id"))
+		return 0, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")
 	}
 	return id, nil
 }

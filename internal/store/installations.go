@@ -126,8 +126,10 @@ func (s *Store) Release(ctx context.Context, integratorID int64, slc string) err
 	})
 }
 
-func notFound(slc string) error {
-	return keepwatch.Errorf(keepwatch.ENOTFOUND, "no installation %s in your account", slc)
+// notFound is the same answer for an SLC that does not exist and one that
+// belongs to someone else.
+func notFound(string) error {
+	return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such installation in your account")
 }
 
 // Installations returns the views of all installations registered to an
