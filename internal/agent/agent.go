@@ -176,6 +176,21 @@ func Enroll(ctx context.Context, o EnrollOptions) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := EnrollWith(ctx, c, o)
+	if err != nil {
+		return nil, err
+	}
+	if st.CAFile = o.CAFile; st.CAFile != "" {
+		if abs, err := filepath.Abs(st.CAFile); err == nil {
+			st.CAFile = abs
+		}
+	}
+	return st, nil
+}
+
+// EnrollWith enrolls through an existing client (o.Server and o.CAFile
+// are not used).
+func EnrollWith(ctx context.Context, c *Client, o EnrollOptions) (*State, error) {
 	priv, err := ecdh.X25519().GenerateKey(nil)
 	if err != nil {
 		return nil, err
@@ -200,14 +215,8 @@ func Enroll(ctx context.Context, o EnrollOptions) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca := o.CAFile
-	if ca != "" {
-		if abs, err := filepath.Abs(ca); err == nil {
-			ca = abs
-		}
-	}
 	return &State{
-		Server: c.BaseURL, CAFile: ca, SLC: strings.ToUpper(o.SLC), Name: o.Name, ServerID: resp.ServerID, Key: key,
+		Server: c.BaseURL, SLC: strings.ToUpper(o.SLC), Name: o.Name, ServerID: resp.ServerID, Key: key,
 		Interval: resp.HeartbeatIntervalSeconds, Consent: true, EnrolledAt: time.Now().UTC(),
 	}, nil
 }

@@ -1,0 +1,208 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/agent"
+	"keepwatch/internal/app"
+	"keepwatch/internal/protocol"
+	"keepwatch/internal/secret"
+)
+
+var ctx = context.Background()
+
+type rig struct {
+	a   *app.App
+	srv *httptest.Server
+	key string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	a, err := app.New(ctx, app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Monitor.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Store.Close() })
+	key := "kwe_test-enrollment-key"
+	until, _ := keepwatch.ParseDate("2099-01-01")
+	if _, err := a.Store.CreateInstallation(ctx, keepwatch.Installation{SLC: "SITE-0001", Customer: "c", Product: "p", CarePlusUntil: until}, secret.Hash(key)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(a.Handler())
+	t.Cleanup(srv.Close)
+	return &rig{a: a, srv: srv, key: key}
+}
+
+func (r *rig) enroll(t *testing.T, name string) *agent.Sender {
+	t.Helper()
+	st, err := agent.Enroll(ctx, agent.EnrollOptions{Server: r.srv.URL, SLC: "SITE-0001", Key: r.key, Name: name, Consent: true, CAFile: ""})
+	if err == nil {
+		t.Fatal("enrollment trusted an unknown certificate")
+	}
+	c := &agent.Client{BaseURL: r.srv.URL, HTTP: r.srv.Client()}
+	st, err = agent.EnrollWith(ctx, c, agent.EnrollOptions{SLC: "SITE-0001", Key: r.key, Name: name, Consent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &agent.Sender{State: st, Client: c}
+}
+
+// post sends raw bytes to the report endpoint.
+func (r *rig) post(t *testing.T, body []byte) (int, string) {
+	t.Helper()
+	resp, err := r.srv.Client().Post(r.srv.URL+protocol.ReportPath, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb protocol.ErrorBody
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &eb)
+	return resp.StatusCode, eb.Error.Code
+}
+
+func seal(t *testing.T, s *agent.Sender, seq uint64, payload string) []byte {
+	t.Helper()
+	id, _ := protocol.ParseServerID(s.State.ServerID)
+	env, err := protocol.Seal(s.State.Key, id, seq, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestHostileReportsAreRefusedCountedAndHarmless(t *testing.T) {
+	r := newRig(t)
+	victim := r.enroll(t, "RS-01")
+	bystander := r.enroll(t, "RS-02")
+
+	// A bystander keeps reporting throughout; none of its reports may fail.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bystanderErr error
+	var sent int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p, _ := agent.StatusPayload([]string{fmt.Sprintf("camera_unreachable:cam-%d", sent%3)}, nil, time.Now())
+			if _, err := bystander.Send(ctx, p); err != nil {
+				bystanderErr = err
+				return
+			}
+			sent++
+		}
+	}()
+
+	good := seal(t, victim, 1, `{"conditions":[]}`)
+	if status, c := r.post(t, good); status != 200 {
+		t.Fatalf("genuine report: %d %s", status, c)
+	}
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-20] ^= 0x40
+	forgedID := seal(t, victim, 5, `{}`)
+	forgedID[3] ^= 0xff
+	otherKey := bytes.Clone(seal(t, victim, 6, ""))
+	otherKey[30] ^= 1 // nonce changed: tag fails
+	manyConds := `{"conditions":[` + strings.TrimSuffix(strings.Repeat(`{"kind":"x"},`, keepwatch.MaxConditions+1), ",") + `]}`
+	cases := []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"replayed", good, 409, keepwatch.EREPLAYED},
+		{"replayed older", seal(t, victim, 1, ""), 409, keepwatch.EREPLAYED},
+		{"tampered", tampered, 401, keepwatch.EUNAUTHORIZED},
+		{"forged server id", forgedID, 401, keepwatch.EUNAUTHORIZED},
+		{"bad nonce", otherKey, 401, keepwatch.EUNAUTHORIZED},
+		{"truncated", good[:30], 400, keepwatch.EINVALID},
+		{"empty", nil, 400, keepwatch.EINVALID},
+		{"garbage", bytes.Repeat([]byte("garbage!"), 40), 400, keepwatch.EINVALID},
+		{"zero sequence", seal(t, victim, 0, ""), 400, keepwatch.EINVALID},
+		{"oversized", append(seal(t, victim, 7, ""), make([]byte, protocol.MaxEnvelope)...), 413, keepwatch.ETOOLARGE},
+		{"payload not JSON", seal(t, victim, 8, "{nope"), 400, keepwatch.EINVALID},
+		{"bad kind", seal(t, victim, 9, `{"conditions":[{"kind":"Storage Full"}]}`), 400, keepwatch.EINVALID},
+		{"reserved kind", seal(t, victim, 10, `{"conditions":[{"kind":"server_unavailable"}]}`), 400, keepwatch.EINVALID},
+		{"too many conditions", seal(t, victim, 11, manyConds), 400, keepwatch.EINVALID},
+		{"control characters", seal(t, victim, 12, `{"conditions":[{"kind":"x","subject":"a\u0000b"}]}`), 400, keepwatch.EINVALID},
+	}
+	before := map[string]uint64{}
+	for _, c := range cases {
+		before[c.code] = r.a.Ingest.Refused(c.code)
+	}
+	want := map[string]uint64{}
+	for _, c := range cases {
+		status, code := r.post(t, c.body)
+		if status != c.status || code != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, status, code, c.status, c.code)
+		}
+		want[c.code]++
+	}
+	for code, n := range want {
+		if got := r.a.Ingest.Refused(code) - before[code]; got != n {
+			t.Errorf("refused{code=%s} grew by %d, want %d", code, got, n)
+		}
+	}
+	// The victim's accepted state is intact and it can go on reporting.
+	if status, c := r.post(t, seal(t, victim, 20, `{"conditions":[{"kind":"storage_full","subject":"E:"}]}`)); status != 200 {
+		t.Fatalf("victim after attacks: %d %s", status, c)
+	}
+	close(stop)
+	wg.Wait()
+	if bystanderErr != nil || sent == 0 {
+		t.Fatalf("bystander: %d sent, err %v", sent, bystanderErr)
+	}
+}
+
+func TestOversizedEnrollmentIsRefused(t *testing.T) {
+	r := newRig(t)
+	body := `{"slc":"SITE-0001","name":"` + strings.Repeat("x", 20<<10) + `"}`
+	resp, err := r.srv.Client().Post(r.srv.URL+protocol.EnrollPath, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func TestReEnrollmentKeepsIdentityAndRotatesKey(t *testing.T) {
+	r := newRig(t)
+	first := r.enroll(t, "RS-01")
+	if _, err := first.Send(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := r.enroll(t, "RS-01")
+	if second.State.ServerID != first.State.ServerID || bytes.Equal(second.State.Key, first.State.Key) {
+		t.Fatalf("re-enrollment: id %s→%s, key changed %v", first.State.ServerID, second.State.ServerID, !bytes.Equal(second.State.Key, first.State.Key))
+	}
+	if _, err := second.Send(ctx, nil); err != nil {
+		t.Fatalf("new key, sequence restarted: %v", err)
+	}
+	if _, err := first.Send(ctx, nil); err == nil || !strings.Contains(err.Error(), keepwatch.EUNAUTHORIZED) {
+		t.Fatalf("old key still accepted: %v", err)
+	}
+}
