@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"keepwatch/internal/agent"
+	"keepwatch/internal/tlsutil"
+)
+
+// TestMain lets the test binary act as the keepwatch command, so crash
+// tests can run a real server process and kill it.
+func TestMain(m *testing.M) {
+	if os.Getenv("KEEPWATCH_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serverProcess runs `keepwatch serve` in a child process.
+type serverProcess struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *os.File
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startServer(t *testing.T, data, addr string) *serverProcess {
+	t.Helper()
+	logs, err := os.OpenFile(filepath.Join(data, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "serve", "--data", data, "--addr", addr, "--self-signed", "--heartbeat-interval", "60s")
+	cmd.Env = append(os.Environ(), "KEEPWATCH_TEST_RUN_MAIN=1")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProcess{cmd: cmd, url: "https://" + addr, logs: logs}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logs.Close()
+	})
+	tc, _ := tlsutil.ClientConfig("")
+	tc.InsecureSkipVerify = true // only to poll /healthz before the cert exists
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := hc.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(data, "server.log"))
+			t.Fatalf("server did not become ready: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestKill9LosesNoAcknowledgedReport(t *testing.T) {
+	data := t.TempDir()
+	admin := func(args ...string) string {
+		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
+		return strings.TrimSpace(out)
+	}
+	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
+	key := admin("license", "add", "--slc", "CRASH-0001", "--customer", "c", "--product", "p", "--cameras", "1", "--care-plus-until", "2099-01-01")
+
+	addr := freePort(t)
+	srv := startServer(t, data, addr)
+	ca := filepath.Join(data, "tls", "cert.pem")
+	api := newAPIClient(t, srv.url, ca, token)
+	if code, body := api.do("POST", "/api/v1/registrations", map[string]string{"slc": "CRASH-0001"}); code != 201 {
+		t.Fatalf("register: %d %v", code, body)
+	}
+	st, err := agent.Enroll(context.Background(), agent.EnrollOptions{Server: srv.url, CAFile: ca, SLC: "CRASH-0001", Key: key, Name: "RS-01", Consent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := agent.NewClient(srv.url, ca)
+	sender := &agent.Sender{State: st, Client: c}
+
+	// Stream status reports, each with a distinct event and a condition set
+	// that names its number, until the server is killed.
+	var mu sync.Mutex
+	var acked []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 1; ; n++ {
+			p, _ := agent.StatusPayload([]string{fmt.Sprintf("camera_unreachable:cam-%d", n)}, []string{fmt.Sprintf("archive_move_failed:report-%d", n)}, time.Now().UTC())
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := sender.Send(ctx, p)
+			cancel()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			acked = append(acked, n)
+			mu.Unlock()
+		}
+	}()
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 100 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Wait()
+	<-done
+	mu.Lock()
+	last := acked[len(acked)-1]
+	mu.Unlock()
+
+	srv2 := startServer(t, data, addr)
+	api = newAPIClient(t, srv2.url, ca, token)
+	code, body := api.do("GET", "/api/v1/incidents?limit=5000", nil)
+	if code != 200 {
+		t.Fatalf("incidents: %d %v", code, body)
+	}
+	have := map[string]bool{}
+	for _, it := range body["incidents"].([]any) {
+		m := it.(map[string]any)
+		if m["kind"] == "archive_move_failed" {
+			have[m["subject"].(string)] = true
+		}
+	}
+	for _, n := range acked {
+		if !have[fmt.Sprintf("report-%d", n)] {
+			t.Fatalf("acknowledged report %d lost after kill -9 (%d acknowledged)", n, len(acked))
+		}
+	}
+	// The stored conditions are those of the last acknowledged report, or of
+	// the one in flight when the process died (stored, never acknowledged).
+	_, inst := api.do("GET", "/api/v1/installations/CRASH-0001", nil)
+	conds := inst["conditions"].([]any)
+	var subjects []string
+	for _, c := range conds {
+		if m := c.(map[string]any); m["kind"] == "camera_unreachable" {
+			subjects = append(subjects, m["subject"].(string))
+		}
+	}
+	if len(subjects) != 1 || (subjects[0] != fmt.Sprintf("cam-%d", last) && subjects[0] != fmt.Sprintf("cam-%d", last+1)) {
+		t.Fatalf("after restart camera conditions %v, last acknowledged report %d", subjects, last)
+	}
+	// The agent carries on with its next sequence number.
+	if _, err := sender.Send(context.Background(), nil); err != nil {
+		t.Fatalf("report after restart: %v", err)
+	}
+	t.Logf("%d reports acknowledged before kill -9, all present after restart", len(acked))
+}
