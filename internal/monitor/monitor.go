@@ -56,7 +56,7 @@ type Entry struct {
 
 	// guarded by Monitor.mu
 	deadline int64
-	heapIdx  int
+	heapPos  int // position in the deadline heap + 1; 0 when not in it
 	dirty    bool
 }
 
@@ -195,7 +195,7 @@ func (m *Monitor) apply(r store.ServerRecord) *Entry {
 	m.mu.Lock()
 	e, ok := m.servers[id]
 	if !ok {
-		e = &Entry{ID: id, heapIdx: -1}
+		e = &Entry{ID: id}
 		m.servers[id] = e
 	}
 	m.mu.Unlock()
@@ -222,8 +222,8 @@ func (m *Monitor) apply(r store.ServerRecord) *Entry {
 	m.mu.Lock()
 	if watch {
 		m.schedule(e, deadline)
-	} else if e.heapIdx >= 0 {
-		heap.Remove(&m.heap, e.heapIdx)
+	} else if e.heapPos > 0 {
+		heap.Remove(&m.heap, e.heapPos-1)
 	}
 	m.mu.Unlock()
 	return e
@@ -294,8 +294,8 @@ func (m *Monitor) Seen(e *Entry, seq uint64, at time.Time, state keepwatch.Serve
 	m.mu.Lock()
 	if state == keepwatch.ServerOK {
 		m.schedule(e, deadline)
-	} else if e.heapIdx >= 0 {
-		heap.Remove(&m.heap, e.heapIdx)
+	} else if e.heapPos > 0 {
+		heap.Remove(&m.heap, e.heapPos-1)
 	}
 	if !persisted && !e.dirty {
 		e.dirty = true
@@ -307,8 +307,8 @@ func (m *Monitor) Seen(e *Entry, seq uint64, at time.Time, state keepwatch.Serve
 // schedule sets e's deadline; m.mu must be held.
 func (m *Monitor) schedule(e *Entry, deadline int64) {
 	e.deadline = deadline
-	if e.heapIdx >= 0 {
-		heap.Fix(&m.heap, e.heapIdx)
+	if e.heapPos > 0 {
+		heap.Fix(&m.heap, e.heapPos-1)
 	} else {
 		heap.Push(&m.heap, e)
 	}
@@ -391,7 +391,7 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 	}
 	if d := e.LastSeen + m.window(e.IntervalMS); d >= now { // a report arrived meanwhile
 		m.mu.Lock()
-		if e.heapIdx < 0 {
+		if e.heapPos == 0 {
 			m.schedule(e, d)
 		}
 		m.mu.Unlock()
@@ -404,7 +404,7 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 	if err != nil {
 		m.log.Error("mark unavailable", "server", e.ID.String(), "err", err)
 		m.mu.Lock()
-		if e.heapIdx < 0 {
+		if e.heapPos == 0 {
 			m.schedule(e, now+1000) // retry in a second
 		}
 		m.mu.Unlock()
@@ -455,19 +455,19 @@ func (h deadlineHeap) Len() int           { return len(h) }
 func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapPos = i + 1
+	h[j].heapPos = j + 1
 }
 func (h *deadlineHeap) Push(x any) {
 	e := x.(*Entry)
-	e.heapIdx = len(*h)
 	*h = append(*h, e)
+	e.heapPos = len(*h)
 }
 func (h *deadlineHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	e.heapIdx = -1
+	e.heapPos = 0
 	return e
 }
