@@ -24,6 +24,7 @@ test: deps vet
 	bash scripts/check-deps.sh
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 15m ./...
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 
 # Longer fuzzing of the decoders.
 fuzz:

@@ -33,7 +33,7 @@ func TestPayloadEventTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Events[0].At.Equal(now.Add(-150*time.Minute)) {
+	if !r.Events[0].At.Equal(now.Add(-150 * time.Minute)) {
 		t.Errorf("offline event moved: %s", r.Events[0].At)
 	}
 	if !r.Events[1].At.Equal(now) || !r.Events[2].At.Equal(now) {
