@@ -24,24 +24,25 @@ func ParseIncidentState(s string) (IncidentState, error) {
 // Incident is what an integrator acts on. A state condition opens one and
 // resolves it when it clears; an event opens one that a person resolves.
 type Incident struct {
-	ID         int64         `json:"id"`
-	SLC        string        `json:"slc"`
-	Customer   string        `json:"customer"`
-	Server     string        `json:"server"`
-	ServerID   string        `json:"server_id"`
-	Kind       string        `json:"kind"`
-	Subject    string        `json:"subject"`
-	Severity   Severity      `json:"severity"`
-	Event      bool          `json:"event"`
-	State      IncidentState `json:"state"`
-	OpenedAt   time.Time     `json:"opened_at"`
-	LastAt     time.Time     `json:"last_at"`
-	Count      int           `json:"count"`
-	AckedAt    *time.Time    `json:"acked_at,omitempty"`
-	AckedBy    string        `json:"acked_by,omitempty"`
-	AckNote    string        `json:"ack_note,omitempty"`
-	ResolvedAt *time.Time    `json:"resolved_at,omitempty"`
-	ResolvedBy string        `json:"resolved_by,omitempty"`
+	ID          int64         `json:"id"`
+	SLC         string        `json:"slc"`
+	Customer    string        `json:"customer"`
+	Server      string        `json:"server"`
+	ServerID    string        `json:"server_id"`
+	Kind        string        `json:"kind"`
+	Subject     string        `json:"subject"`
+	Severity    Severity      `json:"severity"`
+	Event       bool          `json:"event"`
+	State       IncidentState `json:"state"`
+	OpenedAt    time.Time     `json:"opened_at"`
+	LastAt      time.Time     `json:"last_at"`
+	Count       int           `json:"count"`
+	AckedAt     *time.Time    `json:"acked_at,omitempty"`
+	AckedBy     string        `json:"acked_by,omitempty"`
+	AckNote     string        `json:"ack_note,omitempty"`
+	ResolvedAt  *time.Time    `json:"resolved_at,omitempty"`
+	ResolvedBy  string        `json:"resolved_by,omitempty"`
+	ResolveNote string        `json:"resolve_note,omitempty"`
 }
 
 // Change is a state change of a server or condition, as published to live

@@ -270,10 +270,11 @@ func (h *Handler) resolveIncident(w http.ResponseWriter, r *http.Request, p keep
 	if err != nil {
 		return err
 	}
-	if _, err := readNote(w, r); err != nil {
+	note, err := readNote(w, r)
+	if err != nil {
 		return err
 	}
-	n, err := h.Store.ResolveIncident(r.Context(), p.IntegratorID, id, p.Actor)
+	n, err := h.Store.ResolveIncident(r.Context(), p.IntegratorID, id, p.Actor, note)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 const incidentCols = `n.id, i.slc, i.customer, s.name, s.id, n.kind, n.subject, n.severity, n.is_event, n.state, n.opened_at, n.last_at, n.count,
-	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by`
+	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note`
 
 const incidentFrom = ` FROM incidents n JOIN installations i ON i.id = n.installation_id JOIN servers s ON s.id = n.server_id`
 
@@ -46,7 +46,7 @@ func scanIncident(r scanner) (keepwatch.Incident, error) {
 	var event bool
 	var acked, resolved sql.NullInt64
 	err := r.Scan(&n.ID, &n.SLC, &n.Customer, &n.Server, &n.ServerID, &n.Kind, &n.Subject, &sev, &event, &state, &opened, &last, &n.Count,
-		&acked, &n.AckedBy, &n.AckNote, &resolved, &n.ResolvedBy)
+		&acked, &n.AckedBy, &n.AckNote, &resolved, &n.ResolvedBy, &n.ResolveNote)
 	if err != nil {
 		return n, err
 	}
@@ -80,10 +80,10 @@ func (s *Store) AckIncident(ctx context.Context, integratorID, id int64, by, not
 }
 
 // ResolveIncident resolves an open or acknowledged incident by hand.
-func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by string) (keepwatch.Incident, error) {
+func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
 	return s.transitionIncident(ctx, integratorID, id,
-		`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ? AND state <> 'resolved'`,
-		[]any{s.now().UnixMilli(), by, id}, "the incident is already resolved")
+		`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolve_note = ? WHERE id = ? AND state <> 'resolved'`,
+		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved")
 }
 
 // transitionIncident checks that the incident belongs to the integrator,

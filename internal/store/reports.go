@@ -64,7 +64,7 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 			args = append(args, at.UnixMilli())
 		}
 		args = append(args, r.ServerID)
-		if _, err := t.exec(`UPDATE servers SET last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, last_seq = ?, agent_version = ?,
+		if _, err := t.exec(`UPDATE servers SET last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, last_seq = ?, agent_version = COALESCE(NULLIF(?, ''), agent_version),
 			interval_ms = ?, state = ?, consent = ?, state_since = `+stateSince+` WHERE id = ?`, args...); err != nil {
 			return err
 		}

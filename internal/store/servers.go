@@ -63,7 +63,10 @@ func (s *Store) Enroll(ctx context.Context, e Enrollment) (string, error) {
 		if existing != e.ID {
 			return keepwatch.Errorf(keepwatch.ECONFLICT, "server %q is being enrolled concurrently, retry", e.Name)
 		}
-		_, err = t.exec(`UPDATE servers SET report_key = ?, last_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ? WHERE id = ?`,
+		// Enrolling again requires consent, so a server that had withdrawn
+		// it starts over as pending (monitored from its first report).
+		_, err = t.exec(`UPDATE servers SET report_key = ?, last_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ?,
+			state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
 			e.Key, e.AgentVersion, now, rev, id)
 		return err
 	})

@@ -210,7 +210,7 @@ func TestReadsAreTenantScoped(t *testing.T) {
 		wantCode(t, err, keepwatch.ENOTFOUND)
 		_, err = s.AckIncident(ctx, f.bob, ins[0].ID, "user:mallory", "")
 		wantCode(t, err, keepwatch.ENOTFOUND)
-		_, err = s.ResolveIncident(ctx, f.bob, ins[0].ID, "user:mallory")
+		_, err = s.ResolveIncident(ctx, f.bob, ins[0].ID, "user:mallory", "")
 		wantCode(t, err, keepwatch.ENOTFOUND)
 	})
 }
@@ -315,12 +315,12 @@ func TestEventOpensIncidentUntilResolvedByHand(t *testing.T) {
 		}
 		_, err = s.AckIncident(ctx, f.alice, ins[0].ID, "user:tech@alice", "")
 		wantCode(t, err, keepwatch.ECONFLICT)
-		n, err = s.ResolveIncident(ctx, f.alice, ins[0].ID, "user:tech@alice")
+		n, err = s.ResolveIncident(ctx, f.alice, ins[0].ID, "user:tech@alice", "disk replaced")
 		must(t, err)
-		if n.State != keepwatch.IncidentResolved || n.ResolvedAt == nil {
+		if n.State != keepwatch.IncidentResolved || n.ResolvedAt == nil || n.ResolveNote != "disk replaced" {
 			t.Fatalf("resolved = %+v", n)
 		}
-		_, err = s.ResolveIncident(ctx, f.alice, ins[0].ID, "user:tech@alice")
+		_, err = s.ResolveIncident(ctx, f.alice, ins[0].ID, "user:tech@alice", "")
 		wantCode(t, err, keepwatch.ECONFLICT)
 		v, err = s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
 		must(t, err)

@@ -122,7 +122,8 @@ CREATE TABLE incidents (
     acked_by        TEXT NOT NULL DEFAULT '',
     ack_note        TEXT NOT NULL DEFAULT '',
     resolved_at     BIGINT,
-    resolved_by     TEXT NOT NULL DEFAULT ''
+    resolved_by     TEXT NOT NULL DEFAULT '',
+    resolve_note    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX incidents_installation_state ON incidents (installation_id, state);
 CREATE INDEX incidents_open_key ON incidents (server_id, kind, subject) WHERE state <> 'resolved';
