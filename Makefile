@@ -22,7 +22,7 @@ vet:
 # Every test, none skipped: PostgreSQL-backed tests fail if it is missing.
 test: deps vet
 	bash scripts/check-deps.sh
-	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 15m ./...
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m ./...
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 

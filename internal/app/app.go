@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"keepwatch"
@@ -63,7 +64,7 @@ type App struct {
 	tlsConfig   *tls.Config
 	CertFile    string // the certificate agents should trust, if TLS
 	Fingerprint string
-	ready       bool
+	ready       atomic.Bool
 	closing     chan struct{}
 }
 
@@ -138,7 +139,7 @@ func (a *App) Handler() http.Handler { return a.handler }
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if !a.ready {
+	if !a.ready.Load() {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
@@ -202,7 +203,7 @@ func (a *App) Start(ctx context.Context) error {
 			a.log.Error("server stopped", "err", err)
 		}
 	}()
-	a.ready = true
+	a.ready.Store(true)
 	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval)
 	return nil
 }
