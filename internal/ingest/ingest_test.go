@@ -29,7 +29,9 @@ type rig struct {
 	key string
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigTB(t) }
+
+func newRigTB(t testing.TB) *rig {
 	t.Helper()
 	a, err := app.New(ctx, app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -51,12 +53,16 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) enroll(t *testing.T, name string) *agent.Sender {
 	t.Helper()
-	st, err := agent.Enroll(ctx, agent.EnrollOptions{Server: r.srv.URL, SLC: "SITE-0001", Key: r.key, Name: name, Consent: true, CAFile: ""})
-	if err == nil {
+	if _, err := agent.Enroll(ctx, agent.EnrollOptions{Server: r.srv.URL, SLC: "SITE-0001", Key: r.key, Name: name, Consent: true}); err == nil {
 		t.Fatal("enrollment trusted an unknown certificate")
 	}
+	return r.enrollTB(t, name)
+}
+
+func (r *rig) enrollTB(t testing.TB, name string) *agent.Sender {
+	t.Helper()
 	c := &agent.Client{BaseURL: r.srv.URL, HTTP: r.srv.Client()}
-	st, err = agent.EnrollWith(ctx, c, agent.EnrollOptions{SLC: "SITE-0001", Key: r.key, Name: name, Consent: true})
+	st, err := agent.EnrollWith(ctx, c, agent.EnrollOptions{SLC: "SITE-0001", Key: r.key, Name: name, Consent: true})
 	if err != nil {
 		t.Fatal(err)
 	}

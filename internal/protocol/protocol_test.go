@@ -99,3 +99,17 @@ func FuzzEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkOpen(b *testing.B) {
+	env, _ := Seal(testKey(1), NewServerID(), 1, bytes.Repeat([]byte("x"), 256))
+	b.SetBytes(int64(len(env)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ParseHeader(env); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Open(testKey(1), env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

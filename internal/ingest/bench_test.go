@@ -1,0 +1,45 @@
+package ingest_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"keepwatch/internal/protocol"
+)
+
+// BenchmarkIngestHeartbeat measures the handler for a heartbeat of a
+// healthy server: envelope open, replay check, in-memory liveness. No
+// network, no TLS: the cost keepwatch itself adds per heartbeat.
+func BenchmarkIngestHeartbeat(b *testing.B) {
+	benchIngest(b, "")
+}
+
+// BenchmarkIngestStatus measures a status report whose conditions are
+// unchanged: it is stored durably before the answer.
+func BenchmarkIngestStatus(b *testing.B) {
+	benchIngest(b, `{"conditions":[{"kind":"storage_low","subject":"E:"}]}`)
+}
+
+func benchIngest(b *testing.B, payload string) {
+	r := newRigTB(b)
+	s := r.enrollTB(b, "RS-01")
+	id, _ := protocol.ParseServerID(s.State.ServerID)
+	envs := make([][]byte, b.N)
+	for i := range envs {
+		envs[i], _ = protocol.Seal(s.State.Key, id, uint64(i+1), []byte(payload))
+	}
+	h := r.a.Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest(http.MethodPost, protocol.ReportPath, bytes.NewReader(envs[i]))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(fmt.Sprint(w.Code, w.Body.String()))
+		}
+	}
+}
