@@ -43,6 +43,10 @@ type Incident struct {
 	ResolvedAt  *time.Time    `json:"resolved_at,omitempty"`
 	ResolvedBy  string        `json:"resolved_by,omitempty"`
 	ResolveNote string        `json:"resolve_note,omitempty"`
+	// ParentID is the site_unreachable incident this server outage is part
+	// of; Annotation explains an outage after the fact ("connection lost").
+	ParentID   *int64 `json:"parent_id,omitempty"`
+	Annotation string `json:"annotation,omitempty"`
 }
 
 // Change is a state change of a server or condition, as published to live

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"keepwatch"
+	"keepwatch/internal/notify"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 )
@@ -132,7 +133,10 @@ func adminIntegratorAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []st
 	if _, err := s.CreateUser(ctx, in.ID, strings.ToLower(*email), secret.HashPassword(pw), keepwatch.RoleOwner); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "integrator %q added with owner %s\n", in.Name, *email)
+	if err := notify.DefaultRouting(ctx, s, in.ID, strings.ToLower(*email)); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "integrator %q added with owner %s (notified by e-mail; change it with the channels and rules API)\n", in.Name, *email)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"keepwatch/internal/app"
+	"keepwatch/internal/notify"
 )
 
 func runServe(ctx context.Context, e *env, args []string) error {
@@ -21,10 +22,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&cfg.SelfSigned, "self-signed", false, "create once and reuse <data>/tls/cert.pem and key.pem")
 	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP (local experiments only)")
 	fs.BoolVar(&debug, "debug", false, "log at debug level")
+	smtpURL := fs.String("smtp-url", "", "mail relay for e-mail notifications: smtp://user:pass@host:587?from=alerts@example.com (STARTTLS required), smtps://… or ?security=none")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's URL as users reach it, for links in notifications (default: the listen URL)")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
+	}
+	if *smtpURL != "" {
+		c, err := notify.ParseSMTPURL(*smtpURL)
+		if err != nil {
+			return usagef("%s", err)
+		}
+		cfg.SMTP = c
 	}
 	if cfg.Interval < app.MinInterval {
 		return usagef("--heartbeat-interval must be at least %s", app.MinInterval)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/api"
 	"keepwatch/internal/app"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
@@ -36,6 +37,9 @@ type tenants struct {
 	tokens   map[string]string // alice-owner, alice-technician, alice-viewer, bob-owner
 	incident int64             // one of alice's incidents
 	aliceID  int64
+	channel  int64 // alice's channels: one to test and delete, one for rules
+	keepCh   int64
+	rule     int64
 }
 
 func setup(t *testing.T, dialect string) *tenants {
@@ -95,6 +99,22 @@ func setup(t *testing.T, dialect string) *tenants {
 			tn.incident = ins[0].ID
 		}
 	}
+	for i, name := range []string{"ops mail", "ops hook"} {
+		c, err := s.CreateChannel(ctx, tn.aliceID, store.Channel{Name: name, Type: store.ChannelWebhook, Target: "https://alice.example/hook", Secret: "s", Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			tn.channel = c.ID
+		} else {
+			tn.keepCh = c.ID
+		}
+	}
+	r, err := s.CreateRule(ctx, tn.aliceID, store.Rule{Name: "all", ChannelID: tn.keepCh, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.rule = r.ID
 	tn.srv = httptest.NewTLSServer(a.Handler())
 	t.Cleanup(tn.srv.Close)
 	return tn
@@ -153,6 +173,7 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			tn := setup(t, dialect)
 			inc := fmt.Sprint(tn.incident)
+			ch, keep, rule := fmt.Sprint(tn.channel), fmt.Sprint(tn.keepCh), fmt.Sprint(tn.rule)
 			cases := map[string]access{
 				"GET /api/v1/installations":               {"/api/v1/installations?filter=all", "", 200, 200, ""},
 				"GET /api/v1/installations/{slc}":         {"/api/v1/installations/" + aliceSLC, "", 200, 404, "not_found"},
@@ -165,6 +186,15 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"DELETE /api/v1/registrations/{slc}":      {"/api/v1/registrations/" + aliceSLC, "", 204, 404, "not_found"},
 				"GET /api/v1/events":                      {"/api/v1/events", "", 200, 200, ""},
 				"GET /api/v1/openapi.json":                {"/api/v1/openapi.json", "", 200, 200, ""},
+				"GET /api/v1/incidents/{id}/history":      {"/api/v1/incidents/" + inc + "/history", "", 200, 404, "not_found"},
+				"GET /api/v1/notifications":               {"/api/v1/notifications", "", 200, 200, ""},
+				"GET /api/v1/channels":                    {"/api/v1/channels", "", 200, 200, ""},
+				"POST /api/v1/channels":                   {"/api/v1/channels", `{"name":"pager","type":"webhook","target":"https://pager.example/x"}`, 201, 201, ""},
+				"POST /api/v1/channels/{id}/test":         {"/api/v1/channels/" + ch + "/test", "", 202, 404, "not_found"},
+				"DELETE /api/v1/channels/{id}":            {"/api/v1/channels/" + ch, "", 204, 404, "not_found"},
+				"GET /api/v1/rules":                       {"/api/v1/rules", "", 200, 200, ""},
+				"POST /api/v1/rules":                      {"/api/v1/rules", `{"name":"errors","channel_id":` + keep + `,"min_severity":"error"}`, 201, 400, "invalid_request"},
+				"DELETE /api/v1/rules/{id}":               {"/api/v1/rules/" + rule, "", 204, 404, "not_found"},
 			}
 			routes := tn.a.API.Routes()
 			for _, rt := range routes {
@@ -218,7 +248,16 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 			}
 			// The owner of the data, in route order (ack before resolve
 			// before release).
+			ordered := []api.Route{}
+			var release api.Route
 			for _, rt := range routes {
+				if rt.Method == "DELETE" && rt.Pattern == "/api/v1/registrations/{slc}" {
+					release = rt // giving the installation away comes last
+					continue
+				}
+				ordered = append(ordered, rt)
+			}
+			for _, rt := range append(ordered, release) {
 				c := cases[rt.Method+" "+rt.Pattern]
 				status, body := tn.call(t, "alice-owner", rt.Method, c.path, c.body)
 				if status != c.alice {

@@ -55,7 +55,7 @@ type Route struct {
 // Routes lists every route; the OpenAPI document and the access tests are
 // checked against it.
 func (h *Handler) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"GET", "/api/v1/installations", keepwatch.RoleViewer, h.listInstallations},
 		{"GET", "/api/v1/installations/{slc}", keepwatch.RoleViewer, h.getInstallation},
 		{"GET", "/api/v1/installations/{slc}/servers", keepwatch.RoleViewer, h.listServers},
@@ -67,7 +67,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events},
 		{"GET", "/api/v1/openapi.json", "", h.openapi},
-	}
+	}, h.notifyRoutes()...)
 }
 
 // Register adds the API routes to mux.

@@ -21,6 +21,7 @@ import (
 	"keepwatch/internal/live"
 	"keepwatch/internal/metrics"
 	"keepwatch/internal/monitor"
+	"keepwatch/internal/notify"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 )
@@ -41,6 +42,14 @@ type Config struct {
 	SelfSigned      bool
 	InsecureHTTP    bool
 
+	// PublicURL is the dashboard's address as users reach it, for links in
+	// notifications (default: the listen URL).
+	PublicURL string
+	// SMTP is the mail relay for e-mail notifications (zero: no e-mail).
+	SMTP notify.SMTPConfig
+	// Notify overrides notifier settings in tests (zero values: defaults).
+	NotifyEvery, NotifyRetryBase time.Duration
+
 	Now    func() time.Time
 	Logger *slog.Logger
 	// Monitor loop pacing, for tests (zero: monitor defaults).
@@ -56,6 +65,7 @@ type App struct {
 	Broker  *live.Broker
 	Ingest  *ingest.Handler
 	API     *api.Handler
+	Notify  *notify.Notifier
 	Metrics *metrics.Registry
 
 	handler     http.Handler
@@ -101,6 +111,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: a.Broker.Publish}, a.Metrics)
 	a.API = &api.Handler{Store: st, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
+	a.Notify = notify.New(notify.Config{
+		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
+		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance,
+	})
 	a.registerMetrics()
 
 	mux := http.NewServeMux()
@@ -127,6 +141,18 @@ func (a *App) registerMetrics() {
 	})
 	a.Metrics.NewGaugeFunc("keepwatch_liveness_unflushed", "Servers whose last heartbeat is not yet persisted.", "", func() map[string]float64 {
 		return map[string]float64{"": float64(a.Monitor.Stats().Dirty)}
+	})
+	a.Metrics.NewGaugeFunc("keepwatch_notifications", "Notifications in the outbox, by state.", "state", func() map[string]float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		counts, err := a.Store.NotificationCounts(ctx)
+		out := map[string]float64{}
+		if err == nil {
+			for k, v := range counts {
+				out[k] = float64(v)
+			}
+		}
+		return out
 	})
 	a.Metrics.NewGaugeFunc("keepwatch_live_subscribers", "Open live-update streams.", "", func() map[string]float64 {
 		return map[string]float64{"": float64(a.Broker.Subscribers())}
@@ -182,6 +208,10 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.listener = ln
+	if a.cfg.PublicURL == "" {
+		a.Notify.SetPublicURL(a.URL())
+	}
+	a.Notify.Start()
 	a.server = &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -264,6 +294,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))
 	}
+	a.Notify.Stop()
 	errs = append(errs, a.Monitor.Stop(ctx), a.Store.Close())
 	return errors.Join(errs...)
 }

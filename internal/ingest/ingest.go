@@ -255,6 +255,9 @@ func parsePayload(pt []byte, now time.Time) (store.Report, error) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
 	rep.AgentVersion, rep.Consent = p.AgentVersion, p.Consent
+	if p.SentAt != nil && !p.SentAt.After(now) {
+		rep.RecordedAt = p.SentAt.UTC()
+	}
 	if p.Conditions != nil {
 		rep.Status = true
 		if len(*p.Conditions) > keepwatch.MaxConditions {

@@ -400,7 +400,7 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 	if e.CarePlusUntil.Before(keepwatch.DateOf(at)) {
 		return // paused, never unavailable; re-armed by its next accepted report
 	}
-	ch, ok, err := m.cfg.Store.MarkUnavailable(ctx, e.ID.String(), e.LastSeen, at)
+	ch, ok, err := m.cfg.Store.MarkUnavailable(ctx, e.ID.String(), e.LastSeen, at, time.Duration(e.IntervalMS)*time.Millisecond)
 	if err != nil {
 		m.log.Error("mark unavailable", "server", e.ID.String(), "err", err)
 		m.mu.Lock()

@@ -8,10 +8,10 @@ import (
 	"keepwatch"
 )
 
-const incidentCols = `n.id, i.slc, i.customer, s.name, s.id, n.kind, n.subject, n.severity, n.is_event, n.state, n.opened_at, n.last_at, n.count,
-	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note`
+const incidentCols = `n.id, i.slc, i.customer, COALESCE(s.name, ''), COALESCE(s.id, ''), n.kind, n.subject, n.severity, n.is_event, n.state, n.opened_at, n.last_at, n.count,
+	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note, n.parent_id, n.annotation`
 
-const incidentFrom = ` FROM incidents n JOIN installations i ON i.id = n.installation_id JOIN servers s ON s.id = n.server_id`
+const incidentFrom = ` FROM incidents n JOIN installations i ON i.id = n.installation_id LEFT JOIN servers s ON s.id = n.server_id`
 
 // Incidents lists an integrator's incidents in a state ("" for open and
 // acknowledged), newest first, at most limit.
@@ -44,9 +44,9 @@ func scanIncident(r scanner) (keepwatch.Incident, error) {
 	var sev, state string
 	var opened, last int64
 	var event bool
-	var acked, resolved sql.NullInt64
+	var acked, resolved, parent sql.NullInt64
 	err := r.Scan(&n.ID, &n.SLC, &n.Customer, &n.Server, &n.ServerID, &n.Kind, &n.Subject, &sev, &event, &state, &opened, &last, &n.Count,
-		&acked, &n.AckedBy, &n.AckNote, &resolved, &n.ResolvedBy, &n.ResolveNote)
+		&acked, &n.AckedBy, &n.AckNote, &resolved, &n.ResolvedBy, &n.ResolveNote, &parent, &n.Annotation)
 	if err != nil {
 		return n, err
 	}
@@ -55,6 +55,9 @@ func scanIncident(r scanner) (keepwatch.Incident, error) {
 	if acked.Valid {
 		t := keepwatch.TimeFromMillis(acked.Int64)
 		n.AckedAt = &t
+	}
+	if parent.Valid {
+		n.ParentID = &parent.Int64
 	}
 	if resolved.Valid {
 		t := keepwatch.TimeFromMillis(resolved.Int64)
@@ -67,7 +70,7 @@ func scanIncident(r scanner) (keepwatch.Incident, error) {
 func (s *Store) Incident(ctx context.Context, integratorID, id int64) (keepwatch.Incident, error) {
 	n, err := scanIncident(s.queryRow(ctx, `SELECT `+incidentCols+incidentFrom+` WHERE i.integrator_id = ? AND n.id = ?`, integratorID, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return n, keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %d in your account", id)
+		return n, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")
 	}
 	return n, dbErr(err)
 }
@@ -76,28 +79,29 @@ func (s *Store) Incident(ctx context.Context, integratorID, id int64) (keepwatch
 func (s *Store) AckIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
 	return s.transitionIncident(ctx, integratorID, id,
 		`UPDATE incidents SET state = 'acknowledged', acked_at = ?, acked_by = ?, ack_note = ? WHERE id = ? AND state = 'open'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "only an open incident can be acknowledged")
+		[]any{s.now().UnixMilli(), by, note, id}, "only an open incident can be acknowledged", TransitionAcknowledged, by, note)
 }
 
 // ResolveIncident resolves an open or acknowledged incident by hand.
 func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
 	return s.transitionIncident(ctx, integratorID, id,
 		`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolve_note = ? WHERE id = ? AND state <> 'resolved'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved")
+		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved", TransitionResolved, by, note)
 }
 
 // transitionIncident checks that the incident belongs to the integrator,
 // then applies update compare-and-set on its state.
-func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, update string, args []any, conflict string) (keepwatch.Incident, error) {
+func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, update string, args []any, conflict, typ, actor, note string) (keepwatch.Incident, error) {
 	var n keepwatch.Incident
 	err := s.tx(ctx, func(t *Tx) error {
-		var owned int
-		if err := t.queryRow(`SELECT COUNT(*) FROM incidents n JOIN installations i ON i.id = n.installation_id
-			WHERE n.id = ? AND i.integrator_id = ?`, id, integratorID).Scan(&owned); err != nil {
-			return dbErr(err)
+		var inst int64
+		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id
+			WHERE n.id = ? AND i.integrator_id = ?`, id, integratorID).Scan(&inst)
+		if errors.Is(err, sql.ErrNoRows) {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")
 		}
-		if owned == 0 {
-			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %d in your account", id)
+		if err != nil {
+			return dbErr(err)
 		}
 		r, err := t.exec(update, args...)
 		if err != nil {
@@ -105,6 +109,9 @@ func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, 
 		}
 		if c, _ := r.RowsAffected(); c == 0 {
 			return keepwatch.Errorf(keepwatch.ECONFLICT, "%s", conflict)
+		}
+		if err := t.transition(id, inst, typ, s.now(), actor, note); err != nil {
+			return err
 		}
 		n, err = scanIncident(t.queryRow(`SELECT `+incidentCols+incidentFrom+` WHERE n.id = ?`, id))
 		return dbErr(err)

@@ -14,6 +14,10 @@ type Report struct {
 	ReceivedAt   time.Time
 	AgentVersion string
 	Interval     time.Duration // the interval the answer tells the agent
+	// RecordedAt is when the agent recorded the report (its sent_at). A
+	// report recorded well before it arrived sat in the agent's spool: the
+	// server was running while keepwatch could not hear it.
+	RecordedAt time.Time
 	// Status is true for a status report: Conditions is then the full set
 	// of active state conditions. False for a heartbeat.
 	Status     bool
@@ -73,7 +77,7 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 			if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
 				return err
 			}
-			if err := t.resolveIncident(info, keepwatch.KindServerUnavailable, "", at, "keepwatch"); err != nil {
+			if err := t.serverBack(info, r, at); err != nil {
 				return err
 			}
 		}
@@ -87,7 +91,7 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
 				return err
 			}
-			if err := t.openIncident(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
+			if _, err := t.openIncident(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
 				return err
 			}
 			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
@@ -129,7 +133,7 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		if err := t.recordChange(info, c.Kind, c.Subject, sev, false, at); err != nil {
 			return err
 		}
-		if err := t.resolveIncident(info, c.Kind, c.Subject, at, "keepwatch"); err != nil {
+		if err := t.resolveIncident(info, c.Kind, c.Subject, at); err != nil {
 			return err
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, false, at))
@@ -146,7 +150,7 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, true, since); err != nil {
 			return err
 		}
-		if err := t.openIncident(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
+		if _, err := t.openIncident(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
 			return err
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, true, since))
@@ -162,32 +166,5 @@ func (t *Tx) recordChange(info serverInfo, kind, subject string, sev keepwatch.S
 	}
 	_, err := t.exec(`INSERT INTO state_changes (installation_id, server_id, kind, subject, severity, active, at, recorded_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, kind, subject, string(sev), a, at.UnixMilli(), t.s.now().UnixMilli())
-	return err
-}
-
-// openIncident opens an incident for (server, kind, subject), or counts a
-// recurrence on the one still open.
-func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time) error {
-	r, err := t.exec(`UPDATE incidents SET count = count + 1, last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END
-		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved'`, at.UnixMilli(), at.UnixMilli(), info.id, kind, subject)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n > 0 {
-		return nil
-	}
-	ev := 0
-	if event {
-		ev = 1
-	}
-	_, err = t.exec(`INSERT INTO incidents (installation_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
-		VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, info.id, kind, subject, string(sev), ev, at.UnixMilli(), at.UnixMilli())
-	return err
-}
-
-// resolveIncident resolves the open incident of a cleared condition.
-func (t *Tx) resolveIncident(info serverInfo, kind, subject string, at time.Time, by string) error {
-	_, err := t.exec(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?
-		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved'`, at.UnixMilli(), by, info.id, kind, subject)
 	return err
 }

@@ -204,7 +204,11 @@ func (s *Store) FlushSeen(ctx context.Context, batch []Seen) error {
 // only if it is still ok and nobody recorded a report newer than lastSeen.
 // It writes the state-change row and opens the incident. ok is false when
 // another writer got there first.
-func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time) (ch keepwatch.Change, ok bool, err error) {
+//
+// window is one heartbeat interval: when every server of an installation
+// went unavailable within it, the outage is a site outage and one
+// site_unreachable incident speaks for all of them.
+func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time, window time.Duration) (ch keepwatch.Change, ok bool, err error) {
 	err = s.tx(ctx, func(t *Tx) error {
 		info, err := t.serverInfo(id)
 		if err != nil {
@@ -224,7 +228,10 @@ func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, 
 		if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
 			return err
 		}
-		return t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at)
+		if _, err := t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
+			return err
+		}
+		return t.groupSite(info, at, window)
 	})
 	return ch, ok, err
 }
@@ -238,6 +245,7 @@ type serverInfo struct {
 	slc            string
 	state          keepwatch.ServerState
 	lastSeq        uint64
+	lastSeen       int64
 	revoked        bool
 }
 
@@ -250,9 +258,9 @@ func (t *Tx) serverInfo(id string) (serverInfo, error) {
 	var i serverInfo
 	var state string
 	var seq int64
-	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.revoked_at IS NOT NULL
+	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.last_seen, s.revoked_at IS NOT NULL
 		FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`, id).
-		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.revoked)
+		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.lastSeen, &i.revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return i, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown server")
 	}

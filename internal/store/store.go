@@ -38,6 +38,8 @@ type Store struct {
 	write   *sql.DB // SQLite: one connection, BEGIN IMMEDIATE; PostgreSQL: the pool
 	read    *sql.DB // SQLite: a pool of read-only connections; PostgreSQL: same as write
 	Now     func() time.Time
+	// ReopenWindow: see DefaultReopenWindow.
+	ReopenWindow time.Duration
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
 }

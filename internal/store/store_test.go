@@ -338,17 +338,17 @@ func TestMarkUnavailableIsCompareAndSet(t *testing.T) {
 		must(t, err)
 		seen := day.UnixMilli()
 		// A report newer than what the sweeper saw wins.
-		_, ok, err := s.MarkUnavailable(ctx, f.aliceSrv, seen-1, day.Add(4*time.Minute))
+		_, ok, err := s.MarkUnavailable(ctx, f.aliceSrv, seen-1, day.Add(4*time.Minute), time.Minute)
 		must(t, err)
 		if ok {
 			t.Fatal("marked unavailable although a newer report is stored")
 		}
-		ch, ok, err := s.MarkUnavailable(ctx, f.aliceSrv, seen, day.Add(4*time.Minute))
+		ch, ok, err := s.MarkUnavailable(ctx, f.aliceSrv, seen, day.Add(4*time.Minute), time.Minute)
 		must(t, err)
 		if !ok || ch.Kind != keepwatch.KindServerUnavailable || !ch.Active || ch.IntegratorID != f.alice || ch.SLC != f.aliceSLC {
 			t.Fatalf("first mark: ok=%v change=%+v", ok, ch)
 		}
-		_, ok, err = s.MarkUnavailable(ctx, f.aliceSrv, seen, day.Add(5*time.Minute))
+		_, ok, err = s.MarkUnavailable(ctx, f.aliceSrv, seen, day.Add(5*time.Minute), time.Minute)
 		must(t, err)
 		if ok {
 			t.Fatal("second mark fired again")

@@ -109,7 +109,7 @@ CREATE INDEX state_changes_installation ON state_changes (installation_id, at);
 CREATE TABLE incidents (
     id              INTEGER PRIMARY KEY,
     installation_id INTEGER NOT NULL REFERENCES installations (id),
-    server_id       TEXT NOT NULL REFERENCES servers (id),
+    server_id       TEXT REFERENCES servers (id), -- NULL for site_unreachable
     kind            TEXT NOT NULL,
     subject         TEXT NOT NULL,
     severity        TEXT NOT NULL,

@@ -1,0 +1,248 @@
+package api
+
+import (
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/respond"
+	"keepwatch/internal/secret"
+	"keepwatch/internal/store"
+)
+
+// Notifications: channels, rules, the outbox, and incident history.
+func (h *Handler) notifyRoutes() []Route {
+	return []Route{
+		{"GET", "/api/v1/incidents/{id}/history", keepwatch.RoleViewer, h.incidentHistory},
+		{"GET", "/api/v1/notifications", keepwatch.RoleViewer, h.listNotifications},
+		{"GET", "/api/v1/channels", keepwatch.RoleTechnician, h.listChannels},
+		{"POST", "/api/v1/channels", keepwatch.RoleOwner, h.createChannel},
+		{"POST", "/api/v1/channels/{id}/test", keepwatch.RoleOwner, h.testChannel},
+		{"DELETE", "/api/v1/channels/{id}", keepwatch.RoleOwner, h.deleteChannel},
+		{"GET", "/api/v1/rules", keepwatch.RoleTechnician, h.listRules},
+		{"POST", "/api/v1/rules", keepwatch.RoleOwner, h.createRule},
+		{"DELETE", "/api/v1/rules/{id}", keepwatch.RoleOwner, h.deleteRule},
+	}
+}
+
+func pathID(r *http.Request, what string) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such %s in your account", what)
+	}
+	return id, nil
+}
+
+func (h *Handler) incidentHistory(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := incidentID(r)
+	if err != nil {
+		return err
+	}
+	hist, err := h.Store.IncidentHistory(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"history": hist})
+	return nil
+}
+
+func (h *Handler) listNotifications(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	ns, err := h.Store.Notifications(r.Context(), p.IntegratorID, 500)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"notifications": ns})
+	return nil
+}
+
+func (h *Handler) listChannels(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	cs, err := h.Store.Channels(r.Context(), p.IntegratorID)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"channels": cs})
+	return nil
+}
+
+// channelRequest is the body of POST /api/v1/channels.
+type channelRequest struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Target string `json:"target"`
+	Digest bool   `json:"digest"`
+}
+
+// ValidateChannel checks a channel's type and target.
+func ValidateChannel(typ, target, name string) error {
+	if name == "" || !keepwatch.ValidText(name, 100) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to 100 printable characters")
+	}
+	switch typ {
+	case store.ChannelEmail:
+		a, err := mail.ParseAddress(target)
+		if err != nil || a.Address != target || len(target) > 254 {
+			return keepwatch.Errorf(keepwatch.EINVALID, "target must be an e-mail address")
+		}
+	case store.ChannelWebhook:
+		u, err := url.Parse(target)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(target) > 2048 {
+			return keepwatch.Errorf(keepwatch.EINVALID, "target must be an http(s) URL")
+		}
+	default:
+		return keepwatch.Errorf(keepwatch.EINVALID, "type must be email or webhook")
+	}
+	return nil
+}
+
+func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	var req channelRequest
+	if err := respond.DecodeJSON(w, r, maxBody, &req); err != nil {
+		return err
+	}
+	req.Name, req.Target = strings.TrimSpace(req.Name), strings.TrimSpace(req.Target)
+	if err := ValidateChannel(req.Type, req.Target, req.Name); err != nil {
+		return err
+	}
+	c := store.Channel{Name: req.Name, Type: req.Type, Target: req.Target, Digest: req.Digest && req.Type == store.ChannelEmail, Enabled: true}
+	if c.Type == store.ChannelWebhook {
+		c.Secret = secret.New("whsec_")
+	}
+	c, err := h.Store.CreateChannel(r.Context(), p.IntegratorID, c)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"channel": c}
+	if c.Secret != "" {
+		out["secret"] = c.Secret // shown once: it signs every webhook
+	}
+	respond.JSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func (h *Handler) deleteChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := pathID(r, "channel")
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteChannel(r.Context(), p.IntegratorID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) testChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := pathID(r, "channel")
+	if err != nil {
+		return err
+	}
+	c, err := h.Store.Channel(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	if !c.Enabled {
+		return keepwatch.Errorf(keepwatch.ECONFLICT, "the channel was deleted")
+	}
+	now := h.Now()
+	n := store.Notification{IntegratorID: p.IntegratorID, ChannelID: c.ID, Type: "test",
+		DedupKey: "test:c" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(now.UnixNano(), 10), NotBefore: now}
+	if _, err := h.Store.Enqueue(r.Context(), n); err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusAccepted, map[string]string{"status": "queued"})
+	return nil
+}
+
+func (h *Handler) listRules(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	rs, err := h.Store.Rules(r.Context(), p.IntegratorID)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"rules": rs})
+	return nil
+}
+
+// ruleRequest is the body of POST /api/v1/rules; durations in seconds.
+type ruleRequest struct {
+	Name               string   `json:"name"`
+	ChannelID          int64    `json:"channel_id"`
+	Kinds              []string `json:"kinds"`
+	MinSeverity        string   `json:"min_severity"`
+	SLCs               []string `json:"slcs"`
+	MinDurationSeconds int64    `json:"min_duration_seconds"`
+	RepeatSeconds      int64    `json:"repeat_seconds"`
+	UnackedOnly        bool     `json:"unacked_only"`
+}
+
+func (h *Handler) createRule(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	var req ruleRequest
+	if err := respond.DecodeJSON(w, r, maxBody, &req); err != nil {
+		return err
+	}
+	rule, err := ruleFromRequest(req)
+	if err != nil {
+		return err
+	}
+	rule, err = h.Store.CreateRule(r.Context(), p.IntegratorID, rule)
+	if err != nil {
+		return err
+	}
+	respond.JSON(w, http.StatusCreated, rule)
+	return nil
+}
+
+func ruleFromRequest(req ruleRequest) (store.Rule, error) {
+	rule := store.Rule{Name: strings.TrimSpace(req.Name), ChannelID: req.ChannelID, Enabled: true, UnackedOnly: req.UnackedOnly,
+		Kinds: []string{}, SLCs: []string{}}
+	if rule.Name == "" || !keepwatch.ValidText(rule.Name, 100) {
+		return rule, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to 100 printable characters")
+	}
+	switch req.MinSeverity {
+	case "", "warning":
+		rule.MinSeverity = keepwatch.SeverityWarning
+	case "error":
+		rule.MinSeverity = keepwatch.SeverityError
+	default:
+		return rule, keepwatch.Errorf(keepwatch.EINVALID, "min_severity must be warning or error")
+	}
+	if len(req.Kinds) > 50 || len(req.SLCs) > 1000 {
+		return rule, keepwatch.Errorf(keepwatch.EINVALID, "at most 50 kinds and 1000 SLCs per rule")
+	}
+	for _, k := range req.Kinds {
+		if !keepwatch.ValidKind(k) {
+			return rule, keepwatch.Errorf(keepwatch.EINVALID, "kind %q is not a condition kind", k)
+		}
+		rule.Kinds = append(rule.Kinds, k)
+	}
+	for _, s := range req.SLCs {
+		slc, err := keepwatch.NormalizeSLC(s)
+		if err != nil {
+			return rule, err
+		}
+		rule.SLCs = append(rule.SLCs, slc)
+	}
+	const week = 7 * 24 * 3600
+	if req.MinDurationSeconds < 0 || req.MinDurationSeconds > week || req.RepeatSeconds < 0 || req.RepeatSeconds > week ||
+		(req.RepeatSeconds > 0 && req.RepeatSeconds < 60) {
+		return rule, keepwatch.Errorf(keepwatch.EINVALID, "min_duration_seconds is 0 to a week; repeat_seconds is 0 (off) or 60 to a week")
+	}
+	rule.MinDuration = keepwatch.Duration(time.Duration(req.MinDurationSeconds) * time.Second)
+	rule.Repeat = keepwatch.Duration(time.Duration(req.RepeatSeconds) * time.Second)
+	return rule, nil
+}
+
+func (h *Handler) deleteRule(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	id, err := pathID(r, "rule")
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteRule(r.Context(), p.IntegratorID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,201 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"html/template"
+	"net/url"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/store"
+)
+
+// Message is one notification rendered for every channel type.
+type Message struct {
+	ID      int64  // the delivery id, stable across retries
+	Type    string // opened, resolved, reminder, care_plus_ending, digest, test
+	Subject string
+	Text    string
+	HTML    string
+	URL     string
+	// Body is the webhook JSON object (without id/type/sent_at, added at
+	// send time).
+	Body map[string]any
+}
+
+// compose renders a due notification, or returns why it must not be sent
+// (suppressed) — decided now, not when it was enqueued.
+func (n *Notifier) compose(ctx context.Context, d store.Notification, now time.Time) (Message, string, error) {
+	m := Message{ID: d.ID, Type: d.Type, Body: map[string]any{}}
+	switch d.Type {
+	case TypeOpened, TypeReminder, TypeResolved:
+		ic, err := n.cfg.Store.IncidentForNotify(ctx, d.IncidentID)
+		if err != nil {
+			return m, "", err
+		}
+		if ic.IntegratorID != d.IntegratorID {
+			return m, "the installation is no longer registered to this account", nil
+		}
+		if d.Type != TypeResolved {
+			if why, err := n.suppressOpening(ctx, d, ic, now); why != "" || err != nil {
+				return m, why, err
+			}
+		}
+		n.incidentMessage(&m, d.Type, ic)
+	case TypeCarePlus:
+		in, err := n.cfg.Store.InstallationByID(ctx, d.IntegratorID, d.InstallationID)
+		if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
+			return m, "the installation is no longer registered to this account", nil
+		}
+		if err != nil {
+			return m, "", err
+		}
+		days := int(in.CarePlusUntil.Time().Sub(keepwatch.DateOf(now).Time()).Hours() / 24)
+		if days < 0 {
+			return m, "Care Plus already ended", nil
+		}
+		m.URL = n.link(in.SLC)
+		m.Subject = fmt.Sprintf("[keepwatch] Care Plus of %s ends in %d days (%s)", in.Customer, days, in.CarePlusUntil)
+		m.Text = fmt.Sprintf("The Care Plus subscription of %s (SLC %s, %s) ends on %s, in %d days.\n"+
+			"After that date its recording servers may no longer report and monitoring pauses.\n\n%s\n",
+			in.Customer, in.SLC, in.Product, in.CarePlusUntil, days, m.URL)
+		m.Body["installation"] = map[string]any{"slc": in.SLC, "customer": in.Customer, "care_plus_until": in.CarePlusUntil}
+		m.Body["days_left"] = days
+	case TypeDigest:
+		open, err := n.cfg.Store.OpenIncidents(ctx, d.IntegratorID)
+		if err != nil {
+			return m, "", err
+		}
+		if len(open) == 0 {
+			return m, "no open incidents", nil
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d open incidents on %s:\n\n", len(open), keepwatch.DateOf(now))
+		for _, inc := range open {
+			fmt.Fprintf(&b, "- [%s] %s (%s): %s — since %s%s\n", inc.State, inc.Customer, inc.SLC, describe(inc), inc.OpenedAt.Format(time.RFC3339), ackBy(inc))
+		}
+		m.Subject = fmt.Sprintf("[keepwatch] Daily digest: %d open incidents", len(open))
+		m.Text = b.String()
+		m.URL = n.cfg.PublicURL
+		m.Body["incidents"] = open
+	case TypeTest:
+		m.Subject = "[keepwatch] Test notification"
+		m.Text = "This is a test notification from keepwatch. If you can read it, the channel works.\n"
+	default:
+		return m, fmt.Sprintf("unknown notification type %q", d.Type), nil
+	}
+	m.HTML = renderHTML(m)
+	return m, "", nil
+}
+
+// suppressOpening re-checks an opening (or reminder) just before it goes
+// out.
+func (n *Notifier) suppressOpening(ctx context.Context, d store.Notification, ic store.IncidentContext, now time.Time) (string, error) {
+	if ic.State == keepwatch.IncidentResolved {
+		return "resolved before the minimum duration", nil
+	}
+	if ic.ParentID != nil {
+		return fmt.Sprintf("part of a site outage (incident %d)", *ic.ParentID), nil
+	}
+	if ic.State == keepwatch.IncidentAcknowledged {
+		if d.Type == TypeReminder {
+			return "acknowledged", nil
+		}
+		rules, err := n.cfg.Store.Rules(ctx, d.IntegratorID)
+		if err != nil {
+			return "", err
+		}
+		for _, r := range rules {
+			if r.ID == d.RuleID && r.UnackedOnly {
+				return "acknowledged before escalation", nil
+			}
+		}
+	}
+	if n.cfg.InMaintenance != nil {
+		in, err := n.cfg.InMaintenance(ctx, ic.InstallationID, now)
+		if err != nil {
+			return "", err
+		}
+		if in {
+			return "maintenance window", nil
+		}
+	}
+	return "", nil
+}
+
+func (n *Notifier) link(slc string) string {
+	if n.cfg.PublicURL == "" {
+		return ""
+	}
+	return strings.TrimRight(n.cfg.PublicURL, "/") + "/installations/" + url.PathEscape(slc)
+}
+
+func describe(inc keepwatch.Incident) string {
+	switch {
+	case inc.Kind == store.KindSiteUnreachable:
+		return fmt.Sprintf("site unreachable — all %d servers stopped reporting (Internet link?)", inc.Count)
+	case inc.Kind == keepwatch.KindServerUnavailable:
+		return fmt.Sprintf("server %s unavailable (three heartbeats missed)", inc.Server)
+	case inc.Subject != "":
+		return fmt.Sprintf("%s on %s (%s)", inc.Kind, inc.Server, inc.Subject)
+	}
+	return fmt.Sprintf("%s on %s", inc.Kind, inc.Server)
+}
+
+func ackBy(inc keepwatch.Incident) string {
+	if inc.AckedBy == "" {
+		return ""
+	}
+	return ", acknowledged by " + inc.AckedBy
+}
+
+func (n *Notifier) incidentMessage(m *Message, typ string, ic store.IncidentContext) {
+	m.URL = n.link(ic.SLC)
+	what := describe(ic.Incident)
+	var verb string
+	switch typ {
+	case TypeOpened:
+		verb = strings.ToUpper(string(ic.Severity))
+	case TypeReminder:
+		verb = "STILL OPEN"
+	case TypeResolved:
+		verb = "RESOLVED"
+	}
+	m.Subject = fmt.Sprintf("[keepwatch] %s: %s — %s", verb, ic.Customer, what)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\nCustomer:     %s\nSLC:          %s\nIncident:     #%d (%s)\nSince:        %s\n",
+		what, ic.Customer, ic.SLC, ic.ID, ic.State, ic.OpenedAt.Format(time.RFC3339))
+	if ic.ResolvedAt != nil {
+		fmt.Fprintf(&b, "Resolved:     %s\n", ic.ResolvedAt.Format(time.RFC3339))
+	}
+	if ic.Annotation != "" {
+		fmt.Fprintf(&b, "Note:         %s\n", ic.Annotation)
+	}
+	if ic.AckedBy != "" {
+		fmt.Fprintf(&b, "Acknowledged: %s %s\n", ic.AckedBy, ic.AckNote)
+	}
+	if m.URL != "" {
+		fmt.Fprintf(&b, "\n%s\n", m.URL)
+	}
+	m.Text = b.String()
+	m.Body["incident"] = ic.Incident
+	m.Body["installation"] = map[string]any{"slc": ic.SLC, "customer": ic.Customer}
+	m.Body["summary"] = what
+}
+
+var htmlTemplate = template.Must(template.New("mail").Parse(`<!doctype html>
+<html><body style="font-family:system-ui,sans-serif;color:#1f2933;max-width:640px">
+<h2 style="margin:0 0 12px">{{.Subject}}</h2>
+<pre style="font-family:inherit;white-space:pre-wrap;font-size:14px">{{.Text}}</pre>
+{{if .URL}}<p><a href="{{.URL}}" style="background:#1f6feb;color:#fff;padding:8px 14px;border-radius:6px;text-decoration:none">Open in keepwatch</a></p>{{end}}
+<p style="color:#7b8794;font-size:12px">keepwatch · notification {{.ID}}</p>
+</body></html>`))
+
+func renderHTML(m Message) string {
+	var b bytes.Buffer
+	htmlTemplate.Execute(&b, m)
+	return b.String()
+}

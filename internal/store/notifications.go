@@ -1,0 +1,491 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"keepwatch"
+)
+
+// Channel types.
+const (
+	ChannelEmail   = "email"
+	ChannelWebhook = "webhook"
+)
+
+// Channel is where an integrator's notifications go.
+type Channel struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Target    string    `json:"target"` // e-mail address or webhook URL
+	Secret    string    `json:"-"`      // webhook signing secret, shown once at creation
+	Digest    bool      `json:"digest"` // e-mail: also send a daily digest of open incidents
+	Enabled   bool      `json:"enabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Rule decides which incidents notify which channel.
+type Rule struct {
+	ID          int64              `json:"id"`
+	Name        string             `json:"name"`
+	ChannelID   int64              `json:"channel_id"`
+	Kinds       []string           `json:"kinds"` // empty: every kind
+	MinSeverity keepwatch.Severity `json:"min_severity"`
+	SLCs        []string           `json:"slcs"` // empty: every installation
+	MinDuration keepwatch.Duration `json:"min_duration"`
+	Repeat      keepwatch.Duration `json:"repeat"`
+	UnackedOnly bool               `json:"unacked_only"` // escalation: only if still unacknowledged at notify time
+	Enabled     bool               `json:"enabled"`
+	CreatedAt   time.Time          `json:"created_at"`
+}
+
+// Matches reports whether the rule applies to an incident.
+func (r Rule) Matches(kind string, sev keepwatch.Severity, slc string) bool {
+	if !r.Enabled {
+		return false
+	}
+	if r.MinSeverity == keepwatch.SeverityError && sev != keepwatch.SeverityError {
+		return false
+	}
+	if len(r.Kinds) > 0 && !contains(r.Kinds, kind) {
+		return false
+	}
+	return len(r.SLCs) == 0 || contains(r.SLCs, slc)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// CreateChannel adds a channel to an integrator.
+func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c Channel) (Channel, error) {
+	c.CreatedAt = s.now().UTC()
+	err := s.tx(ctx, func(t *Tx) error {
+		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, digest, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			integratorID, c.Name, c.Type, c.Target, c.Secret, b2i(c.Digest), b2i(c.Enabled), c.CreatedAt.UnixMilli())
+		c.ID = id
+		return err
+	})
+	return c, err
+}
+
+const channelCols = `id, name, type, target, secret, digest, enabled, created_at`
+
+func scanChannel(r scanner) (Channel, error) {
+	var c Channel
+	var digest, enabled int
+	var created int64
+	err := r.Scan(&c.ID, &c.Name, &c.Type, &c.Target, &c.Secret, &digest, &enabled, &created)
+	c.Digest, c.Enabled, c.CreatedAt = digest == 1, enabled == 1, keepwatch.TimeFromMillis(created)
+	return c, err
+}
+
+// Channels lists an integrator's channels.
+func (s *Store) Channels(ctx context.Context, integratorID int64) ([]Channel, error) {
+	rows, err := s.query(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? ORDER BY id`, integratorID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Channel{}
+	for rows.Next() {
+		c, err := scanChannel(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, c)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// Channel returns one of an integrator's channels.
+func (s *Store) Channel(ctx context.Context, integratorID, id int64) (Channel, error) {
+	c, err := scanChannel(s.queryRow(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? AND id = ?`, integratorID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such channel in your account")
+	}
+	return c, dbErr(err)
+}
+
+// DeleteChannel removes a channel and the rules that use it; notifications
+// still pending for it are cancelled.
+func (s *Store) DeleteChannel(ctx context.Context, integratorID, id int64) error {
+	return s.tx(ctx, func(t *Tx) error {
+		r, err := t.exec(`UPDATE channels SET enabled = 0 WHERE integrator_id = ? AND id = ?`, integratorID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such channel in your account")
+		}
+		if _, err := t.exec(`UPDATE notifications SET state = 'cancelled' WHERE channel_id = ? AND state = 'pending'`, id); err != nil {
+			return err
+		}
+		if _, err := t.exec(`DELETE FROM rules WHERE channel_id = ? AND integrator_id = ?`, id, integratorID); err != nil {
+			return err
+		}
+		// Delivered history keeps pointing at the channel row, so it stays,
+		// disabled and renamed out of the way.
+		_, err = t.exec(`UPDATE channels SET name = name || ' (deleted)' WHERE id = ?`, id)
+		return err
+	})
+}
+
+// CreateRule adds a rule; its channel must belong to the same integrator.
+func (s *Store) CreateRule(ctx context.Context, integratorID int64, r Rule) (Rule, error) {
+	r.CreatedAt = s.now().UTC()
+	err := s.tx(ctx, func(t *Tx) error {
+		var ok int
+		if err := t.queryRow(`SELECT COUNT(*) FROM channels WHERE id = ? AND integrator_id = ? AND enabled = 1`, r.ChannelID, integratorID).Scan(&ok); err != nil {
+			return dbErr(err)
+		}
+		if ok == 0 {
+			return keepwatch.Errorf(keepwatch.EINVALID, "channel_id does not name one of your channels")
+		}
+		id, err := t.insert(`INSERT INTO rules (integrator_id, name, channel_id, kinds, min_severity, slcs, min_duration_ms, repeat_ms, unacked_only, enabled, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			integratorID, r.Name, r.ChannelID, strings.Join(r.Kinds, ","), string(r.MinSeverity), strings.Join(r.SLCs, ","),
+			time.Duration(r.MinDuration).Milliseconds(), time.Duration(r.Repeat).Milliseconds(), b2i(r.UnackedOnly), b2i(r.Enabled), r.CreatedAt.UnixMilli())
+		r.ID = id
+		return err
+	})
+	return r, err
+}
+
+// Rules lists an integrator's rules.
+func (s *Store) Rules(ctx context.Context, integratorID int64) ([]Rule, error) {
+	rows, err := s.query(ctx, `SELECT id, name, channel_id, kinds, min_severity, slcs, min_duration_ms, repeat_ms, unacked_only, enabled, created_at
+		FROM rules WHERE integrator_id = ? ORDER BY id`, integratorID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Rule{}
+	for rows.Next() {
+		var r Rule
+		var kinds, sev, slcs string
+		var minDur, repeat, created int64
+		var unacked, enabled int
+		if err := rows.Scan(&r.ID, &r.Name, &r.ChannelID, &kinds, &sev, &slcs, &minDur, &repeat, &unacked, &enabled, &created); err != nil {
+			return nil, dbErr(err)
+		}
+		r.Kinds, r.MinSeverity, r.SLCs = splitList(kinds), keepwatch.Severity(sev), splitList(slcs)
+		r.MinDuration, r.Repeat = keepwatch.Duration(minDur*1e6), keepwatch.Duration(repeat*1e6)
+		r.UnackedOnly, r.Enabled, r.CreatedAt = unacked == 1, enabled == 1, keepwatch.TimeFromMillis(created)
+		out = append(out, r)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// DeleteRule removes a rule.
+func (s *Store) DeleteRule(ctx context.Context, integratorID, id int64) error {
+	return s.tx(ctx, func(t *Tx) error {
+		r, err := t.exec(`DELETE FROM rules WHERE integrator_id = ? AND id = ?`, integratorID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such rule in your account")
+		}
+		return nil
+	})
+}
+
+// Notification is one message in the outbox.
+type Notification struct {
+	ID             int64     `json:"id"`
+	IntegratorID   int64     `json:"-"`
+	ChannelID      int64     `json:"channel_id"`
+	RuleID         int64     `json:"rule_id,omitempty"`
+	IncidentID     int64     `json:"incident_id,omitempty"`
+	InstallationID int64     `json:"-"`
+	Type           string    `json:"type"`
+	DedupKey       string    `json:"-"`
+	State          string    `json:"state"` // pending, sent, suppressed, failed, cancelled
+	NotBefore      time.Time `json:"not_before"`
+	Attempts       int       `json:"attempts"`
+	LastError      string    `json:"last_error,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	SentAt         time.Time `json:"sent_at,omitzero"`
+}
+
+// Enqueue adds a notification unless one with the same dedup key exists;
+// it reports whether it added one.
+func (s *Store) Enqueue(ctx context.Context, n Notification) (bool, error) {
+	added := false
+	err := s.tx(ctx, func(t *Tx) error {
+		r, err := t.exec(`INSERT INTO notifications (integrator_id, channel_id, rule_id, incident_id, installation_id, type, dedup_key, state, not_before, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
+			n.IntegratorID, n.ChannelID, nullable(n.RuleID), nullable(n.IncidentID), nullable(n.InstallationID), n.Type, n.DedupKey,
+			n.NotBefore.UnixMilli(), s.now().UnixMilli())
+		if err != nil {
+			return err
+		}
+		c, _ := r.RowsAffected()
+		added = c > 0
+		return nil
+	})
+	return added, err
+}
+
+func nullable(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+const notificationCols = `id, integrator_id, channel_id, COALESCE(rule_id, 0), COALESCE(incident_id, 0), COALESCE(installation_id, 0), type, dedup_key, state, not_before, attempts, last_error, created_at, COALESCE(sent_at, 0)`
+
+func scanNotification(r scanner) (Notification, error) {
+	var n Notification
+	var nb, created, sent int64
+	err := r.Scan(&n.ID, &n.IntegratorID, &n.ChannelID, &n.RuleID, &n.IncidentID, &n.InstallationID, &n.Type, &n.DedupKey, &n.State, &nb, &n.Attempts, &n.LastError, &created, &sent)
+	n.NotBefore, n.CreatedAt, n.SentAt = keepwatch.TimeFromMillis(nb), keepwatch.TimeFromMillis(created), keepwatch.TimeFromMillis(sent)
+	return n, err
+}
+
+// ClaimDue leases up to limit pending notifications whose time has come,
+// so that no other node delivers them until the lease ends.
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Notification, error) {
+	var out []Notification
+	err := s.tx(ctx, func(t *Tx) error {
+		out = nil
+		rows, err := t.query(`UPDATE notifications SET lease_until = ?
+			WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND not_before <= ? AND lease_until < ? ORDER BY not_before, id LIMIT ?)
+			RETURNING `+notificationCols, now.Add(lease).UnixMilli(), now.UnixMilli(), now.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			n, err := scanNotification(rows)
+			if err != nil {
+				return dbErr(err)
+			}
+			out = append(out, n)
+		}
+		return dbErr(rows.Err())
+	})
+	return out, err
+}
+
+// FinishNotification records the outcome of a delivery attempt: state is
+// sent, suppressed, failed or pending (retry at retryAt).
+func (s *Store) FinishNotification(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error {
+	return s.tx(ctx, func(t *Tx) error {
+		inc := b2i(attempted)
+		var sent any
+		if state == "sent" {
+			sent = s.now().UnixMilli()
+		}
+		_, err := t.exec(`UPDATE notifications SET state = ?, attempts = attempts + ?, last_error = ?, not_before = ?, lease_until = 0, sent_at = ? WHERE id = ?`,
+			state, inc, lastError, retryAt.UnixMilli(), sent, id)
+		return err
+	})
+}
+
+// NotificationsFor returns the notifications of one incident (for
+// deciding whether a resolution is worth a message).
+func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]Notification, error) {
+	rows, err := s.query(ctx, `SELECT `+notificationCols+` FROM notifications WHERE incident_id = ? ORDER BY id`, incidentID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		n, err := scanNotification(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, n)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// CancelPending cancels an incident's pending notifications of a type
+// (an opening that resolved before its minimum duration).
+func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ string) (int, error) {
+	var n int64
+	err := s.tx(ctx, func(t *Tx) error {
+		r, err := t.exec(`UPDATE notifications SET state = 'suppressed', last_error = 'resolved before the minimum duration'
+			WHERE incident_id = ? AND type = ? AND state = 'pending'`, incidentID, typ)
+		if err != nil {
+			return err
+		}
+		n, _ = r.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
+
+// Notifications lists an integrator's recent notifications, newest first.
+func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int) ([]Notification, error) {
+	rows, err := s.query(ctx, `SELECT `+notificationCols+` FROM notifications WHERE integrator_id = ? ORDER BY id DESC LIMIT ?`, integratorID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Notification{}
+	for rows.Next() {
+		n, err := scanNotification(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, n)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// Cursor reads a named position of the notifier (operator-level).
+func (s *Store) Cursor(ctx context.Context, name string) (int64, error) {
+	var v int64
+	err := s.queryRow(ctx, `SELECT value FROM meta WHERE key = ?`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, dbErr(err)
+}
+
+// SetCursor moves a named position forward (never back).
+func (s *Store) SetCursor(ctx context.Context, name string, v int64) error {
+	return s.tx(ctx, func(t *Tx) error {
+		r, err := t.exec(`UPDATE meta SET value = ? WHERE key = ? AND value < ?`, v, name, v)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			_, err = t.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, name, v)
+		}
+		return err
+	})
+}
+
+// IncidentContext is what a notification says about an incident.
+type IncidentContext struct {
+	keepwatch.Incident
+	IntegratorID   int64
+	InstallationID int64
+}
+
+// IncidentForNotify loads an incident with its tenant (operator-level).
+func (s *Store) IncidentForNotify(ctx context.Context, id int64) (IncidentContext, error) {
+	var ic IncidentContext
+	err := s.queryRow(ctx, `SELECT COALESCE(i.integrator_id, 0), n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id WHERE n.id = ?`, id).
+		Scan(&ic.IntegratorID, &ic.InstallationID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ic, keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %d", id)
+	}
+	if err != nil {
+		return ic, dbErr(err)
+	}
+	if ic.IntegratorID == 0 {
+		return ic, nil // nobody registered the installation: nobody to tell
+	}
+	ic.Incident, err = s.Incident(ctx, ic.IntegratorID, id)
+	return ic, err
+}
+
+// OpenIncidents lists an integrator's unresolved incidents (digests,
+// reminders).
+func (s *Store) OpenIncidents(ctx context.Context, integratorID int64) ([]keepwatch.Incident, error) {
+	return s.Incidents(ctx, integratorID, "", 5000)
+}
+
+// IntegratorIDs lists every tenant (operator-level).
+func (s *Store) IntegratorIDs(ctx context.Context) ([]int64, error) {
+	rows, err := s.query(ctx, `SELECT id FROM integrators ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, id)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// CarePlusEnding lists an integrator's registered installations whose Care
+// Plus ends between from and to (inclusive).
+func (s *Store) CarePlusEnding(ctx context.Context, integratorID int64, from, to keepwatch.Date) ([]keepwatch.Installation, error) {
+	rows, err := s.query(ctx, `SELECT id, slc, customer, product, cameras, care_plus_until FROM installations
+		WHERE integrator_id = ? AND care_plus_until >= ? AND care_plus_until <= ? ORDER BY care_plus_until, slc`, integratorID, from.String(), to.String())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []keepwatch.Installation
+	for rows.Next() {
+		var in keepwatch.Installation
+		var until string
+		if err := rows.Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until); err != nil {
+			return nil, dbErr(err)
+		}
+		in.CarePlusUntil, _ = keepwatch.ParseDate(until)
+		in.IntegratorID = integratorID
+		out = append(out, in)
+	}
+	return out, dbErr(rows.Err())
+}
+
+// InstallationByID returns one of an integrator's installations.
+func (s *Store) InstallationByID(ctx context.Context, integratorID, id int64) (keepwatch.Installation, error) {
+	var in keepwatch.Installation
+	var until string
+	err := s.queryRow(ctx, `SELECT id, slc, customer, product, cameras, care_plus_until FROM installations WHERE integrator_id = ? AND id = ?`, integratorID, id).
+		Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return in, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such installation in your account")
+	}
+	in.CarePlusUntil, _ = keepwatch.ParseDate(until)
+	in.IntegratorID = integratorID
+	return in, dbErr(err)
+}
+
+// NotificationCounts counts the outbox by state (for metrics).
+func (s *Store) NotificationCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.query(ctx, `SELECT state, COUNT(*) FROM notifications GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, dbErr(err)
+		}
+		out[st] = n
+	}
+	return out, dbErr(rows.Err())
+}
