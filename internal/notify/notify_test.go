@@ -378,3 +378,68 @@ func TestCarePlusWarningsAt30And7DaysOnce(t *testing.T) {
 		t.Fatalf("care plus warnings = %v", kinds)
 	}
 }
+
+func TestRemindersRepeatUntilAcknowledgedAndEscalationRespectsAck(t *testing.T) {
+	x := newSite(t, store.SQLite, 1, 0)
+	rules, err := x.s.Rules(ctx, x.integ)
+	must(t, err)
+	must(t, x.s.DeleteRule(ctx, x.integ, rules[0].ID))
+	_, err = x.s.CreateRule(ctx, x.integ, store.Rule{Name: "page", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
+		Repeat: keepwatch.Duration(time.Minute), Enabled: true})
+	must(t, err)
+	_, err = x.s.CreateRule(ctx, x.integ, store.Rule{Name: "escalate", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
+		MinDuration: keepwatch.Duration(10 * time.Minute), UnackedOnly: true, Enabled: true})
+	must(t, err)
+	beat := func(int) { x.report(x.servers[0], x.clock.Now(), nil) }
+	x.report(x.servers[0], x.clock.Now(), []string{"media_db_write_failed"})
+	x.run(150*time.Second, beat)
+	types := func() []string {
+		var out []string
+		for _, b := range x.hook.delivered() {
+			out = append(out, b["type"].(string))
+		}
+		return out
+	}
+	if got := strings.Join(types(), ","); got != "opened,reminder,reminder" {
+		t.Fatalf("after 2.5 min: %s", got)
+	}
+	ins, err := x.s.Incidents(ctx, x.integ, keepwatch.IncidentOpen, 10)
+	must(t, err)
+	_, err = x.s.AckIncident(ctx, x.integ, ins[0].ID, "user:tech@alice.example", "on my way")
+	must(t, err)
+	x.run(15*time.Minute, beat)
+	if got := strings.Join(types(), ","); got != "opened,reminder,reminder" {
+		t.Fatalf("after the acknowledgement: %s (no reminder, no escalation expected)", got)
+	}
+	ns, err := x.s.Notifications(ctx, x.integ, 20)
+	must(t, err)
+	suppressed := 0
+	for _, n := range ns {
+		if n.State == "suppressed" && n.LastError == "acknowledged before escalation" {
+			suppressed++
+		}
+	}
+	if suppressed != 1 {
+		t.Fatalf("escalation not suppressed by the acknowledgement: %+v", ns)
+	}
+}
+
+func TestEventIncidentResolvesAfterQuietPeriod(t *testing.T) {
+	x := newSite(t, store.SQLite, 1, 0)
+	x.seq[x.servers[0]]++
+	_, err := x.s.ApplyReport(ctx, store.Report{ServerID: x.servers[0].String(), Seq: x.seq[x.servers[0]], ReceivedAt: x.clock.Now(), Interval: interval,
+		Events: []keepwatch.Event{{Kind: "archive_fatal_error", Subject: "Archive 7", Severity: keepwatch.SeverityError, At: x.clock.Now()}}})
+	must(t, err)
+	n, err := x.s.ResolveQuietEvents(ctx, 24*time.Hour, x.clock.Now().Add(23*time.Hour))
+	must(t, err)
+	if n != 0 {
+		t.Fatal("resolved before the quiet period")
+	}
+	n, err = x.s.ResolveQuietEvents(ctx, 24*time.Hour, x.clock.Now().Add(25*time.Hour))
+	must(t, err)
+	ins, err := x.s.Incidents(ctx, x.integ, keepwatch.IncidentResolved, 10)
+	must(t, err)
+	if n != 1 || len(ins) != 1 || ins[0].ResolvedBy != "keepwatch" || ins[0].ResolveNote != "no recurrence for 24h" {
+		t.Fatalf("n=%d incidents %+v", n, ins)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"keepwatch"
@@ -191,7 +192,7 @@ func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now
 		n = 0
 		rows, err := t.query(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'keepwatch', resolve_note = ?
 			WHERE is_event = 1 AND state <> 'resolved' AND last_at < ? RETURNING id, installation_id`,
-			now.UnixMilli(), fmt.Sprintf("no recurrence for %s", quiet), now.Add(-quiet).UnixMilli())
+			now.UnixMilli(), quietNote(quiet), now.Add(-quiet).UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -209,7 +210,7 @@ func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now
 			return dbErr(err)
 		}
 		for _, p := range done {
-			if err := t.transition(p.id, p.inst, TransitionResolved, now, "keepwatch", fmt.Sprintf("no recurrence for %s", quiet)); err != nil {
+			if err := t.transition(p.id, p.inst, TransitionResolved, now, "keepwatch", quietNote(quiet)); err != nil {
 				return err
 			}
 		}
@@ -272,4 +273,13 @@ func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]
 		out = append(out, tr)
 	}
 	return out, dbErr(rows.Err())
+}
+
+// quietNote says why an event incident resolved by itself ("no recurrence
+// for 24h").
+func quietNote(quiet time.Duration) string {
+	d := quiet.Round(time.Minute).String()
+	d = strings.TrimSuffix(d, "0s")
+	d = strings.TrimSuffix(d, "0m")
+	return "no recurrence for " + d
 }
