@@ -410,13 +410,38 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 		m.mu.Unlock()
 		return
 	}
-	e.State = keepwatch.ServerUnavailable
-	if ok {
-		m.log.Info("server unavailable", "server", e.ID.String(), "last_seen", time.UnixMilli(e.LastSeen).UTC())
-		if m.cfg.OnChange != nil {
-			m.cfg.OnChange(ch)
-		}
+	if !ok {
+		// Another node recorded a newer report, or declared the server
+		// first: take the stored state once this entry is unlocked.
+		go m.resync(e.ID)
+		return
 	}
+	e.State = keepwatch.ServerUnavailable
+	m.log.Info("server unavailable", "server", e.ID.String(), "last_seen", time.UnixMilli(e.LastSeen).UTC())
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(ch)
+	}
+}
+
+// resync replaces an entry's state by the stored one after a lost
+// compare-and-set.
+func (m *Monitor) resync(id protocol.ServerID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := m.cfg.Store.ServerRecord(ctx, id.String())
+	if err != nil {
+		m.log.Warn("resync server", "server", id.String(), "err", err)
+		return
+	}
+	m.mu.Lock()
+	e := m.servers[id]
+	m.mu.Unlock()
+	if e != nil {
+		e.mu.Lock()
+		e.State = r.State
+		e.mu.Unlock()
+	}
+	m.apply(r)
 }
 
 // Stats is a snapshot for metrics.
