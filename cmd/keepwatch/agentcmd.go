@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"keepwatch/internal/agent"
@@ -13,12 +18,20 @@ import (
 
 const agentUsage = `usage: keepwatch agent <command>
 
-  enroll --server URL --slc SLC --key KEY --name NAME --state DIR [--consent] [--ca FILE]
-  send   --state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]
-         one status report whose active conditions are exactly those given
-         (none = all clear), or with --heartbeat an empty report; then exit
+  enroll  --server URL --slc SLC --key KEY --name NAME --state DIR [--consent] [--ca FILE]
+  run     --state DIR [--config FILE] [--debug]
+          the agent daemon: built-in checks, local API, durable spool
+  send    --state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]
+          one status report whose active conditions are exactly those given
+          (none = all clear), or with --heartbeat an empty report; then exit.
+          Goes through the running daemon if there is one (which adds the
+          conditions its own checks find).
   consent --state DIR on|off
-  status --state DIR [--json]
+  status  --state DIR [--json]
+  install-service   --state DIR [--config FILE]   (Windows)
+  uninstall-service                               (Windows)
+
+docs/agent.md describes the configuration file and the local API.
 `
 
 func runAgent(ctx context.Context, e *env, args []string) error {
@@ -34,12 +47,29 @@ func runAgent(ctx context.Context, e *env, args []string) error {
 	switch args[0] {
 	case "enroll":
 		return agentEnroll(ctx, e, fs, args[1:])
+	case "run":
+		return agentRun(ctx, e, fs, args[1:])
 	case "send":
 		return agentSend(ctx, e, fs, args[1:])
 	case "consent":
 		return agentConsent(ctx, e, fs, args[1:])
 	case "status":
-		return agentStatus(e, fs, args[1:])
+		return agentStatus(ctx, e, fs, args[1:])
+	case "install-service":
+		return agentInstallService(e, fs, args[1:])
+	case "uninstall-service":
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if err := noArgs(pos); err != nil {
+			return err
+		}
+		if err := agent.UninstallService(); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "service %s removed\n", agent.ServiceName)
+		return nil
 	}
 	fmt.Fprint(e.stderr, agentUsage)
 	return usagef("unknown agent command %q", args[0])
@@ -68,11 +98,26 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	if !o.Consent {
 		return usagef("without --consent nothing may be sent; ask the customer, then add --consent")
 	}
+	// The daemon holds the report key in memory: enrolling under it would
+	// leave it sending with the old one.
+	lock, err := agent.LockDir(dir)
+	if errors.Is(err, agent.ErrDaemonRunning) {
+		return fmt.Errorf("an agent is running on %s; stop it before enrolling again", dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	st, err := agent.Enroll(ctx, o)
 	if err != nil {
 		return err
+	}
+	if old, err := agent.Load(dir); err == nil && old.ServerID == st.ServerID {
+		// The same server enrolled again: its spool stays valid, and the
+		// counter simply carries on.
+		st.Seq = old.Seq
 	}
 	if err := st.Save(dir); err != nil {
 		return err
@@ -80,6 +125,57 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	fmt.Fprintln(e.stdout, st.ServerID)
 	fmt.Fprintf(e.stderr, "enrolled %q in %s as server %s; heartbeat every %ds\n", st.Name, st.SLC, st.ServerID, st.Interval)
 	return nil
+}
+
+func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
+	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md); without it only heartbeats and the local API run")
+	debug := fs.Bool("debug", false, "debug logging")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "state"); err != nil {
+		return err
+	}
+	cfg, err := agent.ParseConfig(strings.NewReader("{}"))
+	if *cfgFile != "" {
+		cfg, err = agent.LoadConfig(*cfgFile)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := agent.Load(*dir); err != nil {
+		return err
+	}
+	logOut := e.stderr
+	if agent.IsService() {
+		// The service manager gives no console: log next to the state.
+		f, err := openServiceLog(*dir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
+	d := &agent.Daemon{Dir: *dir, Config: cfg, Logger: logger(logOut, *debug)}
+	if agent.IsService() {
+		return agent.RunService(d.Run)
+	}
+	return d.Run(ctx)
+}
+
+// openServiceLog opens <dir>/agent.log for appending, keeping one older
+// file when it grew past 10 MiB.
+func openServiceLog(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "agent.log")
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 10<<20 {
+		os.Rename(path, path+".1")
+	}
+	return os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 }
 
 func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
@@ -101,26 +197,44 @@ func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	if *heartbeat && (len(conds) > 0 || len(events) > 0) {
 		return usagef("--heartbeat carries no conditions or events")
 	}
-	s, err := agent.NewSender(*dir)
-	if err != nil {
-		return err
-	}
-	if !s.State.Consent {
-		return fmt.Errorf("consent is off for this agent; nothing is sent (keepwatch agent consent on)")
-	}
 	var p *protocol.Payload
 	if !*heartbeat {
 		if p, err = agent.StatusPayload(conds, events, time.Now().UTC()); err != nil {
 			return usagef("%s", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	resp, err := s.Send(ctx, p)
+	local, ctl, err := agent.Attach(ctx, *dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "accepted as #%d; server state %s; next heartbeat in %ds\n", resp.Seq, resp.State, resp.HeartbeatIntervalSeconds)
+	if local != nil {
+		defer local.Close()
+		seq, resp, err := local.Send(ctx, p)
+		if err != nil {
+			if seq != 0 {
+				fmt.Fprintf(e.stderr, "report #%d stays in the spool; it goes out with the next report or when the agent runs\n", seq)
+			}
+			return err
+		}
+		fmt.Fprintf(e.stderr, "accepted as #%d; server state %s; next heartbeat in %ds\n", resp.Seq, resp.State, resp.HeartbeatIntervalSeconds)
+		return nil
+	}
+	var rec agent.Recorded
+	if p == nil {
+		rec, err = ctl.Heartbeat(ctx)
+	} else {
+		rec, err = ctl.SetConditions(ctx, *p.Conditions, p.Events, true)
+	}
+	if err != nil {
+		return err
+	}
+	st, err := ctl.WaitDelivered(ctx, rec.Seq)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "accepted as #%d through the running agent; server state %s; %d conditions active\n", rec.Seq, st.Spool.LastAckState, len(st.Conditions))
 	return nil
 }
 
@@ -136,30 +250,45 @@ func agentConsent(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 	if err := required(fs, "state"); err != nil {
 		return err
 	}
-	s, err := agent.NewSender(*dir)
+	on := pos[0] == "on"
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	local, ctl, err := agent.Attach(ctx, *dir)
 	if err != nil {
 		return err
 	}
-	on := pos[0] == "on"
-	// Tell keepwatch once, so the dashboard shows "consent withdrawn"
+	// keepwatch is told once, so the dashboard shows "consent withdrawn"
 	// instead of an unavailable server (or resumes monitoring).
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	now := time.Now().UTC()
-	_, sendErr := s.Send(ctx, &protocol.Payload{SentAt: &now, Consent: &on})
-	s.State.Consent = on
-	if err := s.State.Save(*dir); err != nil {
+	if local != nil {
+		defer local.Close()
+		told, err := local.SetConsent(ctx, on)
+		switch {
+		case err != nil:
+			fmt.Fprintf(e.stderr, "consent is %s locally, but keepwatch could not be told yet (the agent tells it when it can): %v\n", pos[0], err)
+		case told:
+			fmt.Fprintf(e.stderr, "consent is %s; keepwatch was told\n", pos[0])
+		default:
+			fmt.Fprintf(e.stderr, "consent was already %s\n", pos[0])
+		}
+		return nil
+	}
+	rec, err := ctl.SetConsent(ctx, on)
+	if err != nil {
 		return err
 	}
-	if sendErr != nil {
-		fmt.Fprintf(e.stderr, "consent is %s locally, but keepwatch could not be told: %v\n", pos[0], sendErr)
+	if rec.Seq == 0 {
+		fmt.Fprintf(e.stderr, "consent was already %s\n", pos[0])
+		return nil
+	}
+	if _, err := ctl.WaitDelivered(ctx, rec.Seq); err != nil {
+		fmt.Fprintf(e.stderr, "consent is %s, but keepwatch could not be told yet (the agent keeps trying): %v\n", pos[0], err)
 		return nil
 	}
 	fmt.Fprintf(e.stderr, "consent is %s; keepwatch was told\n", pos[0])
 	return nil
 }
 
-func agentStatus(e *env, fs *flag.FlagSet, args []string) error {
+func agentStatus(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	dir := fs.String("state", "", "state directory of this agent")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -172,29 +301,142 @@ func agentStatus(e *env, fs *flag.FlagSet, args []string) error {
 	if err := required(fs, "state"); err != nil {
 		return err
 	}
-	st, err := agent.Load(*dir)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	local, ctl, err := agent.Attach(ctx, *dir)
+	if err != nil {
+		return err
+	}
+	var s agent.Status
+	if local != nil {
+		s, err = local.Status()
+		local.Close()
+	} else {
+		s, err = ctl.Status(ctx)
+	}
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		view := *st
-		view.Key = nil // never print the key
-		b, _ := json.MarshalIndent(view, "", "  ")
+		b, _ := json.MarshalIndent(s, "", "  ")
 		fmt.Fprintln(e.stdout, string(b))
 		return nil
 	}
-	lastAck := "never"
-	if !st.LastAck.IsZero() {
-		lastAck = fmt.Sprintf("%s (%s ago, server state %s)", st.LastAck.Format(time.RFC3339), time.Since(st.LastAck).Round(time.Second), st.LastAckState)
+	printStatus(e.stdout, s, time.Now())
+	return nil
+}
+
+func printStatus(w io.Writer, s agent.Status, now time.Time) {
+	ago := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.RFC3339), now.Sub(t).Round(time.Second))
 	}
 	consent := "on"
-	if !st.Consent {
+	if !s.Consent {
 		consent = "off (nothing is sent)"
 	}
-	fmt.Fprintf(e.stdout, "server:        %s\ninstallation:  %s\nname:          %s\nserver id:     %s\nconsent:       %s\ninterval:      %ds\nlast sequence: %d\nlast ack:      %s\n",
-		st.Server, st.SLC, st.Name, st.ServerID, consent, st.Interval, st.Seq, lastAck)
-	if st.LastError != "" {
-		fmt.Fprintf(e.stdout, "last error:    %s\n", st.LastError)
+	running := "not running"
+	if s.Running {
+		running = "running, local API on " + s.LocalAPI
+		if s.Delivery.State != "" {
+			running += "; delivery " + s.Delivery.State
+			if !s.Delivery.Next.IsZero() && s.Delivery.Next.After(now) {
+				running += fmt.Sprintf(", next attempt in %s", s.Delivery.Next.Sub(now).Round(time.Second))
+			}
+		}
 	}
+	lastAck := "never"
+	if !s.Spool.LastAck.IsZero() {
+		lastAck = ago(s.Spool.LastAck)
+		if s.Spool.LastAckState != "" {
+			lastAck += ", server state " + s.Spool.LastAckState
+		}
+	}
+	spool := fmt.Sprintf("%d reports waiting", s.Spool.Depth)
+	if s.Spool.Depth > 0 {
+		spool += fmt.Sprintf(" (%d events), oldest recorded %s", s.Spool.PendingEvents, ago(s.Spool.Oldest))
+	}
+	spool += fmt.Sprintf("; limit %d", s.Spool.MaxReports)
+	fmt.Fprintf(w, "server:        %s\ninstallation:  %s\nname:          %s\nserver id:     %s\nconsent:       %s\ninterval:      %ds\nagent:         %s\nlast ack:      %s\nsequence:      %d recorded, %d acknowledged\nspool:         %s\ndropped:       %d heartbeats, %d status reports (spool full)\n",
+		s.Server, s.SLC, s.Name, s.ServerID, consent, s.Interval, running, lastAck, s.Spool.LastSeq, s.Spool.LastAckedSeq, spool, s.Spool.DroppedHeartbeats, s.Spool.DroppedStatus)
+	if s.Spool.Discarded > 0 || s.Spool.Refused > 0 {
+		fmt.Fprintf(w, "discarded:     %d at consent withdrawal or re-enrollment, %d refused by keepwatch\n", s.Spool.Discarded, s.Spool.Refused)
+	}
+	if s.Spool.LastError != "" {
+		fmt.Fprintf(w, "last error:    %s: %s\n", s.Spool.LastErrorAt.Local().Format(time.RFC3339), s.Spool.LastError)
+	}
+	label := "conditions:"
+	if !s.Running {
+		label = "conditions (as last recorded):"
+	}
+	if len(s.Conditions) == 0 {
+		fmt.Fprintf(w, "%-14s none\n", label)
+	} else {
+		fmt.Fprintf(w, "%s\n", label)
+		for _, c := range s.Conditions {
+			line := "  " + c.Kind
+			if c.Subject != "" {
+				line += " " + c.Subject
+			}
+			if c.Since != nil {
+				line += " since " + c.Since.Local().Format(time.RFC3339)
+			}
+			if c.Message != "" {
+				line += ": " + c.Message
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if len(s.Checks) > 0 {
+		fmt.Fprintln(w, "checks:")
+		for _, c := range s.Checks {
+			line := fmt.Sprintf("  %-15s every %s", c.Name, c.Every)
+			if !c.LastRun.IsZero() {
+				line += ", last run " + c.LastRun.Local().Format(time.RFC3339)
+			}
+			if c.Error != "" {
+				line += ", could not look: " + c.Error
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+func agentInstallService(e *env, fs *flag.FlagSet, args []string) error {
+	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
+	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "state"); err != nil {
+		return err
+	}
+	absDir, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if _, err := agent.Load(absDir); err != nil {
+		return err
+	}
+	absCfg := ""
+	if *cfgFile != "" {
+		if absCfg, err = filepath.Abs(*cfgFile); err != nil {
+			return err
+		}
+		if _, err := agent.LoadConfig(absCfg); err != nil {
+			return err
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := agent.InstallService(exe, absDir, absCfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "service %s installed (starts automatically); start it now with: sc start %s\n", agent.ServiceName, agent.ServiceName)
 	return nil
 }

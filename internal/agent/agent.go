@@ -1,5 +1,9 @@
-// Package agent is the recording-server side of keepwatch: enrollment,
-// the agent's persistent state, and sending sealed reports.
+// Package agent is the recording-server side of keepwatch: enrollment and
+// the agent's persistent state, sealed sending, and the daemon that runs
+// next to a Recording Server (`keepwatch agent run`): built-in checks of
+// drives, media database, cameras and licences, a local API for the VMS,
+// and a durable spool so that no report is lost while keepwatch or the
+// Internet is away.
 package agent
 
 import (
@@ -13,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +109,8 @@ type ServerError struct {
 	Status  int
 	Code    string
 	Message string
+	// RetryAfter is the wait keepwatch asked for (Retry-After), if any.
+	RetryAfter time.Duration
 }
 
 func (e *ServerError) Error() string {
@@ -150,13 +157,32 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 		return err
 	}
 	if resp.StatusCode >= 300 {
+		se := &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b))}
 		var eb protocol.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
-			return &ServerError{resp.StatusCode, eb.Error.Code, eb.Error.Message}
+			se.Code, se.Message = eb.Error.Code, eb.Error.Message
 		}
-		return &ServerError{resp.StatusCode, "http_" + fmt.Sprint(resp.StatusCode), strings.TrimSpace(string(b))}
+		if len(se.Message) > 200 {
+			se.Message = se.Message[:200] + "…"
+		}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.RetryAfter = time.Duration(min(secs, 3600)) * time.Second
+		}
+		return se
 	}
-	return json.Unmarshal(b, out)
+	if err := json.Unmarshal(b, out); err != nil {
+		// A 2xx that is not JSON comes from something in between (a
+		// captive portal, a proxy), not from keepwatch.
+		return &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: "the answer is not keepwatch's JSON"}
+	}
+	return nil
+}
+
+// Report posts one sealed envelope.
+func (c *Client) Report(ctx context.Context, env []byte) (protocol.ReportResponse, error) {
+	var resp protocol.ReportResponse
+	err := c.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	return resp, err
 }
 
 // EnrollOptions are the inputs of an enrollment.
@@ -221,25 +247,16 @@ func EnrollWith(ctx context.Context, c *Client, o EnrollOptions) (*State, error)
 	}, nil
 }
 
-// Sender sends reports for one enrolled agent, persisting the sequence
-// number before each send so it never repeats.
+// Sender sends reports for one enrolled agent directly, without a spool,
+// persisting the sequence number before each send so it never repeats. It
+// serves simulated agents and tests (Dir == "": state in memory only). A
+// state directory used by `keepwatch agent run` must go through its spool
+// instead (OpenLocal, or the daemon's local API), which owns the sequence
+// numbers there.
 type Sender struct {
 	Dir    string // "" keeps the state in memory only (simulated agents)
 	State  *State
 	Client *Client
-}
-
-// NewSender loads the state of dir and connects to its server.
-func NewSender(dir string) (*Sender, error) {
-	st, err := Load(dir)
-	if err != nil {
-		return nil, err
-	}
-	c, err := NewClient(st.Server, st.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	return &Sender{Dir: dir, State: st, Client: c}, nil
 }
 
 // Send seals payload (nil for a heartbeat) and posts it.
