@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
@@ -43,6 +44,21 @@ type Handler struct {
 	KeepAlive time.Duration
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
+	// Audit, when set, records every successful state-changing call in the
+	// integrator's audit log: route is the route's "METHOD pattern", target
+	// what the call acted on.
+	Audit func(r *http.Request, p keepwatch.Principal, route, target string)
+}
+
+// auditTargetKey carries, in a request's context, what a state-changing
+// call acted on when its path does not say (a body field).
+type auditTargetKey struct{}
+
+// setAuditTarget names what a state-changing call acted on.
+func setAuditTarget(r *http.Request, target string) {
+	if t, ok := r.Context().Value(auditTargetKey{}).(*string); ok {
+		*t = target
+	}
 }
 
 // Route is one API route with the least role it needs ("" for public).
@@ -101,8 +117,17 @@ func (h *Handler) wrap(rt Route) http.Handler {
 				return
 			}
 		}
+		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
+		target := r.URL.Path
+		if unsafe {
+			r = r.WithContext(context.WithValue(r.Context(), auditTargetKey{}, &target))
+		}
 		if err := rt.handle(w, r, p); err != nil {
 			respond.Error(w, r, h.Logger, err)
+			return
+		}
+		if unsafe && rt.Role != "" && h.Audit != nil {
+			h.Audit(r, p, rt.Method+" "+rt.Pattern, target)
 		}
 	})
 }
@@ -296,6 +321,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, p keepwatch.P
 	if err := h.Store.Register(r.Context(), p.IntegratorID, slc); err != nil {
 		return err
 	}
+	setAuditTarget(r, slc)
 	h.Logger.Info("SLC registered", "integrator", p.IntegratorID, "slc", slc, "by", p.Actor)
 	respond.JSON(w, http.StatusCreated, map[string]string{"slc": slc})
 	return nil

@@ -24,6 +24,7 @@ import (
 	"keepwatch/internal/notify"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
+	"keepwatch/internal/web"
 )
 
 // MinInterval is the shortest heartbeat interval a server may dictate.
@@ -65,6 +66,7 @@ type App struct {
 	Broker  *live.Broker
 	Ingest  *ingest.Handler
 	API     *api.Handler
+	Web     *web.Handler
 	Notify  *notify.Notifier
 	Metrics *metrics.Registry
 
@@ -110,7 +112,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		OnChange: a.Broker.Publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery,
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: a.Broker.Publish}, a.Metrics)
-	a.API = &api.Handler{Store: st, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
+	a.Web = &web.Handler{Store: st, Now: cfg.Now, Logger: cfg.Logger}
+	a.API = &api.Handler{Store: st, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing,
+		Authenticate: a.Web.Authenticate, Audit: a.Web.AuditAPI}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance,
@@ -120,6 +124,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	mux := http.NewServeMux()
 	a.Ingest.Register(mux)
 	a.API.Register(mux)
+	if err := a.Web.Register(mux); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", a.Metrics.Handler())

@@ -1,0 +1,144 @@
+package web
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"keepwatch"
+	"keepwatch/internal/store"
+)
+
+// pageSize bounds the rows of one overview page; a fleet of thousands is
+// searched and paged, not scrolled.
+const pageSize = 200
+
+func (h *Handler) parseTemplates() error {
+	h.pages = map[string]*template.Template{}
+	for _, name := range []string{"login", "overview", "installation", "incidents", "registrations", "settings", "error"} {
+		t, err := template.New(name).Funcs(templateFuncs()).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
+		if err != nil {
+			return err
+		}
+		h.pages[name] = t
+	}
+	return nil
+}
+
+// count is one of the overview's counters.
+type count struct {
+	Key, Label string
+	N          int
+	Href       string
+	Current    bool
+}
+
+type overviewData struct {
+	Filter   string // errors or all
+	State    string // one display state, or ""
+	Query    string
+	Rows     []row
+	Counts   []count
+	Total    int
+	Shown    int // rows matching the filters, before paging
+	Page     int
+	Pages    int
+	PrevHref string
+	NextHref string
+	AllHref  string
+	ErrHref  string
+	LiveHref string
+	Today    keepwatch.Date
+}
+
+func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) error {
+	q := r.URL.Query()
+	d := overviewData{Filter: q.Get("filter"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), Today: h.today()}
+	if d.Filter != "all" {
+		d.Filter = "errors"
+	}
+	if len(d.Query) > 100 {
+		d.Query = d.Query[:100]
+	}
+	if d.State != "" && stateLabels[d.State] == "" {
+		return keepwatch.Errorf(keepwatch.EINVALID, "unknown status filter %q", d.State)
+	}
+	d.Page, _ = strconv.Atoi(q.Get("page"))
+	d.Page = max(d.Page, 1)
+
+	p := rq.principal()
+	now := h.now()
+	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.today())
+	if err != nil {
+		return err
+	}
+	maint, err := h.Store.ActiveMaintenance(r.Context(), p.IntegratorID, now)
+	if err != nil {
+		return err
+	}
+	needle := strings.ToLower(d.Query)
+	tally := map[string]int{}
+	var rows []row
+	for _, v := range views {
+		var m *store.MaintenanceWindow
+		if mw, ok := maint[v.SLC]; ok {
+			m = &mw
+		}
+		st := displayState(v, m)
+		tally[st]++
+		switch {
+		case d.State != "" && st != d.State:
+			continue
+		case d.State == "" && d.Filter == "errors" && !v.Status.NeedsAttention():
+			continue
+		case needle != "" && !strings.Contains(strings.ToLower(v.Customer), needle) && !strings.Contains(strings.ToLower(v.SLC), needle):
+			continue
+		}
+		rows = append(rows, row{InstallationView: v, State: st, Maintenance: m})
+	}
+	d.Total, d.Shown = len(views), len(rows)
+	d.Pages = max(1, (len(rows)+pageSize-1)/pageSize)
+	d.Page = min(d.Page, d.Pages)
+	d.Rows = rows[(d.Page-1)*pageSize : min(len(rows), d.Page*pageSize)]
+
+	link := func(filter, state, query string, page int) string {
+		v := url.Values{}
+		if filter == "all" {
+			v.Set("filter", "all")
+		}
+		if state != "" {
+			v.Set("state", state)
+		}
+		if query != "" {
+			v.Set("q", query)
+		}
+		if page > 1 {
+			v.Set("page", strconv.Itoa(page))
+		}
+		if len(v) == 0 {
+			return "/"
+		}
+		return "/?" + v.Encode()
+	}
+	for _, s := range displayStates {
+		d.Counts = append(d.Counts, count{Key: s.Key, Label: s.Label, N: tally[s.Key], Href: link("all", s.Key, d.Query, 1), Current: d.State == s.Key})
+	}
+	d.AllHref, d.ErrHref = link("all", "", d.Query, 1), link("errors", "", d.Query, 1)
+	if d.Page > 1 {
+		d.PrevHref = link(d.Filter, d.State, d.Query, d.Page-1)
+	}
+	if d.Page < d.Pages {
+		d.NextHref = link(d.Filter, d.State, d.Query, d.Page+1)
+	}
+	live := link(d.Filter, d.State, d.Query, d.Page)
+	if strings.Contains(live, "?") {
+		d.LiveHref = live + "&partial=1"
+	} else {
+		d.LiveHref = live + "?partial=1"
+	}
+	pg := h.newPage(r, rq, "Overview", "overview", d)
+	pg.Partial = q.Get("partial") != ""
+	return h.render(w, http.StatusOK, "overview", pg)
+}

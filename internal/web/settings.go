@@ -1,0 +1,172 @@
+package web
+
+import (
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+
+	"keepwatch"
+	"keepwatch/internal/secret"
+	"keepwatch/internal/store"
+)
+
+// auditShown is how many audit entries the settings page lists.
+const auditShown = 200
+
+type settingsData struct {
+	Users  []store.User
+	Tokens []store.Token
+	Audit  []store.AuditEntry
+	Roles  []keepwatch.Role
+	// Shown once, right after it was made: a new user's password or a new
+	// API token. Only the hash is stored.
+	NewSecret, NewSecretFor, NewSecretKind string
+	Email, TokenName                       string // form values after a refusal
+}
+
+var roles = []keepwatch.Role{keepwatch.RoleViewer, keepwatch.RoleTechnician, keepwatch.RoleOwner}
+
+func (h *Handler) settings(w http.ResponseWriter, r *http.Request, rq *request) error {
+	return h.renderSettings(w, r, rq, http.StatusOK, settingsData{}, "")
+}
+
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, rq *request, status int, d settingsData, errMsg string) error {
+	p, ctx := rq.principal(), r.Context()
+	var err error
+	if d.Users, err = h.Store.Users(ctx, p.IntegratorID); err != nil {
+		return err
+	}
+	if d.Tokens, err = h.Store.Tokens(ctx, p.IntegratorID); err != nil {
+		return err
+	}
+	if d.Audit, err = h.Store.AuditLog(ctx, p.IntegratorID, auditShown); err != nil {
+		return err
+	}
+	d.Roles = roles
+	pg := h.newPage(r, rq, "Settings", "settings", d)
+	pg.Error = errMsg
+	return h.render(w, status, "settings", pg)
+}
+
+// refused shows a form error on the settings page; other errors go to the
+// error page.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, rq *request, d settingsData, err error) error {
+	switch code := keepwatch.ErrorCode(err); code {
+	case keepwatch.EINVALID, keepwatch.ECONFLICT:
+		return h.renderSettings(w, r, rq, statusOf(code), d, keepwatch.ErrorMessage(err))
+	}
+	return err
+}
+
+func formRole(r *http.Request) (keepwatch.Role, error) {
+	return keepwatch.ParseRole(r.PostFormValue("role"))
+}
+
+func (h *Handler) addUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	email := strings.ToLower(strings.TrimSpace(r.PostFormValue("email")))
+	d := settingsData{Email: email}
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
+		return h.refused(w, r, rq, d, keepwatch.Errorf(keepwatch.EINVALID, "%q is not an e-mail address", email))
+	}
+	role, err := formRole(r)
+	if err != nil {
+		return h.refused(w, r, rq, d, err)
+	}
+	password := secret.New("")[:20]
+	p := rq.principal()
+	if _, err := h.Store.CreateUser(r.Context(), p.IntegratorID, email, secret.HashPassword(password), role); err != nil {
+		if keepwatch.ErrorCode(err) == keepwatch.ECONFLICT {
+			err = keepwatch.Errorf(keepwatch.ECONFLICT, "this e-mail address is already in use")
+		}
+		return h.refused(w, r, rq, d, err)
+	}
+	h.audit(r, rq, "user.add", email, "role "+string(role))
+	return h.renderSettings(w, r, rq, http.StatusCreated, settingsData{NewSecret: password, NewSecretFor: email, NewSecretKind: "password"}, "")
+}
+
+func pathID(r *http.Request, what string) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such %s in your account", what)
+	}
+	return id, nil
+}
+
+func (h *Handler) setUserRole(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "user")
+	if err != nil {
+		return err
+	}
+	role, err := formRole(r)
+	if err != nil {
+		return h.refused(w, r, rq, settingsData{}, err)
+	}
+	p := rq.principal()
+	u, err := h.Store.User(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	if err := h.Store.SetUserRole(r.Context(), p.IntegratorID, id, role); err != nil {
+		return h.refused(w, r, rq, settingsData{}, err)
+	}
+	h.audit(r, rq, "user.role", u.Email, string(u.Role)+" → "+string(role))
+	redirectDone(w, r, "/settings", "role")
+	return nil
+}
+
+func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "user")
+	if err != nil {
+		return err
+	}
+	p := rq.principal()
+	u, err := h.Store.User(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteUser(r.Context(), p.IntegratorID, id); err != nil {
+		return h.refused(w, r, rq, settingsData{}, err)
+	}
+	h.audit(r, rq, "user.remove", u.Email, "")
+	if id == rq.session.UserID {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return nil
+	}
+	redirectDone(w, r, "/settings", "removed")
+	return nil
+}
+
+func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *request) error {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	d := settingsData{TokenName: name}
+	if name == "" || !keepwatch.ValidText(name, 64) {
+		return h.refused(w, r, rq, d, keepwatch.Errorf(keepwatch.EINVALID, "name the token (at most 64 printable characters), e.g. after what uses it"))
+	}
+	role, err := formRole(r)
+	if err != nil {
+		return h.refused(w, r, rq, d, err)
+	}
+	token := secret.New("kw_")
+	p := rq.principal()
+	if _, err := h.Store.CreateToken(r.Context(), p.IntegratorID, name, role, secret.Hash(token)); err != nil {
+		return err
+	}
+	h.audit(r, rq, "token.create", name, "role "+string(role))
+	return h.renderSettings(w, r, rq, http.StatusCreated, settingsData{NewSecret: token, NewSecretFor: name, NewSecretKind: "token"}, "")
+}
+
+func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "token")
+	if err != nil {
+		return err
+	}
+	p := rq.principal()
+	name, err := h.Store.RevokeToken(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return h.refused(w, r, rq, settingsData{}, err)
+	}
+	h.audit(r, rq, "token.revoke", name, "")
+	redirectDone(w, r, "/settings", "revoked")
+	return nil
+}

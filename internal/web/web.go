@@ -1,0 +1,372 @@
+// Package web serves the integrators' dashboard: server-rendered pages
+// (html/template, embedded with their stylesheet and a small script) for
+// the overview, installations, incidents, the registration center and
+// settings. It reads and writes through the same tenant-scoped store
+// methods as the REST API, with the integrator id of the signed-in user;
+// roles are enforced here, per route, never only by hiding buttons.
+//
+// Live updates come from the API's event stream (/api/v1/events), which
+// accepts the dashboard's session cookie through Authenticate: on each
+// change the page refetches its live region as HTML.
+package web
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/store"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+// Handler serves the dashboard.
+type Handler struct {
+	Store  *store.Store
+	Now    func() time.Time
+	Logger *slog.Logger
+	// IdleTimeout ends a session unused for this long (default 12 h);
+	// MaxAge ends any session this long after sign-in (default 7 days).
+	IdleTimeout, MaxAge time.Duration
+
+	pages   map[string]*template.Template
+	limiter *loginLimiter
+	cop     *http.CrossOriginProtection
+	static  http.Handler
+}
+
+// Route is one dashboard route with the least role it needs ("" for
+// public pages).
+type Route struct {
+	Method, Pattern string
+	Role            keepwatch.Role
+	handle          func(http.ResponseWriter, *http.Request, *request) error
+}
+
+// request is what a handler knows about the signed-in user.
+type request struct {
+	session store.Session
+	idHash  []byte
+}
+
+func (rq *request) principal() keepwatch.Principal { return rq.session.Principal() }
+
+// Routes lists every dashboard route; the access tests are checked against
+// it.
+func (h *Handler) Routes() []Route {
+	return []Route{
+		{"GET", "/login", "", h.loginPage},
+		{"POST", "/login", "", h.login},
+		{"POST", "/logout", keepwatch.RoleViewer, h.logout},
+		{"GET", "/{$}", keepwatch.RoleViewer, h.overview},
+		{"GET", "/installations/{slc}", keepwatch.RoleViewer, h.installation},
+		{"POST", "/installations/{slc}/maintenance", keepwatch.RoleTechnician, h.setMaintenance},
+		{"POST", "/installations/{slc}/maintenance/end", keepwatch.RoleTechnician, h.endMaintenance},
+		{"GET", "/incidents", keepwatch.RoleViewer, h.incidents},
+		{"POST", "/incidents/{id}/ack", keepwatch.RoleTechnician, h.ackIncident},
+		{"POST", "/incidents/{id}/assign", keepwatch.RoleTechnician, h.assignIncident},
+		{"POST", "/incidents/{id}/resolve", keepwatch.RoleTechnician, h.resolveIncident},
+		{"GET", "/registrations", keepwatch.RoleViewer, h.registrations},
+		{"POST", "/registrations", keepwatch.RoleOwner, h.register},
+		{"POST", "/registrations/release", keepwatch.RoleOwner, h.release},
+		{"GET", "/settings", keepwatch.RoleOwner, h.settings},
+		{"POST", "/settings/users", keepwatch.RoleOwner, h.addUser},
+		{"POST", "/settings/users/{id}/role", keepwatch.RoleOwner, h.setUserRole},
+		{"POST", "/settings/users/{id}/remove", keepwatch.RoleOwner, h.removeUser},
+		{"POST", "/settings/tokens", keepwatch.RoleOwner, h.createToken},
+		{"POST", "/settings/tokens/{id}/revoke", keepwatch.RoleOwner, h.revokeToken},
+		{"GET", "/static/{file...}", "", h.serveStatic},
+	}
+}
+
+// Register adds the dashboard's routes to mux. Paths nobody else serves
+// get the dashboard's "not found" page.
+func (h *Handler) Register(mux *http.ServeMux) error {
+	if err := h.init(); err != nil {
+		return err
+	}
+	for _, rt := range h.Routes() {
+		mux.Handle(rt.Method+" "+rt.Pattern, h.wrap(rt))
+	}
+	mux.Handle("/", h.headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.renderError(w, r, nil, keepwatch.Errorf(keepwatch.ENOTFOUND, "there is no page at this address"))
+	})))
+	return nil
+}
+
+func (h *Handler) init() error {
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	if h.Logger == nil {
+		h.Logger = slog.Default()
+	}
+	if h.IdleTimeout == 0 {
+		h.IdleTimeout = 12 * time.Hour
+	}
+	if h.MaxAge == 0 {
+		h.MaxAge = 7 * 24 * time.Hour
+	}
+	h.limiter = newLoginLimiter(h.Now)
+	h.cop = http.NewCrossOriginProtection()
+	sub, err := fs.Sub(assets, "static")
+	if err != nil {
+		return err
+	}
+	h.static = http.FileServerFS(sub)
+	return h.parseTemplates()
+}
+
+// csp allows only the dashboard's own script, stylesheet and images: no
+// inline script or style, no framing, forms post only here.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; manifest-src 'self'"
+
+// headers sets the security headers of every dashboard response.
+func (h *Handler) headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+		hd.Set("Cross-Origin-Resource-Policy", "same-origin")
+		hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) wrap(rt Route) http.Handler {
+	return h.headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.Pattern != "/static/{file...}" {
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
+		// Cross-origin browser requests never change anything, whether or
+		// not they carry a session.
+		if unsafe {
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if err := h.cop.Check(r); err != nil {
+				h.renderError(w, r, nil, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this request came from another site and was refused"))
+				return
+			}
+		}
+		rq := &request{}
+		if rt.Role != "" {
+			ss, hash, err := h.session(r)
+			if err != nil {
+				h.unauthenticated(w, r, err)
+				return
+			}
+			rq.session, rq.idHash = ss, hash
+			if unsafe && !validCSRF(r.PostFormValue("csrf"), ss.CSRF) {
+				h.renderError(w, r, rq, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this form has expired; reload the page and try again"))
+				return
+			}
+			if !ss.Role.Allows(rt.Role) {
+				h.renderError(w, r, rq, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this needs the %s role; ask an owner of your account", rt.Role))
+				return
+			}
+		}
+		if err := rt.handle(w, r, rq); err != nil {
+			h.renderError(w, r, rq, err)
+		}
+	}))
+}
+
+// unauthenticated sends a browser to the login page, and answers
+// everything else (a form post, a live-region refresh) with 401.
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Method == http.MethodGet && r.URL.Query().Get("partial") == "" {
+		next := r.URL.RequestURI()
+		target := "/login"
+		if next != "/" {
+			target += "?next=" + url.QueryEscape(next)
+		}
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return
+	}
+	h.renderError(w, r, nil, err)
+}
+
+func (h *Handler) serveStatic(w http.ResponseWriter, r *http.Request, _ *request) error {
+	// Assets are embedded in the binary: they change only with it.
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	r.URL.Path = "/" + r.PathValue("file")
+	h.static.ServeHTTP(w, r)
+	return nil
+}
+
+func (h *Handler) now() time.Time { return h.Now().UTC() }
+
+func (h *Handler) today() keepwatch.Date { return keepwatch.DateOf(h.Now()) }
+
+// page is what every template gets.
+type page struct {
+	Title   string
+	Nav     string // which navigation entry is current
+	User    *store.Session
+	CSRF    string
+	Now     time.Time
+	Flash   string
+	Error   string
+	Partial bool
+	Data    any
+}
+
+func (h *Handler) newPage(r *http.Request, rq *request, title, nav string, data any) *page {
+	p := &page{Title: title, Nav: nav, Now: h.now(), Data: data, Flash: flashes[r.URL.Query().Get("done")]}
+	if rq != nil && rq.session.UserID != 0 {
+		p.User, p.CSRF = &rq.session, rq.session.CSRF
+	}
+	return p
+}
+
+// render executes a page template; a template failure is an internal
+// error, never a half-written page.
+func (h *Handler) render(w http.ResponseWriter, status int, name string, p *page) error {
+	t, ok := h.pages[name]
+	if !ok {
+		return errors.New("no template " + name)
+	}
+	var buf bytes.Buffer
+	entry := "layout"
+	if p.Partial {
+		entry = "live"
+	}
+	if err := t.ExecuteTemplate(&buf, entry, p); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+	return nil
+}
+
+// renderError shows err as a page with the fitting status. Internal
+// errors are logged and shown only as a generic message.
+func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, rq *request, err error) {
+	code := keepwatch.ErrorCode(err)
+	status := statusOf(code)
+	if status >= 500 {
+		h.Logger.Error("dashboard request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == keepwatch.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "5")
+	}
+	title := map[int]string{400: "Check your input", 401: "Please sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 429: "Too many attempts"}[status]
+	if title == "" {
+		title = "Something went wrong"
+	}
+	p := h.newPage(r, rq, title, "", map[string]any{"Status": status, "Message": keepwatch.ErrorMessage(err)})
+	p.Flash = ""
+	if r.URL.Query().Get("partial") != "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		w.Write([]byte(keepwatch.ErrorMessage(err)))
+		return
+	}
+	if rerr := h.render(w, status, "error", p); rerr != nil {
+		h.Logger.Error("render error page", "err", rerr)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}
+}
+
+// statusOf maps error codes to HTTP statuses, as the API does.
+func statusOf(code string) int {
+	switch code {
+	case keepwatch.EINVALID:
+		return http.StatusBadRequest
+	case keepwatch.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case keepwatch.EFORBIDDEN:
+		return http.StatusForbidden
+	case keepwatch.ENOTFOUND:
+		return http.StatusNotFound
+	case keepwatch.ECONFLICT:
+		return http.StatusConflict
+	case keepwatch.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case keepwatch.ERATELIMITED:
+		return http.StatusTooManyRequests
+	case keepwatch.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// flashes are the confirmations a redirect after a form can show. Only
+// these fixed texts are shown, so a crafted link cannot put words on the
+// page.
+var flashes = map[string]string{
+	"acked":          "Incident acknowledged.",
+	"assigned":       "Assignment saved.",
+	"resolved":       "Incident resolved.",
+	"maintenance":    "Maintenance window saved.",
+	"maintenanceEnd": "Maintenance ended.",
+	"registered":     "SLC registered. Its installation appears once its servers report.",
+	"released":       "SLC released.",
+	"role":           "Role changed.",
+	"removed":        "User removed.",
+	"revoked":        "Token revoked.",
+	"signedOut":      "You are signed out.",
+}
+
+// redirectDone sends the browser back to path (a local path) after a
+// successful form, with a confirmation.
+func redirectDone(w http.ResponseWriter, r *http.Request, path, done string) {
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.Contains(path, "\\") {
+		path = "/"
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, path+sep+"done="+done, http.StatusSeeOther)
+}
+
+// audit records a state-changing action of the signed-in user.
+func (h *Handler) audit(r *http.Request, rq *request, action, target, detail string) {
+	p := rq.principal()
+	e := store.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Detail: detail, Source: "web", RemoteAddr: clientIP(r)}
+	if err := h.Store.Audit(r.Context(), e); err != nil {
+		h.Logger.Error("audit log", "action", action, "err", err)
+	}
+}
+
+// apiActions names the API's state-changing routes in the audit log as
+// the dashboard names the same actions.
+var apiActions = map[string]string{
+	"POST /api/v1/incidents/{id}/ack":     "incident.ack",
+	"POST /api/v1/incidents/{id}/resolve": "incident.resolve",
+	"POST /api/v1/registrations":          "registration.add",
+	"DELETE /api/v1/registrations/{slc}":  "registration.release",
+}
+
+// AuditAPI records a successful state-changing API call (the API's Audit
+// hook). Routes without a name here are recorded by their route.
+func (h *Handler) AuditAPI(r *http.Request, p keepwatch.Principal, route, target string) {
+	action, ok := apiActions[route]
+	if !ok {
+		action = route
+	}
+	if id := r.PathValue("id"); id != "" && strings.Contains(route, "/incidents/") {
+		target = "incident " + id
+	} else if slc := r.PathValue("slc"); slc != "" {
+		target = strings.ToUpper(slc)
+	}
+	e := store.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Source: "api", RemoteAddr: clientIP(r)}
+	if err := h.Store.Audit(r.Context(), e); err != nil {
+		h.Logger.Error("audit log", "action", action, "err", err)
+	}
+}
