@@ -267,3 +267,64 @@ func (t *Tx) serverInfo(id string) (serverInfo, error) {
 	i.state, i.lastSeq = keepwatch.ServerState(state), uint64(seq)
 	return i, dbErr(err)
 }
+
+// ImportedServer is a server created in bulk with a key agreed elsewhere.
+type ImportedServer struct {
+	ID, Name string
+	Key      []byte
+}
+
+// ImportServers creates many servers of one installation in batches, as
+// reporting ("ok") since lastSeen. It exists for benchmarks and for moving
+// fleets from another system; regular servers enroll.
+func (s *Store) ImportServers(ctx context.Context, installationID int64, servers []ImportedServer, interval time.Duration, lastSeen time.Time) error {
+	const batch = 5000
+	for start := 0; start < len(servers); start += batch {
+		end := min(start+batch, len(servers))
+		err := s.tx(ctx, func(t *Tx) error {
+			rev, err := t.nextRev()
+			if err != nil {
+				return err
+			}
+			stmt, err := t.tx.PrepareContext(ctx, s.q(`INSERT INTO servers (id, installation_id, name, report_key, state, state_since, consent, interval_ms, last_seen, agent_version, enrolled_at, rev)
+				VALUES (?, ?, ?, ?, 'ok', ?, 1, ?, ?, 'import', ?, ?)`))
+			if err != nil {
+				return dbErr(err)
+			}
+			defer stmt.Close()
+			ms := lastSeen.UnixMilli()
+			for _, sv := range servers[start:end] {
+				if _, err := stmt.ExecContext(ctx, sv.ID, installationID, sv.Name, sv.Key, ms, interval.Milliseconds(), ms, ms, rev); err != nil {
+					return dbErr(err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnavailableMarks returns, for every server declared unavailable at or
+// after since, when that happened (Unix ms; operator-level, for
+// measurements).
+func (s *Store) UnavailableMarks(ctx context.Context, since time.Time) (map[string]int64, error) {
+	rows, err := s.query(ctx, `SELECT server_id, MAX(at) FROM state_changes WHERE kind = ? AND active = 1 AND at >= ? GROUP BY server_id`,
+		keepwatch.KindServerUnavailable, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, dbErr(err)
+		}
+		out[id] = at
+	}
+	return out, dbErr(rows.Err())
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"keepwatch/internal/bench"
+)
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench", commands["bench"].usage)
+	var cfg bench.Config
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	fs.IntVar(&cfg.Servers, "servers", 10000, "distinct enrolled recording servers")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of each throughput phase (baseline, keepwatch)")
+	fs.StringVar(&cfg.Store, "store", "sqlite", "sqlite or postgres")
+	fs.StringVar(&cfg.DB, "db", os.Getenv("KEEPWATCH_TEST_POSTGRES"), "PostgreSQL URL for --store postgres (a scratch schema is created and dropped)")
+	fs.IntVar(&cfg.Conns, "conns", 128, "concurrent keep-alive TLS connections")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	cfg.Progress = e.stderr
+	r, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintln(e.stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(e.stdout, `servers             %d (%s, heartbeat interval %gs, provisioned in %.1fs)
+ingest              %.0f reports/s over TLS, p50 %.2f ms, p99 %.2f ms (%d connections)
+baseline            %.0f req/s (bare TLS handler answering 204), p99 %.2f ms
+ratio to baseline   %.2f
+detection           %d of %d silent servers declared; delay after deadline p50 %.0f ms, p99 %.0f ms, max %.0f ms
+memory              %.0f bytes per tracked server
+errors              %d (false unavailable: %d)
+`, r.Servers, r.Store, r.IntervalSeconds, r.ProvisionSeconds, r.ReportsPerSec, r.P50Ms, r.P99Ms, r.Conns, r.BaselineRPS, r.BaselineP99Ms,
+		r.RatioToBaseline, r.Detected, r.Silenced, r.DetectP50Ms, r.DetectP99Ms, r.DetectMaxMs, r.BytesPerServer, r.Errors, r.FalseUnavailable)
+	return nil
+}
