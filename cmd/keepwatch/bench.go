@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"keepwatch/internal/bench"
@@ -19,6 +20,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.Store, "store", "sqlite", "sqlite or postgres")
 	fs.StringVar(&cfg.DB, "db", os.Getenv("KEEPWATCH_TEST_POSTGRES"), "PostgreSQL URL for --store postgres (a scratch schema is created and dropped)")
 	fs.IntVar(&cfg.Conns, "conns", 128, "concurrent keep-alive TLS connections")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -27,6 +29,17 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.Progress = e.stderr
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	r, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err

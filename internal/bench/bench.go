@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Servers must hear from each server within three intervals while the
 	// generator spreads its load over the whole fleet: pick an interval that
 	// a fraction of this machine's rate sustains.
-	interval := time.Duration(max(2, cfg.Servers/20000)) * time.Second
+	interval := time.Duration(max(2, cfg.Servers/10000)) * time.Second
 	res.IntervalSeconds = interval.Seconds()
 
 	progress("provisioning %d servers in %s…", cfg.Servers, cfg.Store)

@@ -192,7 +192,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	if e.Revoked {
 		return resp, "", errForged
 	}
-	pt, err := protocol.Open(e.Key, body)
+	pt, err := protocol.Open(e.Key[:], body)
 	if err != nil {
 		return resp, "", errForged
 	}

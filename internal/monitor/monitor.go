@@ -46,7 +46,7 @@ type Entry struct {
 	ID             protocol.ServerID
 	InstallationID int64
 	IntegratorID   int64
-	Key            []byte
+	Key            [32]byte // inline: no separate allocation per server
 	LastSeq        uint64
 	LastSeen       int64 // Unix ms
 	IntervalMS     int64
@@ -201,9 +201,10 @@ func (m *Monitor) apply(r store.ServerRecord) *Entry {
 	m.mu.Unlock()
 
 	e.mu.Lock()
-	rekeyed := ok && string(e.Key) != string(r.Key)
+	rekeyed := ok && string(e.Key[:]) != string(r.Key)
 	e.InstallationID, e.IntegratorID = r.InstallationID, r.IntegratorID
-	e.Key, e.Revoked, e.CarePlusUntil = r.Key, r.Revoked, r.CarePlusUntil
+	copy(e.Key[:], r.Key)
+	e.Revoked, e.CarePlusUntil = r.Revoked, r.CarePlusUntil
 	if !ok || rekeyed {
 		e.LastSeq = r.LastSeq
 	} else if r.LastSeq > e.LastSeq {
