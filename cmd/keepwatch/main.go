@@ -44,6 +44,7 @@ func init() {
 			fmt.Fprintln(e.stdout, keepwatch.Version)
 			return nil
 		}},
+		"simulate": {"simulate --server URL --installations N --servers M [--interval D] [--faults RATE] …", runSimulate},
 	}
 }
 

@@ -1,0 +1,166 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/protocol"
+	"keepwatch/internal/tlsutil"
+)
+
+// requestTimeout bounds one request, as protocol.md advises, so that a
+// stalled connection does not hold up a server's later reports.
+const requestTimeout = 30 * time.Second
+
+// client posts the reports of the whole fleet over one pool of keep-alive
+// TLS connections with session resumption. Real agents each hold their
+// own connection; sharing a pool is what lets one process drive tens of
+// thousands of servers, and keepwatch cannot tell the difference.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func newClient(base, caFile string, conns int) (*client, error) {
+	tc, err := tlsutil.ClientConfig(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tc.ClientSessionCache = tls.NewLRUClientSessionCache(2 * conns)
+	tr := &http.Transport{
+		TLSClientConfig:     tc,
+		MaxConnsPerHost:     conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		Proxy:               http.ProxyFromEnvironment,
+	}
+	hc := &http.Client{Transport: tr, Timeout: requestTimeout}
+	base = strings.TrimRight(base, "/")
+	return &client{base: base, http: hc}, nil
+}
+
+func (c *client) close() { c.http.CloseIdleConnections() }
+
+// refusal is a request keepwatch (or the network) did not accept. code is
+// keepwatch's error code, or "network" when no answer came, or http_NNN
+// for an answer that was not keepwatch's (a proxy's error page).
+type refusal struct {
+	status  int
+	code    string
+	message string
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("%s: %s", r.code, r.message) }
+
+// Codes for failures that are not keepwatch refusals.
+const codeNetwork = "network"
+
+// codeOf returns the refusal code of err.
+func codeOf(err error) string {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r.code
+	}
+	return codeNetwork
+}
+
+// retryable reports whether a failed request should be tried again later
+// (protocol.md section 9): the network, keepwatch's own faults and rate
+// limits, but never a refusal of the report itself.
+func retryable(code string) bool {
+	switch code {
+	case codeNetwork, keepwatch.EINTERNAL, keepwatch.EUNAVAILABLE, keepwatch.ERATELIMITED, keepwatch.ECONFLICT:
+		return true
+	}
+	return strings.HasPrefix(code, "http_5")
+}
+
+// report seals payload under the server's key and sequence number and
+// posts it.
+func (c *client) report(ctx context.Context, id protocol.ServerID, key []byte, seq uint64, payload []byte) (protocol.ReportResponse, error) {
+	var resp protocol.ReportResponse
+	env, err := protocol.Seal(key, id, seq, payload)
+	if err != nil {
+		return resp, err
+	}
+	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp)
+	return resp, err
+}
+
+// post sends body and decodes the answer into out; any other status than
+// want is a *refusal.
+func (c *client) post(ctx context.Context, path, contentType string, body []byte, want int, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", agentVersion)
+	r, err := c.http.Do(req)
+	if err != nil {
+		return &refusal{code: codeNetwork, message: err.Error()}
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		return &refusal{code: codeNetwork, message: err.Error()}
+	}
+	if r.StatusCode != want {
+		var eb protocol.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
+			return &refusal{r.StatusCode, eb.Error.Code, eb.Error.Message}
+		}
+		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), strings.TrimSpace(string(b))}
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), "the answer is not JSON"}
+	}
+	return nil
+}
+
+// enroll enrolls one server (protocol.md section 3): a fresh X25519 key
+// pair, the enrollment request, and the report key derived on both sides.
+func (c *client) enroll(ctx context.Context, slc, key, name string) (Creds, time.Duration, error) {
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return Creds{}, 0, err
+	}
+	pub := priv.PublicKey().Bytes()
+	body, err := json.Marshal(protocol.EnrollRequest{
+		SLC: slc, EnrollmentKey: key, Name: name, Consent: true, PublicKey: pub, AgentVersion: agentVersion,
+	})
+	if err != nil {
+		return Creds{}, 0, err
+	}
+	var resp protocol.EnrollResponse
+	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp); err != nil {
+		return Creds{}, 0, err
+	}
+	id, err := protocol.ParseServerID(resp.ServerID)
+	if err != nil {
+		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+	}
+	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
+	if err != nil {
+		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+	}
+	k, err := protocol.DeriveKey(priv, serverPub, pub, resp.ServerPublicKey, id)
+	if err != nil {
+		return Creds{}, 0, err
+	}
+	return Creds{Name: name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, nil
+}
