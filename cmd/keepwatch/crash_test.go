@@ -44,13 +44,14 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startServer(t *testing.T, data, addr string) *serverProcess {
+func startServer(t *testing.T, data, addr string, extra ...string) *serverProcess {
 	t.Helper()
 	logs, err := os.OpenFile(filepath.Join(data, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "serve", "--data", data, "--addr", addr, "--self-signed", "--heartbeat-interval", "60s")
+	args := append([]string{"serve", "--data", data, "--addr", addr, "--self-signed", "--heartbeat-interval", "60s"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "KEEPWATCH_TEST_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

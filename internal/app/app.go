@@ -77,6 +77,7 @@ type App struct {
 	CertFile    string // the certificate agents should trust, if TLS
 	Fingerprint string
 	ready       atomic.Bool
+	cluster     *live.Cluster // PostgreSQL: live updates across nodes
 	closing     chan struct{}
 }
 
@@ -107,11 +108,24 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	st.Now = cfg.Now
 	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{})}
+	publish := a.Broker.Publish
+	var grace time.Duration
+	if st.Dialect() == store.Postgres {
+		// Several nodes may share this database: fan live updates out
+		// through LISTEN/NOTIFY, flush liveness often, and give other
+		// nodes' flushes time to land before declaring a server silent.
+		a.cluster = live.NewCluster(a.Broker, cfg.DB, st, cfg.Logger)
+		publish = a.cluster.Publish
+		if cfg.FlushEvery == 0 {
+			cfg.FlushEvery = 250 * time.Millisecond
+		}
+		grace = 3 * cfg.FlushEvery
+	}
 	a.Monitor = monitor.New(monitor.Config{
 		Store: st, Interval: cfg.Interval, Tolerance: cfg.Tolerance, Now: cfg.Now, Logger: cfg.Logger,
-		OnChange: a.Broker.Publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery,
+		OnChange: publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery, Grace: grace,
 	})
-	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: a.Broker.Publish}, a.Metrics)
+	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: publish}, a.Metrics)
 	a.Web = &web.Handler{Store: st, Now: cfg.Now, Logger: cfg.Logger}
 	a.API = &api.Handler{Store: st, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing,
 		Authenticate: a.Web.Authenticate, Audit: a.Web.AuditAPI}
@@ -203,6 +217,9 @@ func securityHeaders(next http.Handler) http.Handler {
 func (a *App) Start(ctx context.Context) error {
 	if err := a.Monitor.Start(ctx); err != nil {
 		return err
+	}
+	if a.cluster != nil {
+		a.cluster.Start()
 	}
 	if err := a.setupTLS(); err != nil {
 		return err
@@ -303,6 +320,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.server.Shutdown(ctx))
 	}
 	a.Notify.Stop()
+	if a.cluster != nil {
+		a.cluster.Stop()
+	}
 	errs = append(errs, a.Monitor.Stop(ctx), a.Store.Close())
 	return errors.Join(errs...)
 }

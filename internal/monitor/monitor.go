@@ -36,6 +36,10 @@ type Config struct {
 	// FlushEvery, SweepEvery and ReloadEvery pace the background loops
 	// (defaults 1 s, 100 ms, 2 s).
 	FlushEvery, SweepEvery, ReloadEvery time.Duration
+	// Grace is how long past a deadline the sweeper waits before it acts.
+	// With several nodes, a heartbeat another node received reaches the
+	// store only with that node's next flush: the grace covers it.
+	Grace time.Duration
 }
 
 // Entry is the in-memory record of one server. Its fields are guarded by
@@ -213,8 +217,11 @@ func (m *Monitor) apply(r store.ServerRecord) *Entry {
 	if r.LastSeen > e.LastSeen {
 		e.LastSeen = r.LastSeen
 	}
+	// The store is the authority on state: every local state change is
+	// written there first, and other nodes' changes arrive this way.
+	e.State = r.State
 	if !ok {
-		e.State, e.IntervalMS = r.State, r.IntervalMS
+		e.IntervalMS = r.IntervalMS
 	}
 	watch := e.State == keepwatch.ServerOK && !e.Revoked
 	deadline := e.LastSeen + m.window(e.IntervalMS)
@@ -364,7 +371,7 @@ func (m *Monitor) Sweep(ctx context.Context) {
 	m.lastSweep = now
 	var expired []*Entry
 	m.lag = 0
-	for m.heap.Len() > 0 && m.heap[0].deadline < now { // unavailable when now > deadline
+	for m.heap.Len() > 0 && m.heap[0].deadline+m.cfg.Grace.Milliseconds() < now { // unavailable when now > deadline
 		e := m.heap[0]
 		if floor := m.guardStart + m.window(e.IntervalMS); floor > now {
 			m.schedule(e, floor)
@@ -390,7 +397,7 @@ func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time)
 	if e.State != keepwatch.ServerOK || e.Revoked {
 		return
 	}
-	if d := e.LastSeen + m.window(e.IntervalMS); d >= now { // a report arrived meanwhile
+	if d := e.LastSeen + m.window(e.IntervalMS); d+m.cfg.Grace.Milliseconds() >= now { // a report arrived meanwhile
 		m.mu.Lock()
 		if e.heapPos == 0 {
 			m.schedule(e, d)

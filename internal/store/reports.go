@@ -72,6 +72,13 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 			interval_ms = ?, state = ?, consent = ?, state_since = `+stateSince+` WHERE id = ?`, args...); err != nil {
 			return err
 		}
+		if state != info.state {
+			// Other nodes take a server's state from the store: let them
+			// see the change on their next reload.
+			if err := t.bumpServerRev(info.id); err != nil {
+				return err
+			}
+		}
 		if info.state == keepwatch.ServerUnavailable && state != keepwatch.ServerUnavailable {
 			out.Changes = append(out.Changes, info.change(keepwatch.KindServerUnavailable, "", false, at))
 			if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {

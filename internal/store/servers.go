@@ -225,6 +225,9 @@ func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, 
 		}
 		ch = info.change(keepwatch.KindServerUnavailable, "", true, at)
 		ok = true
+		if err := t.bumpServerRev(id); err != nil {
+			return err
+		}
 		if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
 			return err
 		}
@@ -327,4 +330,14 @@ func (s *Store) UnavailableMarks(ctx context.Context, since time.Time) (map[stri
 		out[id] = at
 	}
 	return out, dbErr(rows.Err())
+}
+
+// bumpServerRev marks a server changed for the nodes that poll revisions.
+func (t *Tx) bumpServerRev(id string) error {
+	rev, err := t.nextRev()
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`UPDATE servers SET rev = ? WHERE id = ?`, rev, id)
+	return err
 }

@@ -333,3 +333,13 @@ func (s *Store) DumpSchema(ctx context.Context) (string, error) {
 	}
 	return b.String(), rows.Err()
 }
+
+// Notify sends a PostgreSQL notification (no-op on SQLite, which serves a
+// single node).
+func (s *Store) Notify(ctx context.Context, channel, payload string) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	_, err := s.write.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+	return dbErr(err)
+}
