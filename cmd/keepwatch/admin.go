@@ -23,6 +23,7 @@ const adminUsage = `usage: keepwatch admin [--data DIR | --db URL] <command>
   license care-plus --slc SLC --until YYYY-MM-DD
   license rotate-key --slc SLC                 → prints the new enrollment key
   server revoke --id SERVER_ID
+  backup --to FILE                             (SQLite: a consistent copy while keepwatch runs)
 
 Commands that produce a value print only that value on stdout; messages go
 to stderr. Admin commands work on the data dir of a running server.
@@ -37,6 +38,9 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 1 && rest[0] == "backup" {
+		rest = append([]string{"backup", ""}, rest[1:]...)
+	}
 	if len(rest) < 2 {
 		fmt.Fprint(e.stderr, adminUsage)
 		return usagef("missing command")
@@ -45,7 +49,7 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 	if *db != "" {
 		dsn = *db
 	}
-	run, ok := adminCommands[rest[0]+" "+rest[1]]
+	run, ok := adminCommands[strings.TrimSpace(rest[0]+" "+rest[1])]
 	if !ok {
 		fmt.Fprint(e.stderr, adminUsage)
 		return usagef("unknown admin command %q", rest[0]+" "+rest[1])
@@ -64,6 +68,31 @@ var adminCommands = map[string]adminFunc{
 	"license care-plus":  adminLicenseCarePlus,
 	"license rotate-key": adminLicenseRotateKey,
 	"server revoke":      adminServerRevoke,
+	"backup":             adminBackup,
+}
+
+func adminBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	to := fs.String("to", "", "file to write the copy to (must not exist)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := required(fs, "to"); err != nil {
+		return err
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Backup(ctx, *to); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "consistent copy written to %s; restore it by stopping keepwatch and putting it in place as %s\n", *to, store.DBFile)
+	return nil
 }
 
 // password reads a password from piped stdin, or generates one and prints

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"keepwatch/internal/agent"
+	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 )
 
@@ -181,4 +182,49 @@ func TestKill9LosesNoAcknowledgedReport(t *testing.T) {
 		t.Fatalf("report after restart: %v", err)
 	}
 	t.Logf("%d reports acknowledged before kill -9, all present after restart", len(acked))
+}
+
+func TestBackupOfARunningServerRestores(t *testing.T) {
+	data := t.TempDir()
+	admin := func(args ...string) string {
+		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
+		return strings.TrimSpace(out)
+	}
+	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
+	key := admin("license", "add", "--slc", "BACK-0001", "--customer", "c", "--product", "p", "--cameras", "1", "--care-plus-until", "2099-01-01")
+	srv := startServer(t, data, freePort(t))
+	ca := filepath.Join(data, "tls", "cert.pem")
+	if code, _ := newAPIClient(t, srv.url, ca, token).do("POST", "/api/v1/registrations", map[string]string{"slc": "BACK-0001"}); code != 201 {
+		t.Fatal("register")
+	}
+	st, err := agent.Enroll(context.Background(), agent.EnrollOptions{Server: srv.url, CAFile: ca, SLC: "BACK-0001", Key: key, Name: "RS-01", Consent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := agent.NewClient(srv.url, ca)
+	snd := &agent.Sender{State: st, Client: c}
+	p, _ := agent.StatusPayload([]string{`storage_full:E:\Recordings`}, nil, time.Now())
+	if _, err := snd.Send(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	copyFile := filepath.Join(t.TempDir(), "backup.db")
+	admin("backup", "--to", copyFile)
+	if msg := cliFails(t, "admin", "--data", data, "backup", "--to", copyFile); !strings.Contains(msg, "exists") {
+		t.Fatalf("overwriting a backup: %s", msg)
+	}
+	// Restore into a fresh data dir and serve from it.
+	restored := t.TempDir()
+	b, err := os.ReadFile(copyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, store.DBFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := startServer(t, restored, freePort(t))
+	_, inst := newAPIClient(t, srv2.url, filepath.Join(restored, "tls", "cert.pem"), token).do("GET", "/api/v1/installations/BACK-0001", nil)
+	if inst["status"] != "error" {
+		t.Fatalf("restored installation: %v", inst)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -342,4 +343,21 @@ func (s *Store) Notify(ctx context.Context, channel, payload string) error {
 	}
 	_, err := s.write.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
 	return dbErr(err)
+}
+
+// Backup writes a consistent copy of the SQLite database to path while
+// keepwatch keeps running (VACUUM INTO reads one snapshot). PostgreSQL is
+// backed up with pg_dump.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if s.dialect != SQLite {
+		return keepwatch.Errorf(keepwatch.EINVALID, "back up PostgreSQL with pg_dump (see docs/operations.md)")
+	}
+	if _, err := os.Stat(path); err == nil {
+		return keepwatch.Errorf(keepwatch.ECONFLICT, "%s exists; choose a new file", path)
+	}
+	_, err := s.write.ExecContext(ctx, `VACUUM INTO ?`, path)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
 }
