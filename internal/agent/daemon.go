@@ -312,7 +312,9 @@ func (d *Daemon) setCheck(name string, conds []protocol.PayloadCondition, err er
 func (d *Daemon) activeLocked() []protocol.PayloadCondition {
 	now := d.Now().UTC()
 	seen := map[string]bool{}
-	var out []protocol.PayloadCondition
+	// Never nil: "conditions": null would make a heartbeat of a status
+	// report.
+	out := []protocol.PayloadCondition{}
 	add := func(c protocol.PayloadCondition) {
 		k := c.Kind + "\x00" + c.Subject
 		if seen[k] {

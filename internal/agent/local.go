@@ -301,9 +301,10 @@ func (c *Control) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// Recorded is the local API's answer to a request that recorded a report.
+// Recorded is the local API's answer to a request that may record a
+// report; Seq is absent (0) when nothing needed recording.
 type Recorded struct {
-	Seq        uint64                      `json:"seq"`
+	Seq        uint64                      `json:"seq,omitempty"`
 	Conditions []protocol.PayloadCondition `json:"conditions,omitempty"`
 	Consent    *bool                       `json:"consent,omitempty"`
 }

@@ -183,7 +183,7 @@ func (s *Spool) tx(fn func(*sql.Tx) error) error {
 // durably, then enforces the bound. p nil is a bare heartbeat. It returns
 // the sequence number.
 func (s *Spool) Record(kind string, recordedAt time.Time, p *protocol.Payload) (uint64, error) {
-	var payload []byte
+	payload := []byte{}
 	events := 0
 	if p != nil {
 		var err error
