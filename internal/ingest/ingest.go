@@ -12,6 +12,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"net"
+	"strconv"
 	"net/http"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"keepwatch/internal/metrics"
 	"keepwatch/internal/monitor"
 	"keepwatch/internal/protocol"
+	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/respond"
 	"keepwatch/internal/store"
 )
@@ -34,8 +38,18 @@ type Handler struct {
 	Logger   *slog.Logger
 	OnChange func(keepwatch.Change)
 
+	// Per-server pace: reports per second and burst (defaults 50/s, 500:
+	// far above any heartbeat, enough for a spool draining after an outage).
+	ServerRate  float64
+	ServerBurst int
+
 	accepted *metrics.Counter
 	refused  *metrics.Counter
+	// Penalty boxes per source address: only refusals take tokens, so
+	// legitimate traffic is never limited, while guessing enrollment keys
+	// or spraying forged reports soon is.
+	badEnrolls *ratelimit.Keyed
+	badReports *ratelimit.Keyed
 }
 
 // NewHandler wires a handler and registers its metrics.
@@ -46,6 +60,11 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	if h.Logger == nil {
 		h.Logger = slog.Default()
 	}
+	if h.ServerRate == 0 {
+		h.ServerRate, h.ServerBurst = 50, 500
+	}
+	h.badEnrolls = ratelimit.NewKeyed(10.0/60, 10)
+	h.badReports = ratelimit.NewKeyed(10, 100)
 	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
 	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
 	return &h
@@ -72,7 +91,26 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	respond.Error(w, r, h.Logger, err)
 }
 
+// source is the client address a penalty box is keyed by.
+func source(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// limited answers rate_limited with Retry-After.
+func (h *Handler) limited(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	h.fail(w, r, keepwatch.Errorf(keepwatch.ERATELIMITED, "%s; retry in %s", what, wait.Round(time.Second)))
+}
+
 func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
+	if wait := h.badEnrolls.Blocked(source(r), h.Now()); wait > 0 {
+		h.limited(w, r, wait, "too many failed enrollments from this address")
+		return
+	}
 	var req protocol.EnrollRequest
 	if err := respond.DecodeJSON(w, r, maxEnrollBody, &req); err != nil {
 		h.fail(w, r, err)
@@ -80,6 +118,9 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := h.doEnroll(r, req)
 	if err != nil {
+		if keepwatch.ErrorCode(err) == keepwatch.EUNAUTHORIZED {
+			h.badEnrolls.Allow(source(r), h.Now())
+		}
 		h.fail(w, r, err)
 		return
 	}
@@ -157,6 +198,10 @@ func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protoco
 var errForged = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
+	if wait := h.badReports.Blocked(source(r), h.Now()); wait > 0 {
+		h.limited(w, r, wait, "too many refused reports from this address")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxEnvelope))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -169,6 +214,14 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, typ, err := h.accept(r, body)
 	if err != nil {
+		var lim *limitError
+		switch code := keepwatch.ErrorCode(err); {
+		case errors.As(err, &lim):
+			h.limited(w, r, lim.wait, "this server sends too fast")
+			return
+		case code == keepwatch.EUNAUTHORIZED || code == keepwatch.EINVALID || code == keepwatch.ETOOLARGE:
+			h.badReports.Allow(source(r), h.Now())
+		}
 		h.fail(w, r, err)
 		return
 	}
@@ -200,6 +253,9 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 		return resp, "", keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", hdr.Seq)
 	}
 	now := h.Now()
+	if wait := e.Limit.Allow(now, h.ServerRate, h.ServerBurst); wait > 0 {
+		return resp, "", &limitError{wait}
+	}
 	if e.CarePlusUntil.Before(keepwatch.DateOf(now)) {
 		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", e.CarePlusUntil)
 	}
@@ -240,6 +296,11 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
 	}, typ, nil
 }
+
+// limitError is a server over its pace.
+type limitError struct{ wait time.Duration }
+
+func (e *limitError) Error() string { return "rate limited" }
 
 // parsePayload decodes and validates a report's plaintext.
 func parsePayload(pt []byte, now time.Time) (store.Report, error) {

@@ -212,3 +212,51 @@ func TestReEnrollmentKeepsIdentityAndRotatesKey(t *testing.T) {
 		t.Fatalf("old key still accepted: %v", err)
 	}
 }
+
+func TestGuessingEnrollmentKeysIsThrottled(t *testing.T) {
+	r := newRig(t)
+	c := &agent.Client{BaseURL: r.srv.URL, HTTP: r.srv.Client()}
+	var last error
+	for i := 0; i < 10; i++ {
+		_, last = agent.EnrollWith(ctx, c, agent.EnrollOptions{SLC: "SITE-0001", Key: fmt.Sprintf("guess-%d", i), Name: "RS-01", Consent: true})
+		if !strings.Contains(fmt.Sprint(last), keepwatch.EUNAUTHORIZED) {
+			t.Fatalf("guess %d: %v", i, last)
+		}
+	}
+	// The eleventh attempt is refused before the key is even looked at,
+	// even with the right key, and says when to come back.
+	req, _ := http.NewRequest("POST", r.srv.URL+protocol.EnrollPath, strings.NewReader(`{"slc":"SITE-0001"}`))
+	resp, err := r.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after 10 failures: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if r.a.Ingest.Refused(keepwatch.ERATELIMITED) != 1 {
+		t.Fatal("rate_limited not counted")
+	}
+}
+
+func TestAServerSendingTooFastIsPacedAlone(t *testing.T) {
+	r := newRig(t)
+	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 1, 5
+	noisy := r.enroll(t, "RS-01")
+	calm := r.enroll(t, "RS-02")
+	var limited int
+	for i := 0; i < 10; i++ {
+		if _, err := noisy.Send(ctx, nil); err != nil {
+			if !strings.Contains(err.Error(), keepwatch.ERATELIMITED) {
+				t.Fatal(err)
+			}
+			limited++
+		}
+	}
+	if limited < 4 {
+		t.Fatalf("only %d of 10 fast reports paced", limited)
+	}
+	if _, err := calm.Send(ctx, nil); err != nil {
+		t.Fatalf("another server paced too: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/protocol"
+	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/store"
 )
 
@@ -57,6 +58,9 @@ type Entry struct {
 	State          keepwatch.ServerState
 	Revoked        bool
 	CarePlusUntil  keepwatch.Date
+	// Limit paces this server's reports (a misbehaving agent cannot
+	// monopolize ingest).
+	Limit ratelimit.Bucket
 
 	// guarded by Monitor.mu
 	deadline int64
