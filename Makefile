@@ -14,6 +14,7 @@ build:
 
 deps:
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 
 vet:
 	$(GO) vet ./...

@@ -154,6 +154,12 @@ func newTLSServer(t testing.TB, h http.Handler) *httptest.Server {
 	return srv
 }
 
+func newPlainServer(t testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
