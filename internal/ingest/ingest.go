@@ -14,8 +14,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"strconv"
 	"net/http"
+	"strconv"
 	"time"
 
 	"keepwatch"
