@@ -5,7 +5,7 @@ GO       ?= go
 PG_URL   ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export KEEPWATCH_TEST_POSTGRES ?= $(PG_URL)
 
-.PHONY: all build test vet deps fuzz demo clean
+.PHONY: all build test vet deps fuzz demo clean screenshots
 
 all: build
 
@@ -37,3 +37,7 @@ demo:
 
 clean:
 	rm -rf bin
+
+# Screenshots of the dashboard (laptop and phone) for the README and docs.
+screenshots: deps
+	KEEPWATCH_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestScreenshots$$' ./internal/web

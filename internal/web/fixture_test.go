@@ -49,6 +49,7 @@ type fixtureOptions struct {
 	dialect   string
 	passwords bool // real argon2id hashes (only the browser signs in with them)
 	listen    bool // a real listener (browser, agents) rather than httptest over TLS
+	seed      func(*fixture)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -130,6 +131,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	f.incident = ins[0].ID
 
+	if o.seed != nil {
+		o.seed(f)
+	}
 	if o.listen {
 		must(t, a.Start(ctx))
 		f.base = a.URL()
