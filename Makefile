@@ -24,6 +24,8 @@ vet:
 test: deps vet
 	bash scripts/check-deps.sh
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m ./...
+	# 10,000 simulated servers for a minute: too heavy under -race, so on its own.
+	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 

@@ -144,11 +144,18 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 		defer close(sumDone)
 		fleet.PrintSummary(sumCtx, e.stderr, tty)
 	}()
+	var runStart time.Time
+	// finish ends the live summary with a last line whose rate is the
+	// average over the run.
 	finish := func() sim.Stats {
 		stopSummary()
 		<-sumDone
 		st := fleet.Stats()
-		fmt.Fprintln(e.stderr, st.Line(0))
+		rate := 0.0
+		if !runStart.IsZero() {
+			rate = float64(st.Accepted) / time.Since(runStart).Seconds()
+		}
+		fmt.Fprintln(e.stderr, st.Line(rate))
 		return st
 	}
 	if err := fleet.Start(ctx); err != nil {
@@ -164,6 +171,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 		runCtx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	runStart = time.Now()
 	runErr := fleet.Run(runCtx)
 	stats := finish()
 	if runErr != nil {

@@ -1,21 +1,22 @@
-// Package demo sets up a demo integrator with a few dozen installations
-// and runs their recording servers in-process through the real protocol,
-// so a new user sees a living keepwatch within seconds.
+// Package demo sets up a demo integrator with thirty installations and
+// runs their recording servers in-process with the fleet simulator, so a
+// new user sees a living keepwatch within seconds: a dozen sites pinned
+// in every state the dashboard knows (errors of each kind, a warning, a
+// site offline, one paused, one never reported, one whose customer
+// withdrew consent) and the rest healthy, with faults coming and going
+// and a technician who acknowledges and resolves archive incidents.
 package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/agent"
-	"keepwatch/internal/protocol"
 	"keepwatch/internal/secret"
+	"keepwatch/internal/sim"
 	"keepwatch/internal/store"
 )
 
@@ -23,6 +24,8 @@ import (
 const (
 	IntegratorName = "Demo Integrator"
 	OwnerEmail     = "demo@keepwatch.example"
+	// Technician is who acknowledges and resolves incidents in the demo.
+	Technician = "user:sam@demo.keepwatch.example"
 )
 
 // Credentials are what the demo prints.
@@ -30,13 +33,10 @@ type Credentials struct {
 	Email, Password, Token string
 }
 
-// site is one demo installation and what happens to it.
-type site struct {
-	slc, customer, product string
-	servers                int
-	scenario               string // "", storage_full, camera, media_db, license, storage_low, archive, offline, paused, never, consent, flapping
-	key                    string
-	agents                 []*agent.Sender
+// Sites are the demo installations, registered to the demo integrator.
+type Sites struct {
+	IntegratorID  int64
+	Installations []*sim.Installation
 }
 
 var customers = []string{
@@ -50,11 +50,32 @@ var customers = []string{
 
 var products = []string{"XProtect Corporate 2016", "XProtect Expert 2016", "XProtect Enterprise 2013", "XProtect Professional 2013", "Husky M30", "Husky M50", "Husky M10"}
 
-var scenarios = []string{"storage_full", "camera", "media_db", "license", "storage_low", "archive", "offline", "paused", "never", "consent", "flapping", "camera"}
+// scenarios pin the first sites' states; the others are left to random
+// faults. Every pinned site is Steady, so what it shows stays put.
+func scenarios(today keepwatch.Date) []sim.Scenario {
+	archive := "Archive " + today.AddDays(-1).String()
+	return []sim.Scenario{
+		{Conditions: []sim.Item{{Kind: keepwatch.KindStorageFull, Subject: `E:\Recordings`}}},
+		{Conditions: []sim.Item{{Kind: keepwatch.KindCameraUnreachable, Subject: "cam-03 Entrance"}}},
+		{Conditions: []sim.Item{{Kind: keepwatch.KindMediaDBWriteFailed, Subject: `D:\MediaDatabase`}}},
+		{Conditions: []sim.Item{{Kind: keepwatch.KindLicenseExceeded}}},
+		{Conditions: []sim.Item{{Kind: keepwatch.KindStorageLow, Subject: `F:\Archive`}}},
+		{Events: []sim.Item{{Kind: keepwatch.KindArchiveMoveFailed, Subject: archive}}},
+		{Offline: true},
+		{EndCarePlus: true},
+		{Silent: true},
+		{WithdrawConsent: true},
+		{Flap: "cam-12 Loading Dock"},
+		{Conditions: []sim.Item{{Kind: keepwatch.KindCameraUnreachable, Subject: "cam-07 Parking"}}},
+	}
+}
 
 // Setup creates (or reuses) the demo integrator, its owner and licences,
-// and returns fresh credentials. It is idempotent on an existing data dir.
-func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credentials, []*site, error) {
+// and returns fresh credentials and the sites with fresh enrollment keys.
+// It is idempotent on an existing data dir: licences get their Care Plus
+// back and new keys, and the servers enroll again under the same names,
+// so they keep their identity and history.
+func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credentials, *Sites, error) {
 	creds := Credentials{Email: OwnerEmail, Password: secret.New("")[:16]}
 	in, err := st.IntegratorByName(ctx, IntegratorName)
 	if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
@@ -73,206 +94,147 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 	if _, err := st.CreateToken(ctx, in.ID, "demo "+time.Now().UTC().Format(time.RFC3339), keepwatch.RoleOwner, secret.Hash(creds.Token)); err != nil {
 		return creds, nil, err
 	}
-	var sites []*site
+	sites := &Sites{IntegratorID: in.ID}
+	pinned := scenarios(today)
 	for i, c := range customers {
-		s := &site{
-			slc: fmt.Sprintf("DEMO-%04d-%04d", 1000+i*37, 7000+i*13), customer: c, product: products[i%len(products)],
-			servers: 1 + i%3,
+		s := &sim.Installation{
+			SLC: fmt.Sprintf("DEMO-%04d-%04d", 1000+i*37, 7000+i*13), Customer: c, Product: products[i%len(products)],
+			Cameras: 16 + 8*(i%5), EnrollmentKey: secret.New("kwe_"),
 		}
-		if i < len(scenarios) {
-			s.scenario = scenarios[i]
+		if i < len(pinned) {
+			s.Scenario = pinned[i]
+			s.Scenario.Steady = true
 		}
-		if s.scenario == "offline" {
-			s.servers = 3
+		n := 1 + i%3
+		if s.Scenario.Offline {
+			n = 3
 		}
-		s.key = secret.New("kwe_")
-		lic := keepwatch.Installation{SLC: s.slc, Customer: c, Product: s.product, Cameras: 16 + 8*(i%5), CarePlusUntil: today.AddDays(30 + 11*i)}
+		for j := 1; j <= n; j++ {
+			s.Servers = append(s.Servers, &sim.Creds{Name: fmt.Sprintf("RS-%02d", j)})
+		}
+		lic := keepwatch.Installation{SLC: s.SLC, Customer: c, Product: s.Product, Cameras: s.Cameras, CarePlusUntil: today.AddDays(30 + 11*i)}
 		if i%9 == 4 {
 			lic.CarePlusUntil = today.AddDays(12) // ending soon
 		}
-		_, err := st.CreateInstallation(ctx, lic, secret.Hash(s.key))
+		_, err := st.CreateInstallation(ctx, lic, secret.Hash(s.EnrollmentKey))
 		if keepwatch.ErrorCode(err) == keepwatch.ECONFLICT {
-			if err = st.SetCarePlus(ctx, s.slc, lic.CarePlusUntil); err == nil {
-				err = st.SetEnrollmentKey(ctx, s.slc, secret.Hash(s.key))
+			if err = st.SetCarePlus(ctx, s.SLC, lic.CarePlusUntil); err == nil {
+				err = st.SetEnrollmentKey(ctx, s.SLC, secret.Hash(s.EnrollmentKey))
 			}
 		}
 		if err != nil {
 			return creds, nil, err
 		}
-		if err := st.Register(ctx, in.ID, s.slc); err != nil {
+		if err := st.Register(ctx, in.ID, s.SLC); err != nil {
 			return creds, nil, err
 		}
-		sites = append(sites, s)
+		sites.Installations = append(sites.Installations, s)
 	}
 	return creds, sites, nil
 }
 
-// Fleet runs the demo sites' agents against a keepwatch URL.
+// FaultRate and Mix of the demo's unpinned sites: about one new fault a
+// minute at the default 10-second interval, mostly ones that clear by
+// themselves.
+var (
+	FaultRate = 0.02
+	Mix       = sim.Mix{
+		sim.FaultDrive: 20, sim.FaultCamera: 30, sim.FaultMediaDB: 10, sim.FaultArchive: 10,
+		sim.FaultCrash: 15, sim.FaultSiteOffline: 15,
+	}
+)
+
+// Fleet runs the demo sites against a keepwatch URL.
 type Fleet struct {
-	URL, CAFile string
-	Store       *store.Store
-	Logger      *slog.Logger
-	sites       []*site
-	rnd         *rand.Rand
-	mu          sync.Mutex
-	active      map[*agent.Sender]map[string]bool // current conditions per agent
+	Store  *store.Store
+	Logger *slog.Logger
+	sites  *Sites
+	fleet  *sim.Fleet
+	err    error
 }
 
 // NewFleet prepares a fleet for the sites Setup returned.
-func NewFleet(url, caFile string, st *store.Store, log *slog.Logger, sites []*site) *Fleet {
-	return &Fleet{URL: url, CAFile: caFile, Store: st, Logger: log, sites: sites,
-		rnd: rand.New(rand.NewPCG(1, 2)), active: map[*agent.Sender]map[string]bool{}}
+func NewFleet(url, caFile string, st *store.Store, log *slog.Logger, sites *Sites) *Fleet {
+	f := &Fleet{Store: st, Logger: log, sites: sites}
+	f.fleet, f.err = sim.New(sim.Config{
+		URL: url, CAFile: caFile, Installations: sites.Installations, FaultRate: FaultRate, Mix: Mix,
+		Ramp: time.Second, Store: st, Conns: 8, Logger: log,
+	})
+	return f
 }
 
-// Start enrolls every agent and sends the first reports. It returns when
-// the dashboard has something to show.
+// Start enrolls every server. The dashboard fills within a second of Run.
 func (f *Fleet) Start(ctx context.Context) error {
-	for _, s := range f.sites {
-		if s.scenario == "never" {
-			continue
-		}
-		for n := 1; n <= s.servers; n++ {
-			st, err := agent.Enroll(ctx, agent.EnrollOptions{Server: f.URL, CAFile: f.CAFile, SLC: s.slc, Key: s.key, Name: fmt.Sprintf("RS-%02d", n), Consent: true})
-			if err != nil {
-				return fmt.Errorf("enroll %s: %w", s.slc, err)
-			}
-			c, err := agent.NewClient(st.Server, f.CAFile)
-			if err != nil {
-				return err
-			}
-			a := &agent.Sender{State: st, Client: c}
-			s.agents = append(s.agents, a)
-			f.active[a] = map[string]bool{}
-		}
-		first := s.agents[0]
-		switch s.scenario {
-		case "storage_full":
-			f.active[first]["storage_full:E:\\Recordings"] = true
-		case "camera":
-			f.active[first][fmt.Sprintf("camera_unreachable:cam-%02d Entrance", 3+len(s.slc)%9)] = true
-		case "media_db":
-			f.active[first]["media_db_write_failed:D:\\MediaDatabase"] = true
-		case "license":
-			f.active[first]["license_exceeded"] = true
-		case "storage_low":
-			f.active[first]["storage_low:F:\\Archive"] = true
-		}
-		for _, a := range s.agents {
-			if err := f.sendStatus(ctx, a, nil); err != nil {
-				return err
-			}
-		}
-		switch s.scenario {
-		case "archive":
-			if err := f.sendStatus(ctx, first, []string{"archive_move_failed:Archive 2026-11-24"}); err != nil {
-				return err
-			}
-		case "consent":
-			off := false
-			if _, err := first.Send(ctx, &protocol.Payload{Consent: &off}); err != nil {
-				return err
-			}
-			for _, a := range s.agents[1:] {
-				a.Send(ctx, &protocol.Payload{Consent: &off})
-			}
-		case "paused":
-			if err := f.Store.SetCarePlus(ctx, s.slc, keepwatch.DateOf(time.Now()).AddDays(-3)); err != nil {
-				return err
-			}
-		}
+	if f.err != nil {
+		return f.err
 	}
-	return nil
+	return f.fleet.Start(ctx)
 }
 
-func (f *Fleet) sendStatus(ctx context.Context, a *agent.Sender, events []string) error {
-	f.mu.Lock()
-	var conds []string
-	for c := range f.active[a] {
-		conds = append(conds, c)
-	}
-	f.mu.Unlock()
-	p, err := agent.StatusPayload(conds, events, time.Now().UTC())
-	if err != nil {
-		return err
-	}
-	_, err = a.Send(ctx, p)
-	return err
-}
-
-// Run keeps the fleet alive until ctx ends: heartbeats at the interval the
-// server dictates, a flapping camera, and now and then a new problem that
-// clears again. The "offline" site stays silent.
+// Run keeps the fleet alive until ctx ends, with a technician who takes
+// care of archive incidents.
 func (f *Fleet) Run(ctx context.Context) {
+	if f.err != nil {
+		return
+	}
 	var wg sync.WaitGroup
-	for _, s := range f.sites {
-		if s.scenario == "offline" || s.scenario == "consent" || s.scenario == "paused" {
-			continue
-		}
-		for i, a := range s.agents {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				f.runAgent(ctx, s, i, a)
-			}()
-		}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.technician(ctx)
+	}()
+	if err := f.fleet.Run(ctx); err != nil {
+		f.Logger.Error("demo fleet", "err", err)
 	}
 	wg.Wait()
 }
 
-func (f *Fleet) runAgent(ctx context.Context, s *site, i int, a *agent.Sender) {
-	f.mu.Lock()
-	jitter := time.Duration(f.rnd.Int64N(int64(time.Second)))
-	f.mu.Unlock()
-	t := time.NewTimer(jitter)
+// Stats is the demo fleet's summary.
+func (f *Fleet) Stats() sim.Stats { return f.fleet.Stats() }
+
+// technician acknowledges the archive incidents of the unpinned sites
+// after a while and resolves them a little later, as a team on duty
+// would, so that events come and go like state conditions do.
+func (f *Fleet) technician(ctx context.Context) {
+	random := map[string]bool{}
+	for _, in := range f.sites.Installations {
+		if !in.Scenario.Steady {
+			random[in.SLC] = true
+		}
+	}
+	every := f.fleet.Interval()
+	t := time.NewTicker(every)
 	defer t.Stop()
-	beats := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		beats++
-		var err error
-		switch {
-		case s.scenario == "flapping" && i == 0 && beats%3 == 0:
-			f.toggle(a, "camera_unreachable:cam-12 Loading Dock")
-			err = f.sendStatus(ctx, a, nil)
-		case f.chance(0.01):
-			f.toggle(a, fmt.Sprintf("camera_unreachable:cam-%02d", 1+f.intn(24)))
-			err = f.sendStatus(ctx, a, nil)
-		default:
-			_, err = a.Send(ctx, nil)
+		list, err := f.Store.Incidents(ctx, f.sites.IntegratorID, "", 500)
+		if err != nil {
+			if ctx.Err() == nil {
+				f.Logger.Warn("demo technician", "err", err)
+			}
+			continue
 		}
-		if err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
-			f.Logger.Debug("demo agent", "slc", s.slc, "err", err)
+		now := time.Now()
+		for _, n := range list {
+			if !n.Event || !random[n.SLC] {
+				continue
+			}
+			age := now.Sub(n.OpenedAt)
+			switch {
+			case n.State == keepwatch.IncidentOpen && age > 5*every:
+				_, err = f.Store.AckIncident(ctx, f.sites.IntegratorID, n.ID, Technician, "looking into it")
+			case n.State == keepwatch.IncidentAcknowledged && age > 15*every:
+				_, err = f.Store.ResolveIncident(ctx, f.sites.IntegratorID, n.ID, Technician, "archive job rerun successfully")
+			default:
+				continue
+			}
+			if err != nil && ctx.Err() == nil && keepwatch.ErrorCode(err) != keepwatch.ECONFLICT {
+				f.Logger.Warn("demo technician", "incident", n.ID, "err", err)
+			}
 		}
-		interval := time.Duration(a.State.Interval) * time.Second
-		if interval <= 0 {
-			interval = 10 * time.Second
-		}
-		t.Reset(interval)
 	}
-}
-
-func (f *Fleet) toggle(a *agent.Sender, cond string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.active[a][cond] {
-		delete(f.active[a], cond)
-	} else {
-		f.active[a][cond] = true
-	}
-}
-
-func (f *Fleet) chance(p float64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.rnd.Float64() < p
-}
-
-func (f *Fleet) intn(n int) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.rnd.IntN(n)
 }

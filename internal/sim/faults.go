@@ -153,6 +153,8 @@ type health struct {
 	// comes back, stale when it came back from an old copy of its state.
 	down, restarted, stale bool
 	cameras                int
+	// changed is when the set of active conditions last changed.
+	changed time.Time
 }
 
 func newHealth(cameras int) *health {
@@ -304,12 +306,12 @@ func (h *health) advance(now time.Time) bool {
 		case opRaise:
 			if _, ok := h.conds[it.key()]; !ok {
 				h.conds[it.key()] = cond{kind: s.kind, subject: s.subject, message: s.message, since: s.at}
-				changed = true
+				changed, h.changed = true, s.at
 			}
 		case opClear:
 			if _, ok := h.conds[it.key()]; ok && !h.pinned[it.key()] {
 				delete(h.conds, it.key())
-				changed = true
+				changed, h.changed = true, s.at
 			}
 		case opEvent:
 			h.events = append(h.events, protocol.PayloadEvent{Kind: s.kind, Subject: s.subject, At: s.at.UTC(), Message: s.message})

@@ -337,6 +337,18 @@ func (f *Fleet) Run(ctx context.Context) error {
 	return f.saveCache()
 }
 
+// Interval is the heartbeat interval the fleet follows: Config.Interval,
+// or else the one keepwatch dictated (at enrollment or in its answers).
+func (f *Fleet) Interval() time.Duration {
+	if len(f.servers) == 0 {
+		return max(f.cfg.Interval, 0)
+	}
+	s := f.servers[0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.period()
+}
+
 func (f *Fleet) ramp(s *server) time.Duration {
 	if f.cfg.Ramp > 0 {
 		return f.cfg.Ramp

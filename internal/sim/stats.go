@@ -161,7 +161,9 @@ type Check struct {
 // taken at now. Call it once Run has returned, so that no report is on
 // its way. For every server that reported: its active conditions must be
 // exactly those of its last acknowledged status report plus the events it
-// delivered (their incidents stay open until someone resolves them); a
+// delivered (their incidents stay open until someone resolves them), and
+// that report must hold the conditions the server really has unless they
+// changed since or the server cannot report (crashed, site offline); a
 // server silent for longer than three intervals and a half (the tolerance
 // keepwatch may add) must be unavailable, one silent for less than three
 // must not. Servers near the boundary are not judged.
@@ -233,6 +235,21 @@ func (c *Check) check(site *site, s *server, shown map[string]keepwatch.Conditio
 	sort.Strings(extra)
 	for _, it := range extra {
 		c.Problems = append(c.Problems, fmt.Sprintf("%s: %s shown but cleared or never reported", name, it))
+	}
+	// The fleet itself must have reported what it suffers: a server that
+	// is up, online and has nothing held back has no change since its last
+	// acknowledged report, or its report of it is missing.
+	if off, _ := site.offline(now); !off && s.dormant == "" && !s.h.down && len(s.spool) == 0 && !s.h.changed.After(s.lastAck) {
+		for k, cd := range s.h.conds {
+			if _, ok := s.acked[k]; !ok {
+				c.Problems = append(c.Problems, fmt.Sprintf("%s: %s active but never reported", name, Item{cd.kind, cd.subject}))
+			}
+		}
+		for k, it := range s.acked {
+			if _, ok := s.h.conds[k]; !ok {
+				c.Problems = append(c.Problems, fmt.Sprintf("%s: %s cleared but not reported so", name, it))
+			}
+		}
 	}
 	if s.dormant == dormantPaused || site.isPaused() {
 		return // paused installations are never unavailable
