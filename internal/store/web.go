@@ -365,3 +365,82 @@ func (s *Store) ConsentWithdrawn(ctx context.Context, integratorID int64) (map[s
 	}
 	return out, dbErr(rows.Err())
 }
+
+// Overview returns the views of all installations registered to an
+// integrator, like Installations, for the dashboard's overview. It reads
+// installations and their servers in one ordered join instead of two
+// scans, which matters for integrators with thousands of installations.
+func (s *Store) Overview(ctx context.Context, integratorID int64, today keepwatch.Date) ([]keepwatch.InstallationView, error) {
+	rows, err := s.query(ctx, `SELECT i.id, i.slc, i.customer, i.product, i.cameras, i.care_plus_until,
+			COALESCE(s.id, ''), COALESCE(s.name, ''), COALESCE(s.state, ''), COALESCE(s.state_since, 0), COALESCE(s.last_seen, 0)
+		FROM installations i LEFT JOIN servers s ON s.installation_id = i.id AND s.revoked_at IS NULL
+		WHERE i.integrator_id = ? ORDER BY i.id, s.name`, integratorID)
+	if err != nil {
+		return nil, err
+	}
+	var ins []keepwatch.Installation
+	var servers [][]keepwatch.Server
+	byServer := map[string][2]int{}
+	for rows.Next() {
+		var in keepwatch.Installation
+		var until, id, name, state string
+		var since, seen int64
+		if err := rows.Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until, &id, &name, &state, &since, &seen); err != nil {
+			rows.Close()
+			return nil, dbErr(err)
+		}
+		if n := len(ins); n == 0 || ins[n-1].ID != in.ID {
+			in.CarePlusUntil, _ = keepwatch.ParseDate(until)
+			in.IntegratorID = integratorID
+			ins = append(ins, in)
+			servers = append(servers, nil)
+		}
+		if id == "" {
+			continue
+		}
+		i := len(ins) - 1
+		byServer[id] = [2]int{i, len(servers[i])}
+		servers[i] = append(servers[i], keepwatch.Server{ID: id, InstallationID: in.ID, Name: name, State: keepwatch.ServerState(state),
+			StateSince: keepwatch.TimeFromMillis(since), LastSeen: keepwatch.TimeFromMillis(seen)})
+	}
+	if err := rows.Close(); err != nil {
+		return nil, dbErr(err)
+	}
+	// Active conditions, and open event incidents, which stay a problem of
+	// their installation until resolved.
+	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since
+		FROM conditions c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = s.installation_id
+		WHERE i.integrator_id = ? AND s.revoked_at IS NULL
+		UNION ALL
+		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at
+		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
+		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'
+		ORDER BY 5`, integratorID, integratorID)
+	if err != nil {
+		return nil, err
+	}
+	defer crows.Close()
+	for crows.Next() {
+		var id, sev string
+		var c keepwatch.Condition
+		var since int64
+		if err := crows.Scan(&id, &c.Kind, &c.Subject, &sev, &since); err != nil {
+			return nil, dbErr(err)
+		}
+		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
+		if at, ok := byServer[id]; ok {
+			sv := &servers[at[0]][at[1]]
+			c.Server = sv.Name
+			sv.Conditions = append(sv.Conditions, c)
+		}
+	}
+	if err := crows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	views := make([]keepwatch.InstallationView, len(ins))
+	for i, in := range ins {
+		views[i] = keepwatch.Summarize(in, servers[i], today)
+	}
+	keepwatch.SortViews(views)
+	return views, nil
+}

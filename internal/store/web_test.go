@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -253,6 +254,32 @@ func TestAuditLogIsPerIntegrator(t *testing.T) {
 		must(t, err)
 		if len(log) != 1 || log[0].Action != "incident.ack" || log[0].Actor != "user:a" {
 			t.Fatalf("alice's audit log %+v", log)
+		}
+	})
+}
+
+func TestOverviewEqualsInstallations(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		second := f.enroll(t, f.aliceSLC, "RS-02")
+		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "storage_full:E:", "camera_unreachable:cam-2"))
+		must(t, err)
+		r := report(second, 1, day.Add(time.Minute), "storage_low:F:")
+		r.Events = []keepwatch.Event{{Kind: "archive_move_failed", Subject: "A1", Severity: keepwatch.SeverityError, At: day}}
+		_, err = s.ApplyReport(ctx, r)
+		must(t, err)
+		today := keepwatch.DateOf(day)
+		for _, id := range []int64{f.alice, f.bob} {
+			want, err := s.Installations(ctx, id, today)
+			must(t, err)
+			got, err := s.Overview(ctx, id, today)
+			must(t, err)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("integrator %d:\noverview      %+v\ninstallations %+v", id, got, want)
+			}
+		}
+		if v, _ := s.Overview(ctx, f.alice, today); len(v) != 1 || len(v[0].Conditions) != 4 {
+			t.Fatalf("alice's overview %+v", v)
 		}
 	})
 }

@@ -70,7 +70,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 
 	p := rq.principal()
 	now := h.now()
-	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.today())
+	views, err := h.Store.Overview(r.Context(), p.IntegratorID, h.today())
 	if err != nil {
 		return err
 	}
