@@ -80,28 +80,43 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	}
 	needle := strings.ToLower(d.Query)
 	tally := map[string]int{}
-	var rows []row
-	for _, v := range views {
-		var m *store.MaintenanceWindow
-		if mw, ok := maint[v.SLC]; ok {
-			m = &mw
+	// Only the page's rows are built; the rest are counted and skipped.
+	type match struct {
+		i     int
+		state string
+	}
+	var matches []match
+	for i := range views {
+		v := &views[i]
+		st := string(v.Status)
+		if _, ok := maint[v.SLC]; ok || v.Status == keepwatch.StatusUnavailable {
+			var m *store.MaintenanceWindow
+			if mw, ok := maint[v.SLC]; ok {
+				m = &mw
+			}
+			st = displayState(*v, m)
 		}
-		st := displayState(v, m)
 		tally[st]++
 		switch {
 		case d.State != "" && st != d.State:
 			continue
 		case d.State == "" && d.Filter == "errors" && !v.Status.NeedsAttention():
 			continue
-		case needle != "" && !strings.Contains(strings.ToLower(v.Customer), needle) && !strings.Contains(strings.ToLower(v.SLC), needle):
+		case needle != "" && !containsFold(v.Customer, needle) && !containsFold(v.SLC, needle):
 			continue
 		}
-		rows = append(rows, row{InstallationView: v, State: st, Maintenance: m})
+		matches = append(matches, match{i, st})
 	}
-	d.Total, d.Shown = len(views), len(rows)
-	d.Pages = max(1, (len(rows)+pageSize-1)/pageSize)
+	d.Total, d.Shown = len(views), len(matches)
+	d.Pages = max(1, (len(matches)+pageSize-1)/pageSize)
 	d.Page = min(d.Page, d.Pages)
-	d.Rows = rows[(d.Page-1)*pageSize : min(len(rows), d.Page*pageSize)]
+	for _, m := range matches[(d.Page-1)*pageSize : min(len(matches), d.Page*pageSize)] {
+		r := row{InstallationView: views[m.i], State: m.state}
+		if mw, ok := maint[r.SLC]; ok {
+			r.Maintenance = &mw
+		}
+		d.Rows = append(d.Rows, r)
+	}
 
 	link := func(filter, state, query string, page int) string {
 		v := url.Values{}
@@ -141,4 +156,15 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	pg := h.newPage(r, rq, "Overview", "overview", d)
 	pg.Partial = q.Get("partial") != ""
 	return h.render(w, http.StatusOK, "overview", pg)
+}
+
+// containsFold reports whether s contains the lower-case needle, ignoring
+// case, without allocating for ASCII text.
+func containsFold(s, needle string) bool {
+	for i := 0; i+len(needle) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(needle)], needle) {
+			return true
+		}
+	}
+	return false
 }
