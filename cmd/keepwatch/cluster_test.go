@@ -55,6 +55,7 @@ func TestThreeNodesShareTheSweepAndLiveUpdates(t *testing.T) {
 	}
 	// 24 servers, 8 per installation, enrolled through node 0.
 	type fleetServer struct {
+		mu     sync.Mutex // one report of a server at a time, as its agent does
 		st     *agent.State
 		silent bool
 	}
@@ -88,6 +89,8 @@ func TestThreeNodesShareTheSweepAndLiveUpdates(t *testing.T) {
 			n = (n + 1) % 3
 		}
 		mu.Unlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		snd := &agent.Sender{State: s.st, Client: clients[n]}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
