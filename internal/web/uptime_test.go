@@ -15,7 +15,7 @@ func TestUptimeCountsOnlyUnavailableTimeInsideTheWindow(t *testing.T) {
 	flips := []store.Flip{
 		{ServerID: "a", Unavailable: true, At: now.Add(-40 * 24 * time.Hour)}, // 1 day down, outside 30 d
 		{ServerID: "a", Unavailable: false, At: now.Add(-39 * 24 * time.Hour)},
-		{ServerID: "b", Unavailable: true, At: now.Add(-2 * time.Hour)}, // another server
+		{ServerID: "b", Unavailable: true, At: now.Add(-2 * time.Hour)},  // another server
 		{ServerID: "a", Unavailable: true, At: now.Add(-25 * time.Hour)}, // 2 h down, 1 h of it in the last 24 h
 		{ServerID: "a", Unavailable: false, At: now.Add(-23 * time.Hour)},
 	}
