@@ -445,15 +445,17 @@ func (d *Daemon) recorder(ctx context.Context) {
 func (d *Daemon) sender(ctx context.Context) {
 	fails := 0
 	for ctx.Err() == nil {
-		e, ok, err := d.spool.Head()
+		d.mu.Lock()
+		consent := d.state.Consent
+		d.mu.Unlock()
+		// Without consent only the withdrawal itself may leave, and it is
+		// then all the spool holds.
+		e, ok, err := d.spool.Claim()
 		if err != nil {
 			d.Logger.Error("read spool", "err", err)
 			d.sleep(ctx, time.Second, nil)
 			continue
 		}
-		d.mu.Lock()
-		consent := d.state.Consent
-		d.mu.Unlock()
 		if !ok || (!consent && e.Kind != KindConsent) {
 			d.setDelivery("idle", time.Time{})
 			select {

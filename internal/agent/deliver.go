@@ -52,16 +52,14 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 	return &courier{spool: sp, client: c, id: id, key: st.Key, now: now}, nil
 }
 
-// attempt sends e once and settles the spool according to the answer.
-// consent is the customer's current choice on this machine.
+// attempt sends e, just claimed from the spool, once and settles the
+// spool according to the answer. consent is the customer's current choice
+// on this machine.
 func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
 	payload := e.Payload
 	if c.grant && consent && e.Kind != KindConsent {
 		payload = withConsent(payload)
-	}
-	if err := c.spool.MarkAttempt(e.Seq); err != nil {
-		return resRetry, resp, err
 	}
 	env, err := protocol.Seal(c.key, c.id, e.Seq, payload)
 	if err != nil {
@@ -169,7 +167,7 @@ func (c *courier) flush(ctx context.Context, consent bool, want uint64) (protoco
 	var got protocol.ReportResponse
 	var wantErr error
 	for {
-		e, ok, err := c.spool.Head()
+		e, ok, err := c.spool.Claim()
 		if err != nil {
 			return got, err
 		}

@@ -89,13 +89,6 @@ func (f *fixture) start() {
 	f.t.Cleanup(func() { a.Shutdown(context.Background()) })
 }
 
-// stop shuts keepwatch down: for the agent it is gone.
-func (f *fixture) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	f.app.Shutdown(ctx)
-}
-
 // runDaemon runs an agent daemon on the fixture's state directory until
 // the test ends, and waits until it is ready.
 func (f *fixture) runDaemon(cfg Config, p Probes) *Daemon {

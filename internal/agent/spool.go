@@ -278,14 +278,28 @@ func (s *Spool) Head() (Entry, bool, error) {
 	return e, true, nil
 }
 
-// MarkAttempt durably notes that seq is about to be sent. A later
-// `replayed` answer for a report that was sent before means an earlier
-// attempt was accepted and only its answer was lost.
-func (s *Spool) MarkAttempt(seq uint64) error {
-	return s.tx(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE reports SET attempts = attempts + 1 WHERE seq = ?`, int64(seq))
-		return err
+// Claim returns the oldest report, the next to send, and durably notes
+// that it is about to be sent, in one transaction. A later `replayed`
+// answer for a report that was sent before means an earlier attempt was
+// accepted and only its answer was lost. Entry.Attempts counts the
+// attempts before this one.
+func (s *Spool) Claim() (Entry, bool, error) {
+	var e Entry
+	var found bool
+	err := s.tx(func(tx *sql.Tx) error {
+		var seq, at int64
+		err := tx.QueryRow(`UPDATE reports SET attempts = attempts + 1 WHERE seq = (SELECT MIN(seq) FROM reports)
+			RETURNING seq, kind, recorded_at, events, payload, attempts - 1`).Scan(&seq, &e.Kind, &at, &e.Events, &e.Payload, &e.Attempts)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e.Seq, e.RecordedAt, found = uint64(seq), time.UnixMilli(at).UTC(), true
+		return nil
 	})
+	return e, found, err
 }
 
 // Delivered removes an acknowledged report and notes the acknowledgement.

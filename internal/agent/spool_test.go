@@ -135,7 +135,12 @@ func TestRenumberKeepsOrderAboveEveryUsedNumber(t *testing.T) {
 	for i := range 3 {
 		sp.Record(KindEvents, now, eventPayload(i, now))
 	}
-	sp.MarkAttempt(1)
+	if e, _, _ := sp.Claim(); e.Seq != 1 || e.Attempts != 0 {
+		t.Fatalf("claimed %+v", e)
+	}
+	if e, _, _ := sp.Claim(); e.Seq != 1 || e.Attempts != 1 {
+		t.Fatalf("claimed again %+v", e)
+	}
 	if err := sp.Renumber(1_000_000); err != nil {
 		t.Fatal(err)
 	}
