@@ -23,6 +23,9 @@ vet:
 # Every test, none skipped: PostgreSQL-backed tests fail if it is missing.
 test: deps vet
 	bash scripts/check-deps.sh
+	# The agent runs on Windows next to the VMS: everything must build there.
+	GOOS=windows $(GO) build ./...
+	GOOS=windows $(GO) vet ./internal/agent ./cmd/keepwatch
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m ./...
 	# 10,000 simulated servers for a minute: too heavy under -race, so on its own.
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
