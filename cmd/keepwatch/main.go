@@ -38,7 +38,7 @@ func init() {
 		"demo":  {"demo [--addr 127.0.0.1:8080] [--data DIR]", runDemo},
 		"serve": {"serve [--addr :8443] [--data DIR | --db postgres://…] [--heartbeat-interval 60s] [--tls-cert F --tls-key F | --self-signed | --insecure-http]", runServe},
 		"admin": {"admin [--data DIR | --db URL] <command> …   (keepwatch admin help)", runAdmin},
-		"agent": {"agent enroll|send|status|consent …   (keepwatch agent help)", runAgent},
+		"agent": {"agent enroll|run|send|status|consent …   (keepwatch agent help)", runAgent},
 		"bench": {"bench [--servers N] [--duration D] [--store sqlite|postgres] [--json]", runBench},
 		"version": {"version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, keepwatch.Version)
