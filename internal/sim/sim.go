@@ -265,7 +265,9 @@ func (f *Fleet) enroll(ctx context.Context, st *site, s *server) error {
 				f.cfg.Cache.IntervalSeconds = int64(interval / time.Second)
 			}
 			f.cacheMu.Unlock()
+			s.mu.Lock()
 			s.dictated = interval
+			s.mu.Unlock()
 			f.enrolled.Add(1)
 			return nil
 		}
@@ -311,9 +313,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("server %s of %s: %w", s.creds.Name, s.site.inst.SLC, err)
 		}
+		s.mu.Lock()
 		s.id, s.seq = id, seed
 		if s.site.inst.Scenario.Silent {
-			s.setDormant(dormantSilent)
+			s.dormant = dormantSilent
+		}
+		s.mu.Unlock()
+		if s.dormant == dormantSilent {
 			continue
 		}
 		delay := time.Duration(rnd.Float64() * float64(f.ramp(s)))
@@ -469,6 +475,7 @@ type server struct {
 	acked       map[string]Item
 	ackedEvents map[string]Item
 	lastAck     time.Time
+	ackedSeq    uint64
 }
 
 func (s *server) period() time.Duration {
@@ -493,12 +500,6 @@ func (s *server) seqNow() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.seq
-}
-
-func (s *server) setDormant(why string) {
-	s.mu.Lock()
-	s.dormant = why
-	s.mu.Unlock()
 }
 
 func (s *server) run(ctx context.Context, delay time.Duration) {
@@ -552,12 +553,12 @@ func (s *server) tick(ctx context.Context, now time.Time) (next time.Time, stop 
 	}
 	if s.h.restarted {
 		s.h.restarted, s.needStatus, s.greeted, s.nextBeat = false, true, false, now
-		if s.h.stale {
+		if back := 1 + uint64(s.rnd.IntN(50)); s.h.stale && s.ackedSeq > back {
 			// Restored from an old copy: the counter is behind what
 			// keepwatch accepted, and the first report will be refused.
-			s.h.stale, s.stale = false, true
-			s.seq -= 1 + uint64(s.rnd.IntN(50))
+			s.seq, s.stale = s.ackedSeq-back, true
 		}
+		s.h.stale = false
 	}
 	beat := !now.Before(s.nextBeat)
 	if s.started && !now.Before(s.nextRoll) {
@@ -739,7 +740,7 @@ func (s *server) send(ctx context.Context, p *protocol.Payload) error {
 		resp, err := s.f.client.report(rctx, s.id, s.creds.Key, seq, body)
 		if err == nil {
 			s.f.count(p, "", false, "")
-			s.ack(resp, p)
+			s.ack(resp, seq, p)
 			return nil
 		}
 		code := codeOf(err)
@@ -770,10 +771,10 @@ func (s *server) injected(code string) bool {
 }
 
 // ack records what keepwatch acknowledged.
-func (s *server) ack(resp protocol.ReportResponse, p *protocol.Payload) {
+func (s *server) ack(resp protocol.ReportResponse, seq uint64, p *protocol.Payload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastAck = time.Now()
+	s.lastAck, s.ackedSeq = time.Now(), seq
 	if resp.HeartbeatIntervalSeconds > 0 {
 		s.dictated = time.Duration(resp.HeartbeatIntervalSeconds) * time.Second
 	}
