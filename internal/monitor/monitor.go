@@ -390,49 +390,78 @@ func (m *Monitor) Sweep(ctx context.Context) {
 	m.mu.Unlock()
 
 	at := time.UnixMilli(now).UTC()
-	for _, e := range expired {
-		m.expire(ctx, e, now, at)
+	for len(expired) > 0 {
+		n := min(len(expired), 256)
+		changes := m.expire(ctx, expired[:n], now, at)
+		expired = expired[n:]
+		if m.cfg.OnChange != nil {
+			for _, c := range changes { // published with no entry locked
+				m.cfg.OnChange(c)
+			}
+		}
 	}
 }
 
-func (m *Monitor) expire(ctx context.Context, e *Entry, now int64, at time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.State != keepwatch.ServerOK || e.Revoked {
-		return
-	}
-	if d := e.LastSeen + m.window(e.IntervalMS); d+m.cfg.Grace.Milliseconds() >= now { // a report arrived meanwhile
-		m.mu.Lock()
-		if e.heapPos == 0 {
-			m.schedule(e, d)
+// expire declares a batch of expired servers unavailable in one store
+// transaction. The entries stay locked meanwhile, so a report arriving in
+// that instant waits and then sees the new state.
+func (m *Monitor) expire(ctx context.Context, batch []*Entry, now int64, at time.Time) (changes []keepwatch.Change) {
+	var locked []*Entry
+	var xs []store.Expiry
+	defer func() {
+		for _, e := range locked {
+			e.mu.Unlock()
 		}
-		m.mu.Unlock()
-		return
+	}()
+	for _, e := range batch {
+		e.mu.Lock()
+		if e.State != keepwatch.ServerOK || e.Revoked {
+			e.mu.Unlock()
+			continue
+		}
+		if d := e.LastSeen + m.window(e.IntervalMS); d+m.cfg.Grace.Milliseconds() >= now { // a report arrived meanwhile
+			m.mu.Lock()
+			if e.heapPos == 0 {
+				m.schedule(e, d)
+			}
+			m.mu.Unlock()
+			e.mu.Unlock()
+			continue
+		}
+		if e.CarePlusUntil.Before(keepwatch.DateOf(at)) {
+			e.mu.Unlock()
+			continue // paused, never unavailable; re-armed by its next accepted report
+		}
+		locked = append(locked, e)
+		xs = append(xs, store.Expiry{ID: e.ID.String(), LastSeen: e.LastSeen, Window: time.Duration(e.IntervalMS) * time.Millisecond})
 	}
-	if e.CarePlusUntil.Before(keepwatch.DateOf(at)) {
-		return // paused, never unavailable; re-armed by its next accepted report
+	if len(xs) == 0 {
+		return nil
 	}
-	ch, ok, err := m.cfg.Store.MarkUnavailable(ctx, e.ID.String(), e.LastSeen, at, time.Duration(e.IntervalMS)*time.Millisecond)
+	marks, err := m.cfg.Store.MarkUnavailableBatch(ctx, at, xs)
 	if err != nil {
-		m.log.Error("mark unavailable", "server", e.ID.String(), "err", err)
+		m.log.Error("mark unavailable", "servers", len(xs), "err", err)
 		m.mu.Lock()
-		if e.heapPos == 0 {
-			m.schedule(e, now+1000) // retry in a second
+		for _, e := range locked {
+			if e.heapPos == 0 {
+				m.schedule(e, now+1000) // retry in a second
+			}
 		}
 		m.mu.Unlock()
-		return
+		return nil
 	}
-	if !ok {
-		// Another node recorded a newer report, or declared the server
-		// first: take the stored state once this entry is unlocked.
-		go m.resync(e.ID)
-		return
+	for i, e := range locked {
+		if !marks[i].OK {
+			// Another node recorded a newer report, or declared the server
+			// first: take the stored state once this entry is unlocked.
+			go m.resync(e.ID)
+			continue
+		}
+		e.State = keepwatch.ServerUnavailable
+		m.log.Info("server unavailable", "server", e.ID.String(), "last_seen", time.UnixMilli(e.LastSeen).UTC())
+		changes = append(changes, marks[i].Change)
 	}
-	e.State = keepwatch.ServerUnavailable
-	m.log.Info("server unavailable", "server", e.ID.String(), "last_seen", time.UnixMilli(e.LastSeen).UTC())
-	if m.cfg.OnChange != nil {
-		m.cfg.OnChange(ch)
-	}
+	return changes
 }
 
 // resync replaces an entry's state by the stored one after a lost

@@ -200,43 +200,80 @@ func (s *Store) FlushSeen(ctx context.Context, batch []Seen) error {
 	})
 }
 
-// MarkUnavailable declares a silent server unavailable, compare-and-set:
-// only if it is still ok and nobody recorded a report newer than lastSeen.
-// It writes the state-change row and opens the incident. ok is false when
-// another writer got there first.
-//
-// window is one heartbeat interval: when every server of an installation
-// went unavailable within it, the outage is a site outage and one
-// site_unreachable incident speaks for all of them.
-func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time, window time.Duration) (ch keepwatch.Change, ok bool, err error) {
-	err = s.tx(ctx, func(t *Tx) error {
-		info, err := t.serverInfo(id)
-		if err != nil {
-			return err
+// Expiry is a server whose deadline passed, as the sweeper saw it.
+type Expiry struct {
+	ID       string
+	LastSeen int64 // the newest report the sweeper knows of (Unix ms)
+	// Window is one heartbeat interval: when every server of an
+	// installation went unavailable within it, the outage is a site outage
+	// and one site_unreachable incident speaks for all of them.
+	Window time.Duration
+}
+
+// Marked is the outcome of one expiry: OK is false when another writer got
+// there first (a newer report, or another node).
+type Marked struct {
+	Change keepwatch.Change
+	OK     bool
+}
+
+// MarkUnavailable declares one silent server unavailable; see
+// MarkUnavailableBatch.
+func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time, window time.Duration) (keepwatch.Change, bool, error) {
+	m, err := s.MarkUnavailableBatch(ctx, at, []Expiry{{ID: id, LastSeen: lastSeen, Window: window}})
+	if err != nil {
+		return keepwatch.Change{}, false, err
+	}
+	return m[0].Change, m[0].OK, nil
+}
+
+// MarkUnavailableBatch declares silent servers unavailable in one
+// transaction (one fsync for a whole site going dark). Each is
+// compare-and-set: only if it is still ok and nobody recorded a report
+// newer than LastSeen; each writes its state-change row and opens its
+// incident.
+func (s *Store) MarkUnavailableBatch(ctx context.Context, at time.Time, batch []Expiry) ([]Marked, error) {
+	out := make([]Marked, len(batch))
+	err := s.tx(ctx, func(t *Tx) error {
+		for i, x := range batch {
+			m, err := t.markUnavailable(x, at)
+			if err != nil {
+				return err
+			}
+			out[i] = m
 		}
-		r, err := t.exec(`UPDATE servers SET state = ?, state_since = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END
-			WHERE id = ? AND state = ? AND last_seen <= ?`,
-			string(keepwatch.ServerUnavailable), at.UnixMilli(), lastSeen, lastSeen, id, string(keepwatch.ServerOK), lastSeen)
-		if err != nil {
-			return err
-		}
-		if n, _ := r.RowsAffected(); n == 0 {
-			return nil
-		}
-		ch = info.change(keepwatch.KindServerUnavailable, "", true, at)
-		ok = true
-		if err := t.bumpServerRev(id); err != nil {
-			return err
-		}
-		if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
-			return err
-		}
-		if _, err := t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
-			return err
-		}
-		return t.groupSite(info, at, window)
+		return nil
 	})
-	return ch, ok, err
+	return out, err
+}
+
+func (t *Tx) markUnavailable(x Expiry, at time.Time) (Marked, error) {
+	info, err := t.serverInfo(x.ID)
+	if err != nil {
+		return Marked{}, err
+	}
+	r, err := t.exec(`UPDATE servers SET state = ?, state_since = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END
+		WHERE id = ? AND state = ? AND last_seen <= ?`,
+		string(keepwatch.ServerUnavailable), at.UnixMilli(), x.LastSeen, x.LastSeen, x.ID, string(keepwatch.ServerOK), x.LastSeen)
+	if err != nil {
+		return Marked{}, err
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return Marked{}, nil
+	}
+	if err := t.bumpServerRev(x.ID); err != nil {
+		return Marked{}, err
+	}
+	if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
+		return Marked{}, err
+	}
+	if _, err := t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
+		return Marked{}, err
+	}
+	if err := t.groupSite(info, at, x.Window); err != nil {
+		return Marked{}, err
+	}
+	return Marked{Change: info.change(keepwatch.KindServerUnavailable, "", true, at), OK: true}, nil
 }
 
 // serverInfo is what a transaction needs to know to record a change.
