@@ -315,6 +315,11 @@ func (a *App) URL() string {
 // liveness and closes the store.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
+	select {
+	case <-a.closing:
+		return nil // already shut down
+	default:
+	}
 	close(a.closing)
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))

@@ -361,3 +361,13 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	}
 	return nil
 }
+
+// IntegrityCheck runs SQLite's integrity check ("ok" when sound).
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	if s.dialect != SQLite {
+		return "ok", nil
+	}
+	var res string
+	err := s.read.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res)
+	return res, err
+}
