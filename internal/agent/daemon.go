@@ -56,6 +56,7 @@ type Daemon struct {
 	lastRec    time.Time       // when the last report of any kind was recorded
 	lastStatus time.Time
 	delivery   deliveryState
+	skewWarned time.Time
 
 	wake    chan struct{} // a report was recorded
 	nudge   chan struct{} // consent changed: stop waiting out a pause
@@ -473,6 +474,8 @@ func (d *Daemon) sender(ctx context.Context) {
 		case resDelivered:
 			fails = 0
 			d.setDelivery("delivering", time.Time{})
+			d.Logger.Debug("delivered", "seq", e.Seq, "kind", e.Kind, "events", e.Events, "recorded", e.RecordedAt, "server_time", resp.ServerTime)
+			d.checkSkew(resp.ServerTime)
 			d.adopt(resp)
 		case resRenumbered, resAgain:
 			d.Logger.Warn("sending again at once", "seq", e.Seq, "reason", err)
@@ -513,6 +516,26 @@ func (d *Daemon) setDelivery(state string, next time.Time) {
 		d.delivery.State, d.delivery.Since = state, d.Now().UTC()
 	}
 	d.delivery.Next = next
+}
+
+// checkSkew warns, at most once an hour, when this machine's clock is
+// more than a minute away from keepwatch's: events would then appear at
+// the wrong time on the dashboard.
+func (d *Daemon) checkSkew(serverTime string) {
+	st, err := time.Parse(time.RFC3339Nano, serverTime)
+	if err != nil {
+		return
+	}
+	skew := d.Now().Sub(st)
+	if skew > -time.Minute && skew < time.Minute {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := d.Now(); now.Sub(d.skewWarned) > time.Hour {
+		d.skewWarned = now
+		d.Logger.Warn("this machine's clock differs from keepwatch's; fix its time synchronization (NTP)", "skew", skew.Round(time.Second))
+	}
 }
 
 // adopt takes the heartbeat interval keepwatch dictates.
