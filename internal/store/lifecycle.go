@@ -18,6 +18,7 @@ const (
 	TransitionRecurred     = "recurred"
 	TransitionAcknowledged = "acknowledged"
 	TransitionAnnotated    = "annotated"
+	TransitionAssigned     = "assigned"
 	TransitionResolved     = "resolved"
 )
 

@@ -36,30 +36,33 @@ type Assignee struct {
 func (s *Store) AssignIncident(ctx context.Context, integratorID, incidentID, userID int64, by string) (string, error) {
 	var email string
 	err := s.tx(ctx, func(t *Tx) error {
-		var owned int
-		if err := t.queryRow(`SELECT COUNT(*) FROM incidents n JOIN installations i ON i.id = n.installation_id
-			WHERE n.id = ? AND i.integrator_id = ?`, incidentID, integratorID).Scan(&owned); err != nil {
-			return dbErr(err)
+		var inst int64
+		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id
+			WHERE n.id = ? AND i.integrator_id = ?`, incidentID, integratorID).Scan(&inst)
+		if errors.Is(err, sql.ErrNoRows) {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")
 		}
-		if owned == 0 {
-			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %d in your account", incidentID)
+		if err != nil {
+			return dbErr(err)
 		}
 		if _, err := t.exec(`DELETE FROM incident_assignments WHERE incident_id = ?`, incidentID); err != nil {
 			return err
 		}
 		if userID == 0 {
-			return nil
+			return t.transition(incidentID, inst, TransitionAssigned, s.now(), by, "unassigned")
 		}
-		err := t.queryRow(`SELECT email FROM users WHERE integrator_id = ? AND id = ?`, integratorID, userID).Scan(&email)
+		err = t.queryRow(`SELECT email FROM users WHERE integrator_id = ? AND id = ?`, integratorID, userID).Scan(&email)
 		if errors.Is(err, sql.ErrNoRows) {
 			return keepwatch.Errorf(keepwatch.EINVALID, "no such user in your account")
 		}
 		if err != nil {
 			return dbErr(err)
 		}
-		_, err = t.exec(`INSERT INTO incident_assignments (incident_id, user_id, assigned_by, assigned_at) VALUES (?, ?, ?, ?)`,
-			incidentID, userID, by, s.now().UnixMilli())
-		return err
+		if _, err = t.exec(`INSERT INTO incident_assignments (incident_id, user_id, assigned_by, assigned_at) VALUES (?, ?, ?, ?)`,
+			incidentID, userID, by, s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return t.transition(incidentID, inst, TransitionAssigned, s.now(), by, "assigned to "+email)
 	})
 	return email, err
 }
