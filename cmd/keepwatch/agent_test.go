@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -225,5 +226,40 @@ func TestAgentSpoolSurvivesKill9AndDeliversEveryEventOnceInOrder(t *testing.T) {
 	}
 	if n := kw.Ingest.Refused(keepwatch.EREPLAYED); n != 0 {
 		t.Fatalf("%d reports refused as replayed", n)
+	}
+}
+
+func TestAgentCommandsRefuseMistakes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "agent.json")
+	os.WriteFile(bad, []byte(`{"local_api": "0.0.0.0:8444"}`), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent", "run", "--state", t.TempDir(), "--config", bad}, "loopback"},
+		{[]string{"agent", "run", "--state", t.TempDir()}, "not enrolled"},
+		{[]string{"agent", "run"}, "--state"},
+		{[]string{"agent", "status", "--state", t.TempDir()}, "not enrolled"},
+		{[]string{"agent", "send", "--state", t.TempDir(), "--condition", "Bad Kind"}, "kind"},
+		{[]string{"agent", "consent", "--state", dir, "maybe"}, "on or off"},
+		{[]string{"agent", "frobnicate"}, "unknown agent command"},
+	} {
+		if msg := cliFails(t, c.args...); !strings.Contains(msg, c.want) {
+			t.Errorf("%v: %q, want it to mention %q", c.args, msg, c.want)
+		}
+	}
+	if runtime.GOOS != "windows" {
+		for _, cmd := range []string{"install-service", "uninstall-service"} {
+			args := []string{"agent", cmd}
+			if cmd == "install-service" {
+				enrolled := t.TempDir()
+				(&agent.State{Server: "https://keepwatch.example", ServerID: "00112233445566778899aabbccddeeff"}).Save(enrolled)
+				args = append(args, "--state", enrolled)
+			}
+			if msg := cliFails(t, args...); !strings.Contains(msg, "systemd unit") {
+				t.Errorf("%s on %s: %q, want a pointer to the systemd unit", cmd, runtime.GOOS, msg)
+			}
+		}
 	}
 }

@@ -27,6 +27,7 @@ type lossyProxy struct {
 	srv    *httptest.Server
 	caFile string
 	drop   atomic.Int32 // answers still to lose
+	cut    atomic.Bool  // the link is down: nothing gets through
 	seen   atomic.Int32
 }
 
@@ -39,6 +40,12 @@ func newLossyProxy(t *testing.T, target, targetCA string) *lossyProxy {
 	p := &lossyProxy{}
 	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.seen.Add(1)
+		if p.cut.Load() {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.Path, r.Body)
 		req.Header = r.Header.Clone()
 		resp, err := up.RoundTrip(req)
@@ -207,4 +214,45 @@ func TestConsentOffStopsSendingAndTellsKeepwatchOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "monitoring resumes", func() bool { return serverState() == keepwatch.ServerOK })
+}
+
+func TestLostConnectionIsToldApartFromAServerThatWasDown(t *testing.T) {
+	f := newFixture(t, time.Second)
+	proxy := newLossyProxy(t, f.app.URL(), f.app.CertFile)
+	st := *f.state
+	st.Server, st.CAFile = proxy.srv.URL, proxy.caFile
+	if err := st.Save(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	d := f.runDaemon(Config{}, Probes{})
+	ctx := context.Background()
+	serverState := func() keepwatch.ServerState {
+		list, err := f.app.Store.Servers(ctx, f.integratorID, f.slc)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("servers: %v %v", list, err)
+		}
+		return list[0].State
+	}
+	waitFor(t, 10*time.Second, "server ok", func() bool { return serverState() == keepwatch.ServerOK })
+
+	// The site's Internet link goes down; the agent keeps recording.
+	proxy.cut.Store(true)
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	waitFor(t, 10*time.Second, "keepwatch declares the silent server unavailable", func() bool { return serverState() == keepwatch.ServerUnavailable })
+	if _, err := d.RecordEvents([]protocol.PayloadEvent{{Kind: keepwatch.KindFileDeleteFailed, Subject: "E:\\Recordings\\0001.blk", At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.cut.Store(false)
+	waitFor(t, 10*time.Second, "the server is back", func() bool { return serverState() == keepwatch.ServerOK })
+	waitFor(t, 10*time.Second, "the spool is delivered", func() bool {
+		s, _ := d.Status()
+		return s.Spool.Depth == 0
+	})
+	out := f.incidents(keepwatch.KindServerUnavailable)
+	if len(out) != 1 || !strings.Contains(out[0].Annotation, "server was running; connection lost") {
+		t.Fatalf("outage incidents %+v, want one annotated as a lost connection", out)
+	}
+	if ev := f.incidents(keepwatch.KindFileDeleteFailed); len(ev) != 1 || !ev[0].OpenedAt.Equal(at) {
+		t.Fatalf("the offline event %+v, want it at its own time %s", ev, at)
+	}
 }
