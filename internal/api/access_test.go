@@ -100,7 +100,7 @@ func setup(t *testing.T, dialect string) *tenants {
 		}
 	}
 	for i, name := range []string{"ops mail", "ops hook"} {
-		c, err := s.CreateChannel(ctx, tn.aliceID, store.Channel{Name: name, Type: store.ChannelWebhook, Target: "https://alice.example/hook", Secret: "s", Enabled: true})
+		c, err := s.CreateChannel(ctx, tn.aliceID, store.Channel{Name: name, Type: store.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"GET /api/v1/incidents/{id}/history":      {"/api/v1/incidents/" + inc + "/history", "", 200, 404, "not_found"},
 				"GET /api/v1/notifications":               {"/api/v1/notifications", "", 200, 200, ""},
 				"GET /api/v1/channels":                    {"/api/v1/channels", "", 200, 200, ""},
-				"POST /api/v1/channels":                   {"/api/v1/channels", `{"name":"pager","type":"webhook","target":"https://pager.example/x"}`, 201, 201, ""},
+				"POST /api/v1/channels":                   {"/api/v1/channels", `{"name":"pager","type":"webhook","target":"https://127.0.0.1:9/pager"}`, 201, 201, ""},
 				"POST /api/v1/channels/{id}/test":         {"/api/v1/channels/" + ch + "/test", "", 202, 404, "not_found"},
 				"DELETE /api/v1/channels/{id}":            {"/api/v1/channels/" + ch, "", 204, 404, "not_found"},
 				"GET /api/v1/rules":                       {"/api/v1/rules", "", 200, 200, ""},

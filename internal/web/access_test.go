@@ -32,6 +32,7 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 			f := newFixture(t, fixtureOptions{dialect: dialect})
 			inc := fmt.Sprint(f.incident)
 			spare, token := fmt.Sprint(f.users["alice-spare"]), fmt.Sprint(f.tokenID)
+			ch, rule := fmt.Sprint(f.channel), fmt.Sprint(f.rule)
 			form := func(kv ...string) url.Values {
 				v := url.Values{}
 				for i := 0; i < len(kv); i += 2 {
@@ -47,20 +48,26 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 				"GET /installations/{slc}":              {"/installations/" + aliceSLC, nil, []int{200}, 404},
 				"POST /installations/{slc}/maintenance": {"/installations/" + aliceSLC + "/maintenance", form("duration", "1h", "reason", "disk swap"), []int{303}, 404},
 				"POST /installations/{slc}/maintenance/end": {"/installations/" + aliceSLC + "/maintenance/end", form(), []int{303}, 404},
-				"GET /incidents":                    {"/incidents", nil, []int{200}, 200},
-				"POST /incidents/{id}/ack":          {"/incidents/" + inc + "/ack", form("note", "on my way"), []int{303, 409}, 404},
-				"POST /incidents/{id}/assign":       {"/incidents/" + inc + "/assign", form("user", fmt.Sprint(f.users["alice-technician"])), []int{303}, 404},
-				"POST /incidents/{id}/resolve":      {"/incidents/" + inc + "/resolve", form("note", "disk replaced"), []int{303, 409}, 404},
-				"GET /registrations":                {"/registrations", nil, []int{200}, 200},
-				"POST /registrations":               {"/registrations", form("slc", aliceSLC), []int{303}, 409},
-				"POST /registrations/release":       {"/registrations/release", form("slc", aliceIdleSLC), []int{303, 404}, 404},
-				"GET /settings":                     {"/settings", nil, []int{200}, 200},
-				"POST /settings/users":              {"/settings/users", form("email", "new.%s@alice.example", "role", "viewer"), []int{201}, 201},
-				"POST /settings/users/{id}/role":    {"/settings/users/" + spare + "/role", form("role", "technician"), []int{303}, 404},
-				"POST /settings/users/{id}/remove":  {"/settings/users/" + spare + "/remove", form(), []int{303, 404}, 404},
-				"POST /settings/tokens":             {"/settings/tokens", form("name", "export", "role", "viewer"), []int{201}, 201},
-				"POST /settings/tokens/{id}/revoke": {"/settings/tokens/" + token + "/revoke", form(), []int{303, 409}, 404},
-				"GET /static/{file...}":             {"/static/app.css", nil, []int{200}, 200},
+				"GET /incidents":                           {"/incidents", nil, []int{200}, 200},
+				"POST /incidents/{id}/ack":                 {"/incidents/" + inc + "/ack", form("note", "on my way"), []int{303, 409}, 404},
+				"POST /incidents/{id}/assign":              {"/incidents/" + inc + "/assign", form("user", fmt.Sprint(f.users["alice-technician"])), []int{303}, 404},
+				"POST /incidents/{id}/resolve":             {"/incidents/" + inc + "/resolve", form("note", "disk replaced"), []int{303, 409}, 404},
+				"GET /registrations":                       {"/registrations", nil, []int{200}, 200},
+				"POST /registrations":                      {"/registrations", form("slc", aliceSLC), []int{303}, 409},
+				"POST /registrations/release":              {"/registrations/release", form("slc", aliceIdleSLC), []int{303, 404}, 404},
+				"GET /settings":                            {"/settings", nil, []int{200}, 200},
+				"POST /settings/users":                     {"/settings/users", form("email", "new.%s@alice.example", "role", "viewer"), []int{201}, 201},
+				"POST /settings/users/{id}/role":           {"/settings/users/" + spare + "/role", form("role", "technician"), []int{303}, 404},
+				"POST /settings/users/{id}/remove":         {"/settings/users/" + spare + "/remove", form(), []int{303, 404}, 404},
+				"POST /settings/tokens":                    {"/settings/tokens", form("name", "export", "role", "viewer"), []int{201}, 201},
+				"POST /settings/tokens/{id}/revoke":        {"/settings/tokens/" + token + "/revoke", form(), []int{303, 409}, 404},
+				"GET /static/{file...}":                    {"/static/app.css", nil, []int{200}, 200},
+				"GET /notifications":                       {"/notifications", nil, []int{200}, 200},
+				"POST /notifications/channels":             {"/notifications/channels", form("name", "pager", "type", "webhook", "target", "https://127.0.0.1:9/pager"), []int{201}, 201},
+				"POST /notifications/channels/{id}/test":   {"/notifications/channels/" + ch + "/test", form(), []int{303, 409}, 404},
+				"POST /notifications/channels/{id}/delete": {"/notifications/channels/" + ch + "/delete", form(), []int{303, 404}, 404},
+				"POST /notifications/rules":                {"/notifications/rules", form("name", "errors", "channel", ch, "severity", "error"), []int{303, 400}, 400},
+				"POST /notifications/rules/{id}/delete":    {"/notifications/rules/" + rule + "/delete", form(), []int{303, 404}, 404},
 			}
 			routes := f.a.Web.Routes()
 			for _, rt := range routes {

@@ -43,6 +43,8 @@ type fixture struct {
 	emails   map[string]string
 	incident int64 // alice's storage_full incident
 	tokenID  int64 // a spare token of alice's, for revocation
+	channel  int64 // alice's webhook channel
+	rule     int64 // alice's rule on it
 }
 
 type fixtureOptions struct {
@@ -130,6 +132,12 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatalf("alice's incidents: %+v", ins)
 	}
 	f.incident = ins[0].ID
+	ch, err := s.CreateChannel(ctx, f.alice, store.Channel{Name: "alice hook", Type: store.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
+	must(t, err)
+	f.channel = ch.ID
+	rl, err := s.CreateRule(ctx, f.alice, store.Rule{Name: "alice all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
+	must(t, err)
+	f.rule = rl.ID
 
 	if o.seed != nil {
 		o.seed(f)

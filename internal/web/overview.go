@@ -17,7 +17,7 @@ const pageSize = 200
 
 func (h *Handler) parseTemplates() error {
 	h.pages = map[string]*template.Template{}
-	for _, name := range []string{"login", "overview", "installation", "incidents", "registrations", "settings", "error"} {
+	for _, name := range []string{"login", "overview", "installation", "incidents", "registrations", "settings", "notifications", "error"} {
 		t, err := template.New(name).Funcs(templateFuncs()).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return err

@@ -33,6 +33,7 @@ func TestScreenshots(t *testing.T) {
 		{"incidents", "/incidents", "#incident-list"},
 		{"registration", "/registrations", "#register-form"},
 		{"settings", "/settings", "#audit"},
+		{"notifications", "/notifications", "#rules"},
 	}
 	for _, size := range []struct {
 		name          string

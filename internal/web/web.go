@@ -84,6 +84,12 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/settings/users/{id}/remove", keepwatch.RoleOwner, h.removeUser},
 		{"POST", "/settings/tokens", keepwatch.RoleOwner, h.createToken},
 		{"POST", "/settings/tokens/{id}/revoke", keepwatch.RoleOwner, h.revokeToken},
+		{"GET", "/notifications", keepwatch.RoleViewer, h.notifications},
+		{"POST", "/notifications/channels", keepwatch.RoleOwner, h.createChannel},
+		{"POST", "/notifications/channels/{id}/test", keepwatch.RoleOwner, h.testChannel},
+		{"POST", "/notifications/rules", keepwatch.RoleOwner, h.createRule},
+		{"POST", "/notifications/rules/{id}/delete", keepwatch.RoleOwner, h.deleteRule},
+		{"POST", "/notifications/channels/{id}/delete", keepwatch.RoleOwner, h.deleteChannel},
 		{"GET", "/static/{file...}", "", h.serveStatic},
 	}
 }
@@ -320,6 +326,10 @@ var flashes = map[string]string{
 	"removed":        "User removed.",
 	"revoked":        "Token revoked.",
 	"signedOut":      "You are signed out.",
+	"channelDeleted": "Channel deleted.",
+	"testQueued":     "Test notification queued; its outcome appears below.",
+	"ruleCreated":    "Rule added.",
+	"ruleDeleted":    "Rule deleted.",
 }
 
 // redirectDone sends the browser back to path (a local path) after a

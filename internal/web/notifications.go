@@ -1,0 +1,192 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/api"
+	"keepwatch/internal/secret"
+	"keepwatch/internal/store"
+)
+
+// notificationsShown is how many recent deliveries the page lists.
+const notificationsShown = 200
+
+type notificationsData struct {
+	Channels      []store.Channel
+	ChannelNames  map[int64]string
+	Rules         []store.Rule
+	Notifications []store.Notification
+	// Shown once, right after a webhook channel was created.
+	NewSecret, NewSecretFor string
+}
+
+func (h *Handler) notifications(w http.ResponseWriter, r *http.Request, rq *request) error {
+	return h.renderNotifications(w, r, rq, http.StatusOK, notificationsData{}, "")
+}
+
+func (h *Handler) renderNotifications(w http.ResponseWriter, r *http.Request, rq *request, status int, d notificationsData, errMsg string) error {
+	p, ctx := rq.principal(), r.Context()
+	var err error
+	if d.Notifications, err = h.Store.Notifications(ctx, p.IntegratorID, notificationsShown); err != nil {
+		return err
+	}
+	if d.Channels, err = h.Store.Channels(ctx, p.IntegratorID); err != nil {
+		return err
+	}
+	d.ChannelNames = map[int64]string{}
+	for _, c := range d.Channels {
+		d.ChannelNames[c.ID] = c.Name
+	}
+	if p.Role.Allows(keepwatch.RoleTechnician) {
+		if d.Rules, err = h.Store.Rules(ctx, p.IntegratorID); err != nil {
+			return err
+		}
+	} else {
+		// Viewers see what was sent, not where to.
+		d.Channels = nil
+	}
+	pg := h.newPage(r, rq, "Notifications", "notifications", d)
+	pg.Error = errMsg
+	return h.render(w, status, "notifications", pg)
+}
+
+func (h *Handler) notificationRefused(w http.ResponseWriter, r *http.Request, rq *request, err error) error {
+	switch code := keepwatch.ErrorCode(err); code {
+	case keepwatch.EINVALID, keepwatch.ECONFLICT:
+		return h.renderNotifications(w, r, rq, statusOf(code), notificationsData{}, keepwatch.ErrorMessage(err))
+	}
+	return err
+}
+
+func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *request) error {
+	c := store.Channel{
+		Name: strings.TrimSpace(r.PostFormValue("name")), Type: r.PostFormValue("type"),
+		Target: strings.TrimSpace(r.PostFormValue("target")), Enabled: true,
+	}
+	c.Digest = r.PostFormValue("digest") == "on" && c.Type == store.ChannelEmail
+	if err := api.ValidateChannel(c.Type, c.Target, c.Name); err != nil {
+		return h.notificationRefused(w, r, rq, err)
+	}
+	if c.Type == store.ChannelWebhook {
+		c.Secret = secret.New("whsec_")
+	}
+	c, err := h.Store.CreateChannel(r.Context(), rq.principal().IntegratorID, c)
+	if err != nil {
+		return err
+	}
+	h.audit(r, rq, "channel.create", c.Name, c.Type+" "+c.Target)
+	d := notificationsData{}
+	if c.Secret != "" {
+		d.NewSecret, d.NewSecretFor = c.Secret, c.Name
+	}
+	return h.renderNotifications(w, r, rq, http.StatusCreated, d, "")
+}
+
+func (h *Handler) deleteChannel(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "channel")
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteChannel(r.Context(), rq.principal().IntegratorID, id); err != nil {
+		return err
+	}
+	h.audit(r, rq, "channel.delete", strconv.FormatInt(id, 10), "")
+	redirectDone(w, r, "/notifications", "channelDeleted")
+	return nil
+}
+
+func (h *Handler) testChannel(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "channel")
+	if err != nil {
+		return err
+	}
+	p := rq.principal()
+	c, err := h.Store.Channel(r.Context(), p.IntegratorID, id)
+	if err != nil {
+		return err
+	}
+	if !c.Enabled {
+		return h.notificationRefused(w, r, rq, keepwatch.Errorf(keepwatch.ECONFLICT, "the channel was deleted"))
+	}
+	now := h.now()
+	if _, err := h.Store.Enqueue(r.Context(), store.Notification{IntegratorID: p.IntegratorID, ChannelID: c.ID, Type: "test",
+		DedupKey: "test:c" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(now.UnixNano(), 10), NotBefore: now}); err != nil {
+		return err
+	}
+	redirectDone(w, r, "/notifications", "testQueued")
+	return nil
+}
+
+func (h *Handler) createRule(w http.ResponseWriter, r *http.Request, rq *request) error {
+	channel, _ := strconv.ParseInt(r.PostFormValue("channel"), 10, 64)
+	minutes := func(field string) time.Duration {
+		n, _ := strconv.ParseFloat(r.PostFormValue(field), 64)
+		return time.Duration(n * float64(time.Minute))
+	}
+	rule := store.Rule{Name: strings.TrimSpace(r.PostFormValue("name")), ChannelID: channel, Enabled: true,
+		MinSeverity: keepwatch.Severity(r.PostFormValue("severity")), UnackedOnly: r.PostFormValue("unacked") == "on",
+		MinDuration: keepwatch.Duration(minutes("min_minutes")), Repeat: keepwatch.Duration(minutes("repeat_minutes")),
+		Kinds: fields(r.PostFormValue("kinds")), SLCs: fields(r.PostFormValue("slcs"))}
+	if err := validRule(&rule); err != nil {
+		return h.notificationRefused(w, r, rq, err)
+	}
+	rule, err := h.Store.CreateRule(r.Context(), rq.principal().IntegratorID, rule)
+	if err != nil {
+		return h.notificationRefused(w, r, rq, err)
+	}
+	h.audit(r, rq, "rule.create", rule.Name, "")
+	redirectDone(w, r, "/notifications", "ruleCreated")
+	return nil
+}
+
+// fields splits a comma- or space-separated form value.
+func fields(s string) []string {
+	out := []string{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func validRule(r *store.Rule) error {
+	if r.Name == "" || !keepwatch.ValidText(r.Name, 100) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "name the rule (at most 100 printable characters)")
+	}
+	if r.MinSeverity != keepwatch.SeverityWarning && r.MinSeverity != keepwatch.SeverityError {
+		return keepwatch.Errorf(keepwatch.EINVALID, "choose the least severity: warning or error")
+	}
+	for _, k := range r.Kinds {
+		if !keepwatch.ValidKind(k) {
+			return keepwatch.Errorf(keepwatch.EINVALID, "%q is not a condition kind", k)
+		}
+	}
+	for i, s := range r.SLCs {
+		slc, err := keepwatch.NormalizeSLC(s)
+		if err != nil {
+			return err
+		}
+		r.SLCs[i] = slc
+	}
+	const week = 7 * 24 * time.Hour
+	if d, rep := time.Duration(r.MinDuration), time.Duration(r.Repeat); d < 0 || d > week || rep < 0 || rep > week || (rep > 0 && rep < time.Minute) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "the minimum duration is 0 to a week; reminders are off (0) or every minute to a week")
+	}
+	return nil
+}
+
+func (h *Handler) deleteRule(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id, err := pathID(r, "rule")
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteRule(r.Context(), rq.principal().IntegratorID, id); err != nil {
+		return err
+	}
+	h.audit(r, rq, "rule.delete", strconv.FormatInt(id, 10), "")
+	redirectDone(w, r, "/notifications", "ruleDeleted")
+	return nil
+}
