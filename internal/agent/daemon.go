@@ -174,11 +174,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// (bounded), so that it does not say "all clear" a moment before the
 	// checks find what is wrong.
 	deadline := time.NewTimer(20 * time.Second)
+wait:
 	for range d.checks {
 		select {
 		case <-first:
 		case <-deadline.C:
+			break wait
 		case <-ctx.Done():
+			break wait
 		}
 	}
 	deadline.Stop()
@@ -472,6 +475,11 @@ func (d *Daemon) sender(ctx context.Context) {
 		}
 		switch res {
 		case resDelivered:
+			if err != nil {
+				// Sent again later, keepwatch will answer replayed, and
+				// the spool settles then.
+				d.Logger.Error("note delivery in the spool", "seq", e.Seq, "err", err)
+			}
 			fails = 0
 			d.setDelivery("delivering", time.Time{})
 			d.Logger.Debug("delivered", "seq", e.Seq, "kind", e.Kind, "events", e.Events, "recorded", e.RecordedAt, "server_time", resp.ServerTime)
