@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,27 +37,14 @@ func TestDriveFillsThenClears(t *testing.T) {
 		if !h.start(FaultDrive, t0, period, rnd) {
 			t.Fatal("drive fault did not start")
 		}
-		var low, full string
-		for k := range h.held {
-			switch {
-			case k[:len(keepwatch.KindStorageLow)] == keepwatch.KindStorageLow:
-				low = k
-			case k[:len(keepwatch.KindStorageFull)] == keepwatch.KindStorageFull:
-				full = k
-			}
-		}
-		if low == "" || full == "" {
-			t.Fatalf("holds %v", h.held)
-		}
-		steps := walk(h, 10)
 		// storage_low from the start; storage_full after 1 to 3 intervals;
-		// both gone 2 to 5 intervals later; never storage_full alone first.
+		// both gone 2 to 5 intervals later; never storage_full alone.
 		lowAt, fullAt, clearAt := -1, -1, -1
-		for i, set := range steps {
+		for i, set := range walk(h, 10) {
 			hasLow, hasFull := false, false
 			for k := range set {
-				hasLow = hasLow || len(k) > 11 && k[:11] == "storage_low"
-				hasFull = hasFull || len(k) > 12 && k[:12] == "storage_full"
+				hasLow = hasLow || strings.HasPrefix(k, keepwatch.KindStorageLow+":")
+				hasFull = hasFull || strings.HasPrefix(k, keepwatch.KindStorageFull+":")
 			}
 			if hasLow && lowAt < 0 {
 				lowAt = i
@@ -77,8 +65,9 @@ func TestDriveFillsThenClears(t *testing.T) {
 		if len(h.faults) != 0 || len(h.held) != 0 {
 			t.Fatalf("seed %d: fault still under way after it cleared: %d faults, holds %v", seed, len(h.faults), h.held)
 		}
-		if since := steps[fullAt]; since == nil {
-			t.Fatal("no since")
+		// The drive is free again for the next fault.
+		if !h.start(FaultDrive, t0.Add(time.Hour), period, rnd) {
+			t.Fatalf("seed %d: a cleared drive cannot fill again", seed)
 		}
 	}
 }
