@@ -150,13 +150,13 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	finish := func() sim.Stats {
 		stopSummary()
 		<-sumDone
-		st := fleet.Stats()
+		stats := fleet.Stats()
 		rate := 0.0
 		if !runStart.IsZero() {
-			rate = float64(st.Accepted) / time.Since(runStart).Seconds()
+			rate = float64(stats.Accepted) / time.Since(runStart).Seconds()
 		}
-		fmt.Fprintln(e.stderr, st.Line(rate))
-		return st
+		fmt.Fprintln(e.stderr, stats.Line(rate))
+		return stats
 	}
 	if err := fleet.Start(ctx); err != nil {
 		finish()
@@ -181,11 +181,14 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	if st != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		views, err := st.Installations(cctx, integratorID, keepwatch.DateOf(time.Now()))
+		// The time of the comparison is taken before the overview is read,
+		// so that no server is judged silent for longer than it was.
+		now := time.Now()
+		views, err := st.Installations(cctx, integratorID, keepwatch.DateOf(now))
 		if err != nil {
 			return err
 		}
-		check := fleet.Check(views, time.Now())
+		check := fleet.Check(views, now)
 		fmt.Fprintf(e.stderr, "keepwatch shows %d servers' %d active conditions, %d events and %d unavailable servers as the fleet reported them\n",
 			check.Servers, check.Conditions, check.Events, check.Unavailable)
 		problems = check.Problems
