@@ -15,6 +15,8 @@
 // connections, and sequence numbers are not written to disk before each
 // report but seeded from the clock (in microseconds) at every start, so
 // they still only ever grow, across reruns and crashes of the simulator.
+// The offline record lives in memory: what a site recorded while its link
+// was down is lost if the simulator itself stops before the link is back.
 //
 // Every refusal is counted by its code. A refusal the simulator caused on
 // purpose (a crash that restored an old counter, a licence whose Care Plus
