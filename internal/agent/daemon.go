@@ -141,6 +141,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.courier, err = newCourier(d.spool, client, d.state, d.Now); err != nil {
 		return err
 	}
+	if d.vms, err = d.spool.VMSConditions(); err != nil {
+		return err
+	}
 	d.checks = buildChecks(d.Config, d.Probes)
 	ln, err := net.Listen("tcp", d.Config.LocalAPI)
 	if err != nil {
@@ -564,19 +567,21 @@ func (d *Daemon) adopt(resp protocol.ReportResponse) {
 	poke(d.resched)
 }
 
-// SetConditions replaces the conditions the VMS reports and records a
-// status report if the active set changed (always with force or events).
+// SetConditions replaces the conditions the VMS reports, keeps them in the
+// spool (a restarted agent reports them on), and records a status report
+// if the active set changed (always with force or events).
 func (d *Daemon) SetConditions(conds []protocol.PayloadCondition, events []protocol.PayloadEvent, force bool) (uint64, []protocol.PayloadCondition, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.state.Consent {
 		return 0, nil, errConsentOff
 	}
-	prev := d.vms
+	if err := d.spool.SetVMSConditions(conds); err != nil {
+		return 0, nil, err
+	}
 	d.vms = conds
 	seq, err := d.recordStatusLocked(events, force)
 	if err != nil {
-		d.vms = prev
 		return 0, nil, err
 	}
 	return seq, d.activeLocked(), nil

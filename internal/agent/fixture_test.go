@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type fixture struct {
 	slc          string
 	dir          string
 	state        *State
+	stopDaemon   func() // stops the last daemon runDaemon started
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -101,12 +103,16 @@ func (f *fixture) runDaemon(cfg Config, p Probes) *Daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	f.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			f.t.Errorf("daemon: %v", err)
-		}
-	})
+	var once sync.Once
+	f.stopDaemon = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				f.t.Errorf("daemon: %v", err)
+			}
+		})
+	}
+	f.t.Cleanup(f.stopDaemon)
 	select {
 	case <-d.Ready():
 	case err := <-done:

@@ -133,6 +133,13 @@ func (l *Local) Send(ctx context.Context, p *protocol.Payload) (uint64, protocol
 	if p.AgentVersion == "" && kind != KindHeartbeat {
 		p.AgentVersion = agentVersion()
 	}
+	if kind == KindStatus {
+		// These are the conditions the VMS knows now: the agent, when it
+		// runs, goes on reporting them.
+		if err := l.spool.SetVMSConditions(*p.Conditions); err != nil {
+			return 0, resp, err
+		}
+	}
 	seq, err := l.spool.Record(kind, now, p)
 	if err != nil {
 		return 0, resp, err

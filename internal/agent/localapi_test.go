@@ -158,3 +158,24 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	}
 	_ = d
 }
+
+func TestVMSConditionsSurviveAnAgentRestart(t *testing.T) {
+	f := newFixture(t, time.Second)
+	d := f.runDaemon(Config{}, Probes{})
+	const key = `storage_full:E:\Recordings`
+	if _, _, err := d.SetConditions([]protocol.PayloadCondition{{Kind: keepwatch.KindStorageFull, Subject: `E:\Recordings`}}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "keepwatch holds the VMS's condition", func() bool { return f.active()[key] })
+	f.stopDaemon()
+
+	d = f.runDaemon(Config{}, Probes{})
+	waitFor(t, 10*time.Second, "the restarted agent's first status report is delivered", func() bool {
+		st, _ := d.Status()
+		return st.Spool.Depth == 0 && f.app.Ingest.Accepted("status") >= 3
+	})
+	raised, cleared, _ := f.history(keepwatch.KindStorageFull)
+	if !f.active()[key] || raised != 1 || cleared != 0 {
+		t.Fatalf("after a restart the VMS's condition is active=%v, raised %d, cleared %d times", f.active()[key], raised, cleared)
+	}
+}

@@ -395,12 +395,31 @@ func (s *Spool) SetError(msg string, at time.Time) error {
 	})
 }
 
+// SetVMSConditions keeps the conditions the VMS reported last, so that a
+// restarted agent goes on reporting them instead of clearing them.
+func (s *Spool) SetVMSConditions(conds []protocol.PayloadCondition) error {
+	b, err := json.Marshal(conds)
+	if err != nil {
+		return err
+	}
+	return s.tx(func(tx *sql.Tx) error { return setKV(tx, "vms_conditions", string(b)) })
+}
+
+// VMSConditions returns what SetVMSConditions kept.
+func (s *Spool) VMSConditions() ([]protocol.PayloadCondition, error) {
+	return s.jsonConditions("vms_conditions")
+}
+
 // LastConditions returns the conditions of the last recorded status report.
 func (s *Spool) LastConditions() ([]protocol.PayloadCondition, error) {
+	return s.jsonConditions("last_conditions")
+}
+
+func (s *Spool) jsonConditions(key string) ([]protocol.PayloadCondition, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b sql.NullString
-	err := s.db.QueryRow(`SELECT value FROM kv WHERE key = 'last_conditions'`).Scan(&b)
+	err := s.db.QueryRow(`SELECT value FROM kv WHERE key = ?`, key).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
