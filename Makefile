@@ -31,11 +31,13 @@ test: deps vet
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzRequestBodies -fuzztime 10s ./internal/api
 
 # Longer fuzzing of the decoders.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime 5m ./internal/protocol
 	$(GO) test -run '^$$' -fuzz FuzzPayload -fuzztime 5m ./internal/ingest
+	$(GO) test -run '^$$' -fuzz FuzzRequestBodies -fuzztime 5m ./internal/api
 
 demo:
 	$(GO) run ./cmd/keepwatch demo

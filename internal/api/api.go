@@ -263,7 +263,7 @@ type noteBody struct {
 func readNote(w http.ResponseWriter, r *http.Request) (string, error) {
 	var b noteBody
 	if r.ContentLength != 0 {
-		if err := respond.DecodeJSON(w, r, maxBody, &b); err != nil {
+		if err := decode(w, r, &b); err != nil {
 			return "", err
 		}
 	}
@@ -311,7 +311,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, p keepwatch.P
 	var b struct {
 		SLC string `json:"slc"`
 	}
-	if err := respond.DecodeJSON(w, r, maxBody, &b); err != nil {
+	if err := decode(w, r, &b); err != nil {
 		return err
 	}
 	slc, err := keepwatch.NormalizeSLC(b.SLC)
@@ -382,4 +382,9 @@ func (h *Handler) openapi(w http.ResponseWriter, r *http.Request, _ keepwatch.Pr
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(openAPI)
 	return nil
+}
+
+// decode reads a JSON request body of at most maxBody bytes.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return decode(w, r, v)
 }

@@ -100,7 +100,7 @@ func ValidateChannel(typ, target, name string) error {
 
 func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
 	var req channelRequest
-	if err := respond.DecodeJSON(w, r, maxBody, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		return err
 	}
 	req.Name, req.Target = strings.TrimSpace(req.Name), strings.TrimSpace(req.Target)
@@ -180,7 +180,7 @@ type ruleRequest struct {
 
 func (h *Handler) createRule(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
 	var req ruleRequest
-	if err := respond.DecodeJSON(w, r, maxBody, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		return err
 	}
 	rule, err := ruleFromRequest(req)
