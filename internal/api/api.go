@@ -386,5 +386,5 @@ func (h *Handler) openapi(w http.ResponseWriter, r *http.Request, _ keepwatch.Pr
 
 // decode reads a JSON request body of at most maxBody bytes.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	return decode(w, r, v)
+	return respond.DecodeJSON(w, r, maxBody, v)
 }
