@@ -1,11 +1,15 @@
 # keepwatch — build and test. `make test` sets up what the suite needs
 # (PostgreSQL) on a fresh Debian machine, then runs vet and every test.
 
+# bash with pipefail, so a test piped through grep still fails the target.
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 GO       ?= go
 PG_URL   ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export KEEPWATCH_TEST_POSTGRES ?= $(PG_URL)
 
-.PHONY: all build test vet deps fuzz demo clean screenshots
+.PHONY: all build test vet deps fuzz demo clean screenshots soak
 
 all: build
 
@@ -29,9 +33,16 @@ test: deps vet
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m ./...
 	# 10,000 simulated servers for a minute: too heavy under -race, so on its own.
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
+	# A one-minute soak: a fleet at full rate while the overview is read.
+	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SOAK=60s $(GO) test -count=1 -timeout 5m -run '^TestSoak$$' -v ./cmd/keepwatch | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak_test'
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzRequestBodies -fuzztime 10s ./internal/api
+
+# Ten minutes of a fleet at full rate while the overview is read: memory
+# flat, no goroutine left behind, heartbeat p99 reported.
+soak:
+	KEEPWATCH_SOAK=$${SOAK:-10m} $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./cmd/keepwatch | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak_test'
 
 # Longer fuzzing of the decoders.
 fuzz:
