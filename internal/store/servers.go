@@ -378,3 +378,22 @@ func (t *Tx) bumpServerRev(id string) error {
 	_, err = t.exec(`UPDATE servers SET rev = ? WHERE id = ?`, rev, id)
 	return err
 }
+
+// EventSubjects returns the subjects of every stored event of a kind
+// (operator-level, for verification).
+func (s *Store) EventSubjects(ctx context.Context, kind string) (map[string]bool, error) {
+	rows, err := s.query(ctx, `SELECT subject FROM events WHERE kind = ?`, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var subject string
+		if err := rows.Scan(&subject); err != nil {
+			return nil, dbErr(err)
+		}
+		out[subject] = true
+	}
+	return out, dbErr(rows.Err())
+}
