@@ -76,8 +76,11 @@ type Server struct {
 	LastSeen       time.Time   `json:"last_seen"`
 	Interval       Duration    `json:"heartbeat_interval"`
 	AgentVersion   string      `json:"agent_version"`
-	EnrolledAt     time.Time   `json:"enrolled_at"`
-	Conditions     []Condition `json:"conditions"`
+	// ClockOffset is how far the server's clock is ahead of keepwatch's
+	// (negative: behind); keepwatch corrects the times it reports.
+	ClockOffset Duration    `json:"clock_offset_seconds"`
+	EnrolledAt  time.Time   `json:"enrolled_at"`
+	Conditions  []Condition `json:"conditions"`
 }
 
 // InstallationView is what the overview and the API show of an installation.

@@ -271,7 +271,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Monitor.Interval()
 	typ := "status"
 	state := e.State
-	if !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && e.State == keepwatch.ServerOK {
+	if !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && e.State == keepwatch.ServerOK && !offsetChanged(e, rep) {
 		typ = "heartbeat"
 		h.Monitor.Seen(e, hdr.Seq, now, keepwatch.ServerOK, false)
 	} else {
@@ -283,6 +283,9 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 			return resp, "", err
 		}
 		state = applied.State
+		if rep.ClockOffset != nil {
+			e.ClockOffsetMS = rep.ClockOffset.Milliseconds()
+		}
 		h.Monitor.Seen(e, hdr.Seq, now, state, true)
 		if h.OnChange != nil {
 			for _, c := range applied.Changes {
@@ -302,6 +305,20 @@ type limitError struct{ wait time.Duration }
 
 func (e *limitError) Error() string { return "rate limited" }
 
+// SkewThreshold is the clock offset below which a server's times are
+// taken as they are (network latency and ordinary drift).
+const SkewThreshold = 2 * time.Minute
+
+// offsetChanged reports whether a report moves the server's known clock
+// offset enough to store it.
+func offsetChanged(e *monitor.Entry, rep store.Report) bool {
+	if rep.ClockOffset == nil {
+		return false
+	}
+	d := rep.ClockOffset.Milliseconds() - e.ClockOffsetMS
+	return d >= 30_000 || d <= -30_000
+}
+
 // parsePayload decodes and validates a report's plaintext.
 func parsePayload(pt []byte, now time.Time) (store.Report, error) {
 	var rep store.Report
@@ -316,8 +333,22 @@ func parsePayload(pt []byte, now time.Time) (store.Report, error) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
 	rep.AgentVersion, rep.Consent = p.AgentVersion, p.Consent
-	if p.SentAt != nil && !p.SentAt.After(now) {
-		rep.RecordedAt = p.SentAt.UTC()
+	// A server whose clock is off (by more than network jitter) has its
+	// times moved onto keepwatch's clock, and the offset is shown.
+	shift := func(t time.Time) time.Time { return t }
+	if p.TransmittedAt != nil {
+		off := p.TransmittedAt.Sub(now)
+		if off < SkewThreshold && off > -SkewThreshold {
+			off = 0
+		}
+		off = off.Round(time.Second)
+		rep.ClockOffset = &off
+		shift = func(t time.Time) time.Time { return t.Add(-off) }
+	}
+	if p.SentAt != nil {
+		if at := shift(p.SentAt.UTC()); !at.After(now) {
+			rep.RecordedAt = at
+		}
 	}
 	if p.Conditions != nil {
 		rep.Status = true
@@ -334,7 +365,7 @@ func parsePayload(pt []byte, now time.Time) (store.Report, error) {
 			}
 			cond := keepwatch.Condition{Kind: c.Kind, Subject: c.Subject, Severity: keepwatch.SeverityOf(c.Kind), Message: c.Message}
 			if c.Since != nil {
-				cond.Since = c.Since.UTC()
+				cond.Since = shift(c.Since.UTC())
 			}
 			rep.Conditions = append(rep.Conditions, cond)
 		}
@@ -347,6 +378,9 @@ func parsePayload(pt []byte, now time.Time) (store.Report, error) {
 			return rep, err
 		}
 		at := ev.At.UTC()
+		if !at.IsZero() {
+			at = shift(at)
+		}
 		if at.IsZero() || at.After(now.Add(time.Hour)) {
 			// An event without a time, or from a clock far ahead, is placed
 			// at reception rather than in the future.

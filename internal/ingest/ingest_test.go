@@ -260,3 +260,43 @@ func TestAServerSendingTooFastIsPacedAlone(t *testing.T) {
 		t.Fatalf("another server paced too: %v", err)
 	}
 }
+
+func TestAgentClockSkewIsCorrectedAndShown(t *testing.T) {
+	for _, skew := range []time.Duration{time.Hour, -time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			r := newRig(t)
+			s := r.enroll(t, "RS-01")
+			// The agent's clock is off by skew: it says the event happened
+			// five minutes ago, by its clock.
+			agentNow := time.Now().Add(skew)
+			p := &protocol.Payload{TransmittedAt: &agentNow, SentAt: &agentNow,
+				Events: []protocol.PayloadEvent{{Kind: "archive_fatal_error", Subject: "Archive 9", At: agentNow.Add(-5 * time.Minute)}}}
+			if _, err := s.Send(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := r.a.Store.ServerRecord(ctx, s.State.ServerID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Duration(rec.ClockOffsetMS) * time.Millisecond; d < skew-5*time.Second || d > skew+5*time.Second {
+				t.Fatalf("stored clock offset %s, want about %s", d, skew)
+			}
+			marks, err := r.a.Store.EventTimes(ctx, "archive_fatal_error")
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := marks["Archive 9"]
+			if want := time.Now().Add(-5 * time.Minute); at.Before(want.Add(-10*time.Second)) || at.After(want.Add(10*time.Second)) {
+				t.Fatalf("event placed at %s, want about %s (keepwatch's clock)", at, want)
+			}
+			// A later heartbeat with a correct clock clears the offset.
+			now := time.Now()
+			if _, err := s.Send(ctx, &protocol.Payload{TransmittedAt: &now}); err != nil {
+				t.Fatal(err)
+			}
+			if rec, _ = r.a.Store.ServerRecord(ctx, s.State.ServerID); rec.ClockOffsetMS != 0 {
+				t.Fatalf("offset after the clock was fixed: %d ms", rec.ClockOffsetMS)
+			}
+		})
+	}
+}

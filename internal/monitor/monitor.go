@@ -58,6 +58,8 @@ type Entry struct {
 	State          keepwatch.ServerState
 	Revoked        bool
 	CarePlusUntil  keepwatch.Date
+	// ClockOffsetMS is how far the server's clock is ahead, as stored.
+	ClockOffsetMS int64
 	// Limit paces this server's reports (a misbehaving agent cannot
 	// monopolize ingest).
 	Limit ratelimit.Bucket
@@ -212,7 +214,7 @@ func (m *Monitor) apply(r store.ServerRecord) *Entry {
 	rekeyed := ok && string(e.Key[:]) != string(r.Key)
 	e.InstallationID, e.IntegratorID = r.InstallationID, r.IntegratorID
 	copy(e.Key[:], r.Key)
-	e.Revoked, e.CarePlusUntil = r.Revoked, r.CarePlusUntil
+	e.Revoked, e.CarePlusUntil, e.ClockOffsetMS = r.Revoked, r.CarePlusUntil, r.ClockOffsetMS
 	if !ok || rekeyed {
 		e.LastSeq = r.LastSeq
 	} else if r.LastSeq > e.LastSeq {

@@ -177,11 +177,16 @@ type ReportResponse struct {
 // (possibly empty: all clear) is a status report carrying the full set of
 // active state conditions.
 type Payload struct {
-	SentAt       *time.Time          `json:"sent_at,omitempty"`
-	AgentVersion string              `json:"agent_version,omitempty"`
-	Consent      *bool               `json:"consent,omitempty"`
-	Conditions   *[]PayloadCondition `json:"conditions,omitempty"`
-	Events       []PayloadEvent      `json:"events,omitempty"`
+	SentAt *time.Time `json:"sent_at,omitempty"`
+	// TransmittedAt is the agent's clock when it sent this attempt (sent_at
+	// is when it recorded the report, possibly long before): keepwatch
+	// learns the agent's clock offset from it and corrects the report's
+	// times.
+	TransmittedAt *time.Time          `json:"transmitted_at,omitempty"`
+	AgentVersion  string              `json:"agent_version,omitempty"`
+	Consent       *bool               `json:"consent,omitempty"`
+	Conditions    *[]PayloadCondition `json:"conditions,omitempty"`
+	Events        []PayloadEvent      `json:"events,omitempty"`
 }
 
 // PayloadCondition is an active state condition as the agent reports it.

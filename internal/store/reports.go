@@ -18,6 +18,9 @@ type Report struct {
 	// report recorded well before it arrived sat in the agent's spool: the
 	// server was running while keepwatch could not hear it.
 	RecordedAt time.Time
+	// ClockOffset is how far the agent's clock is ahead of keepwatch's
+	// (negative: behind), when the report says; nil keeps the stored one.
+	ClockOffset *time.Duration
 	// Status is true for a status report: Conditions is then the full set
 	// of active state conditions. False for a heartbeat.
 	Status     bool
@@ -68,6 +71,11 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 			args = append(args, at.UnixMilli())
 		}
 		args = append(args, r.ServerID)
+		if r.ClockOffset != nil {
+			if _, err := t.exec(`UPDATE servers SET clock_offset_ms = ? WHERE id = ?`, r.ClockOffset.Milliseconds(), r.ServerID); err != nil {
+				return err
+			}
+		}
 		if _, err := t.exec(`UPDATE servers SET last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, last_seq = ?, agent_version = COALESCE(NULLIF(?, ''), agent_version),
 			interval_ms = ?, state = ?, consent = ?, state_since = `+stateSince+` WHERE id = ?`, args...); err != nil {
 			return err

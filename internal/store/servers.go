@@ -23,6 +23,7 @@ type ServerRecord struct {
 	IntervalMS     int64
 	Revoked        bool
 	CarePlusUntil  keepwatch.Date
+	ClockOffsetMS  int64
 }
 
 // Enrollment is a new recording server, or a re-enrollment of one with the
@@ -102,7 +103,7 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 	})
 }
 
-const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until`
+const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms`
 
 func scanServerRecords(rows *sql.Rows) ([]ServerRecord, error) {
 	defer rows.Close()
@@ -111,7 +112,7 @@ func scanServerRecords(rows *sql.Rows) ([]ServerRecord, error) {
 		var r ServerRecord
 		var state, until string
 		var seq int64
-		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until); err != nil {
+		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS); err != nil {
 			return nil, dbErr(err)
 		}
 		r.State, r.LastSeq = keepwatch.ServerState(state), uint64(seq)
@@ -394,6 +395,26 @@ func (s *Store) EventSubjects(ctx context.Context, kind string) (map[string]bool
 			return nil, dbErr(err)
 		}
 		out[subject] = true
+	}
+	return out, dbErr(rows.Err())
+}
+
+// EventTimes returns when each stored event of a kind happened, by subject
+// (operator-level, for verification).
+func (s *Store) EventTimes(ctx context.Context, kind string) (map[string]time.Time, error) {
+	rows, err := s.query(ctx, `SELECT subject, occurred_at FROM events WHERE kind = ?`, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var subject string
+		var at int64
+		if err := rows.Scan(&subject, &at); err != nil {
+			return nil, dbErr(err)
+		}
+		out[subject] = keepwatch.TimeFromMillis(at)
 	}
 	return out, dbErr(rows.Err())
 }

@@ -181,7 +181,18 @@ func templateFuncs() template.FuncMap {
 			}
 			return span(time.Duration(d))
 		},
-		"add":  func(a, b int) int { return a + b },
+		"add": func(a, b int) int { return a + b },
+		// skew describes a server clock's offset ("1 h ahead"), or "".
+		"skew": func(d keepwatch.Duration) string {
+			off := time.Duration(d)
+			switch {
+			case off == 0:
+				return ""
+			case off > 0:
+				return span(off) + " ahead"
+			}
+			return span(-off) + " behind"
+		},
 		"more": func(cs []keepwatch.Condition, n int) int { return max(0, len(cs)-n) },
 		"first": func(cs []keepwatch.Condition, n int) []keepwatch.Condition {
 			return cs[:min(n, len(cs))]
