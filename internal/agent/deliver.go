@@ -57,10 +57,7 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 // on this machine.
 func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
-	payload := e.Payload
-	if c.grant && consent && e.Kind != KindConsent {
-		payload = withConsent(payload)
-	}
+	payload := prepare(e.Payload, c.grant && consent && e.Kind != KindConsent, c.now())
 	env, err := protocol.Seal(c.key, c.id, e.Seq, payload)
 	if err != nil {
 		return resRetry, resp, err
@@ -124,17 +121,20 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 
 func (c *courier) note(msg string, at time.Time) { c.spool.SetError(msg, at) }
 
-// withConsent adds "consent": true to a payload that carries no consent.
-func withConsent(payload []byte) []byte {
+// prepare stamps a spooled payload for this attempt: transmitted_at, the
+// clock now (sent_at stays the time it was recorded), from which keepwatch
+// learns this machine's clock offset; and, with grant, "consent": true.
+func prepare(payload []byte, grant bool, now time.Time) []byte {
 	var p protocol.Payload
 	if len(payload) > 0 && json.Unmarshal(payload, &p) != nil {
 		return payload
 	}
-	if p.Consent != nil {
-		return payload
+	now = now.UTC()
+	p.TransmittedAt = &now
+	if grant && p.Consent == nil {
+		on := true
+		p.Consent = &on
 	}
-	on := true
-	p.Consent = &on
 	b, err := json.Marshal(&p)
 	if err != nil {
 		return payload

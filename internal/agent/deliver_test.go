@@ -256,3 +256,28 @@ func TestLostConnectionIsToldApartFromAServerThatWasDown(t *testing.T) {
 		t.Fatalf("the offline event %+v, want it at its own time %s", ev, at)
 	}
 }
+
+func TestKeepwatchPlacesEventsOfAnAgentWithAWrongClock(t *testing.T) {
+	f := newFixture(t, time.Second)
+	// This machine's clock is ten minutes fast; the VMS stamps events by it.
+	const skew = 10 * time.Minute
+	cfg := Config{LocalAPI: "127.0.0.1:0"}
+	if err := cfg.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{Dir: f.dir, Config: cfg, Logger: quiet(), Now: func() time.Time { return time.Now().Add(skew) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-d.Ready()
+	happened := time.Now().Add(-time.Minute) // by keepwatch's (true) clock
+	if _, err := d.RecordEvents([]protocol.PayloadEvent{{Kind: keepwatch.KindArchiveOperationFailed, Subject: "nightly", At: happened.Add(skew)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the event arrives", func() bool { return len(f.incidents(keepwatch.KindArchiveOperationFailed)) == 1 })
+	got := f.incidents(keepwatch.KindArchiveOperationFailed)[0].OpenedAt
+	if off := got.Sub(happened); off < -5*time.Second || off > 5*time.Second {
+		t.Fatalf("the event is placed at %s, %s from when it happened: transmitted_at did not let keepwatch correct the clock", got, off)
+	}
+}
