@@ -268,7 +268,13 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 	}
 	var pt []byte
 	if p != nil {
-		if pt, err = json.Marshal(p); err != nil {
+		// transmitted_at lets keepwatch learn this machine's clock offset.
+		q := *p
+		if q.TransmittedAt == nil {
+			now := time.Now().UTC()
+			q.TransmittedAt = &now
+		}
+		if pt, err = json.Marshal(&q); err != nil {
 			return resp, err
 		}
 	}
