@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/fileutil"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/tlsutil"
 )
@@ -67,41 +68,11 @@ func Load(dir string) (*State, error) {
 // fsync of the directory), so a crash never leaves a torn file or a
 // sequence number that goes backwards.
 func (s *State) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, StateFile+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, StateFile)); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return fileutil.WriteAtomic(dir, StateFile, b)
 }
 
 // ServerError is a refusal from keepwatch with its code.

@@ -242,51 +242,41 @@ func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string
 	if err := rows.Close(); err != nil {
 		return nil, dbErr(err)
 	}
+	// Active conditions, and open event incidents: an event stays a problem
+	// of its installation until its incident is resolved.
 	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message
 		FROM conditions c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = s.installation_id
-		WHERE i.integrator_id = ? AND s.revoked_at IS NULL`+filter+` ORDER BY c.since`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer crows.Close()
-	for crows.Next() {
-		var id, sev string
-		var c keepwatch.Condition
-		var since int64
-		if err := crows.Scan(&id, &c.Kind, &c.Subject, &sev, &since, &c.Message); err != nil {
-			return nil, dbErr(err)
-		}
-		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
-		if i, ok := byID[id]; ok {
-			c.Server = out[i].Name
-			out[i].Conditions = append(out[i].Conditions, c)
-		}
-	}
-	if err := crows.Err(); err != nil {
-		return nil, dbErr(err)
-	}
-	crows.Close()
-	// An event stays a problem of its installation until its incident is
-	// resolved, so open event incidents count as conditions.
-	erows, err := s.query(ctx, `SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at
+		WHERE i.integrator_id = ? AND s.revoked_at IS NULL`+filter+`
+		UNION ALL
+		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
 		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
-		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'`+filter+` ORDER BY n.opened_at`, args...)
+		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'`+filter+`
+		ORDER BY 5`, append(append([]any{}, args...), args...)...)
 	if err != nil {
 		return nil, err
 	}
-	defer erows.Close()
-	for erows.Next() {
-		var id, sev string
-		var c keepwatch.Condition
-		var since int64
-		if err := erows.Scan(&id, &c.Kind, &c.Subject, &sev, &since); err != nil {
-			return nil, dbErr(err)
-		}
-		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
+	err = scanConditions(crows, func(id string, c keepwatch.Condition) {
 		if i, ok := byID[id]; ok {
 			c.Server = out[i].Name
 			out[i].Conditions = append(out[i].Conditions, c)
 		}
+	})
+	return out, err
+}
+
+// scanConditions reads rows of (server id, kind, subject, severity,
+// since, message) and hands each condition to add.
+func scanConditions(rows *sql.Rows, add func(serverID string, c keepwatch.Condition)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var id, sev string
+		var c keepwatch.Condition
+		var since int64
+		if err := rows.Scan(&id, &c.Kind, &c.Subject, &sev, &since, &c.Message); err != nil {
+			return dbErr(err)
+		}
+		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
+		add(id, c)
 	}
-	return out, dbErr(erows.Err())
+	return dbErr(rows.Err())
 }

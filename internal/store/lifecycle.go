@@ -239,8 +239,12 @@ func (s *Store) TransitionsAfter(ctx context.Context, after int64, limit int) ([
 	if err != nil {
 		return nil, err
 	}
+	return scanTransitions(rows)
+}
+
+func scanTransitions(rows *sql.Rows) ([]Transition, error) {
 	defer rows.Close()
-	var out []Transition
+	out := []Transition{}
 	for rows.Next() {
 		var tr Transition
 		var at int64
@@ -262,18 +266,7 @@ func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Transition{}
-	for rows.Next() {
-		var tr Transition
-		var at int64
-		if err := rows.Scan(&tr.ID, &tr.IncidentID, &tr.InstallationID, &tr.Type, &at, &tr.Actor, &tr.Note); err != nil {
-			return nil, dbErr(err)
-		}
-		tr.At = keepwatch.TimeFromMillis(at)
-		out = append(out, tr)
-	}
-	return out, dbErr(rows.Err())
+	return scanTransitions(rows)
 }
 
 // quietNote says why an event incident resolved by itself ("no recurrence

@@ -411,34 +411,25 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, today keepwatc
 	}
 	// Active conditions, and open event incidents, which stay a problem of
 	// their installation until resolved.
-	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since
+	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message
 		FROM conditions c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = s.installation_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL
 		UNION ALL
-		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at
+		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
 		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'
 		ORDER BY 5`, integratorID, integratorID)
 	if err != nil {
 		return nil, err
 	}
-	defer crows.Close()
-	for crows.Next() {
-		var id, sev string
-		var c keepwatch.Condition
-		var since int64
-		if err := crows.Scan(&id, &c.Kind, &c.Subject, &sev, &since); err != nil {
-			return nil, dbErr(err)
-		}
-		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
+	if err := scanConditions(crows, func(id string, c keepwatch.Condition) {
 		if at, ok := byServer[id]; ok {
 			sv := &servers[at[0]][at[1]]
 			c.Server = sv.Name
 			sv.Conditions = append(sv.Conditions, c)
 		}
-	}
-	if err := crows.Err(); err != nil {
-		return nil, dbErr(err)
+	}); err != nil {
+		return nil, err
 	}
 	views := make([]keepwatch.InstallationView, len(ins))
 	for i, in := range ins {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/respond"
 	"keepwatch/internal/store"
 )
 
@@ -288,28 +289,8 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 }
 
-// statusOf maps error codes to HTTP statuses, as the API does.
-func statusOf(code string) int {
-	switch code {
-	case keepwatch.EINVALID:
-		return http.StatusBadRequest
-	case keepwatch.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case keepwatch.EFORBIDDEN:
-		return http.StatusForbidden
-	case keepwatch.ENOTFOUND:
-		return http.StatusNotFound
-	case keepwatch.ECONFLICT:
-		return http.StatusConflict
-	case keepwatch.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case keepwatch.ERATELIMITED:
-		return http.StatusTooManyRequests
-	case keepwatch.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf maps error codes to HTTP statuses, the same way as the API.
+func statusOf(code string) int { return respond.Status(code) }
 
 // flashes are the confirmations a redirect after a form can show. Only
 // these fixed texts are shown, so a crafted link cannot put words on the
