@@ -133,11 +133,9 @@ func notFound(string) error {
 }
 
 // Installations returns the views of all installations registered to an
-// integrator, computed as of today, sorted by severity then age. Three
-// queries whatever the number of installations: installations, servers,
-// conditions.
+// integrator, computed as of today, sorted by severity then age.
 func (s *Store) Installations(ctx context.Context, integratorID int64, today keepwatch.Date) ([]keepwatch.InstallationView, error) {
-	return s.installationViews(ctx, integratorID, "", today)
+	return s.Overview(ctx, integratorID, today) // one ordered join: fast for thousands
 }
 
 // Installation returns one installation's view, not_found unless the
