@@ -38,6 +38,7 @@ test: deps vet
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzEnvelope -fuzztime 10s ./internal/protocol
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzRequestBodies -fuzztime 10s ./internal/api
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzLocalAPIBodies -fuzztime 10s ./internal/agent
 
 # Ten minutes of a fleet at full rate while the overview is read: memory
 # flat, no goroutine left behind, heartbeat p99 reported.
@@ -49,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime 5m ./internal/protocol
 	$(GO) test -run '^$$' -fuzz FuzzPayload -fuzztime 5m ./internal/ingest
 	$(GO) test -run '^$$' -fuzz FuzzRequestBodies -fuzztime 5m ./internal/api
+	$(GO) test -run '^$$' -fuzz FuzzLocalAPIBodies -fuzztime 5m ./internal/agent
 
 demo:
 	$(GO) run ./cmd/keepwatch demo
