@@ -11,7 +11,7 @@ import (
 const incidentCols = `n.id, i.slc, i.customer, COALESCE(s.name, ''), COALESCE(s.id, ''), n.kind, n.subject, n.severity, n.is_event, n.state, n.opened_at, n.last_at, n.count,
 	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note, n.parent_id, n.annotation`
 
-const incidentFrom = ` FROM incidents n JOIN installations i ON i.id = n.installation_id LEFT JOIN servers s ON s.id = n.server_id`
+const incidentFrom = ` FROM incidents n JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id LEFT JOIN servers s ON s.id = n.server_id`
 
 // Incidents lists an integrator's incidents in a state ("" for open and
 // acknowledged), newest first, at most limit.
@@ -95,7 +95,7 @@ func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, 
 	var n keepwatch.Incident
 	err := s.tx(ctx, func(t *Tx) error {
 		var inst int64
-		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id
+		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 			WHERE n.id = ? AND i.integrator_id = ?`, id, integratorID).Scan(&inst)
 		if errors.Is(err, sql.ErrNoRows) {
 			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")

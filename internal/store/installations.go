@@ -103,6 +103,37 @@ func (s *Store) Register(ctx context.Context, integratorID int64, slc string) er
 		if n, _ := r.RowsAffected(); n == 0 {
 			return errNotRegistrable
 		}
+		// Problems still open become the new holder's, without the notes of
+		// whoever held the installation before; resolved history stays with
+		// the integrator it happened to.
+		rows, err := t.query(`UPDATE incidents SET integrator_id = ?, state = CASE WHEN state = 'acknowledged' THEN 'open' ELSE state END,
+				acked_at = NULL, acked_by = '', ack_note = ''
+			WHERE installation_id = (SELECT id FROM installations WHERE slc = ?) AND state <> 'resolved'
+				AND COALESCE(integrator_id, 0) <> ? RETURNING id, installation_id`, integratorID, slc, integratorID)
+		if err != nil {
+			return err
+		}
+		var moved [][2]int64
+		for rows.Next() {
+			var m [2]int64
+			if err := rows.Scan(&m[0], &m[1]); err != nil {
+				rows.Close()
+				return dbErr(err)
+			}
+			moved = append(moved, m)
+		}
+		if err := rows.Close(); err != nil {
+			return dbErr(err)
+		}
+		for _, m := range moved {
+			if _, err := t.exec(`DELETE FROM incident_assignments WHERE incident_id = ?`, m[0]); err != nil {
+				return err
+			}
+			// The history before this row belongs to the previous holder.
+			if err := t.transition(m[0], m[1], TransitionTransferred, s.now(), "keepwatch", "the installation was registered to a new integrator"); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 }
@@ -247,7 +278,7 @@ func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL`+filter+`
 		UNION ALL
 		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
-		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
+		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'`+filter+`
 		ORDER BY 5`, append(append([]any{}, args...), args...)...)
 	if err != nil {

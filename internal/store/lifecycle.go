@@ -19,7 +19,10 @@ const (
 	TransitionAcknowledged = "acknowledged"
 	TransitionAnnotated    = "annotated"
 	TransitionAssigned     = "assigned"
-	TransitionResolved     = "resolved"
+	// TransitionTransferred marks an open incident passing to a new holder
+	// of its installation; the history before it is not shown to them.
+	TransitionTransferred = "transferred"
+	TransitionResolved    = "resolved"
 )
 
 // KindSiteUnreachable is the incident that speaks for all servers of an
@@ -62,7 +65,7 @@ func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.S
 	err = t.queryRow(`UPDATE incidents SET state = 'open', count = count + 1, last_at = ?, resolved_at = NULL, resolved_by = '', resolve_note = '',
 			acked_at = NULL, acked_by = '', ack_note = '', parent_id = NULL
 		WHERE id = (SELECT id FROM incidents WHERE server_id = ? AND kind = ? AND subject = ? AND state = 'resolved' AND resolved_at >= ?
-			ORDER BY resolved_at DESC LIMIT 1) RETURNING id`, ms, info.id, kind, subject, since).Scan(&id)
+			AND COALESCE(integrator_id, 0) = ? ORDER BY resolved_at DESC LIMIT 1) RETURNING id`, ms, info.id, kind, subject, since, info.integratorID).Scan(&id)
 	if err == nil {
 		return id, t.transition(id, info.installationID, TransitionReopened, at, "", "")
 	}
@@ -73,8 +76,8 @@ func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.S
 	if event {
 		ev = 1
 	}
-	id, err = t.insert(`INSERT INTO incidents (installation_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
-		VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, info.id, kind, subject, string(sev), ev, ms, ms)
+	id, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, nullable(info.integratorID), info.id, kind, subject, string(sev), ev, ms, ms)
 	if err != nil {
 		return 0, err
 	}
@@ -115,8 +118,8 @@ func (t *Tx) groupSite(info serverInfo, at time.Time, window time.Duration) erro
 	err = t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, KindSiteUnreachable).Scan(&site)
 	if errors.Is(err, sql.ErrNoRows) {
 		opened := time.UnixMilli(first.Int64)
-		site, err = t.insert(`INSERT INTO incidents (installation_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at, count)
-			VALUES (?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, KindSiteUnreachable, first.Int64, at.UnixMilli(), total)
+		site, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at, count)
+			VALUES (?, ?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, nullable(info.integratorID), KindSiteUnreachable, first.Int64, at.UnixMilli(), total)
 		if err != nil {
 			return err
 		}
@@ -262,7 +265,9 @@ func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]
 	if _, err := s.Incident(ctx, integratorID, id); err != nil {
 		return nil, err
 	}
-	rows, err := s.query(ctx, `SELECT id, incident_id, installation_id, type, at, actor, note FROM incident_events WHERE incident_id = ? ORDER BY id`, id)
+	rows, err := s.query(ctx, `SELECT id, incident_id, installation_id, type, at, actor, note FROM incident_events
+		WHERE incident_id = ? AND id >= COALESCE((SELECT MAX(id) FROM incident_events WHERE incident_id = ? AND type = ?), 0) ORDER BY id`,
+		id, id, TransitionTransferred)
 	if err != nil {
 		return nil, err
 	}

@@ -395,7 +395,10 @@ type IncidentContext struct {
 // IncidentForNotify loads an incident with its tenant (operator-level).
 func (s *Store) IncidentForNotify(ctx context.Context, id int64) (IncidentContext, error) {
 	var ic IncidentContext
-	err := s.queryRow(ctx, `SELECT COALESCE(i.integrator_id, 0), n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id WHERE n.id = ?`, id).
+	// The incident's own integrator: the one that held the installation
+	// when it happened (0 if nobody did, or it was later given away).
+	err := s.queryRow(ctx, `SELECT CASE WHEN n.integrator_id = i.integrator_id THEN n.integrator_id ELSE 0 END, n.installation_id
+		FROM incidents n JOIN installations i ON i.id = n.installation_id WHERE n.id = ?`, id).
 		Scan(&ic.IntegratorID, &ic.InstallationID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ic, keepwatch.Errorf(keepwatch.ENOTFOUND, "no incident %d", id)

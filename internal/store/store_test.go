@@ -510,3 +510,65 @@ func BenchmarkFlushSeen10k(b *testing.B) {
 		})
 	}
 }
+
+func TestANewHolderOfAnSLCDoesNotSeeThePreviousHoldersNotes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		// Alice had a problem, resolved with a note, and another still
+		// open that she acknowledged with a note.
+		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "media_db_write_failed", "storage_full:E:"))
+		must(t, err)
+		ins, err := s.Incidents(ctx, f.alice, "", 10)
+		must(t, err)
+		for _, n := range ins {
+			if n.Kind == "media_db_write_failed" {
+				_, err = s.ResolveIncident(ctx, f.alice, n.ID, "user:alice", "alice's private note")
+			} else {
+				_, err = s.AckIncident(ctx, f.alice, n.ID, "user:alice", "alice's private note")
+			}
+			must(t, err)
+		}
+		must(t, s.Release(ctx, f.alice, f.aliceSLC))
+		must(t, s.Register(ctx, f.bob, f.aliceSLC))
+		seen, err := s.Incidents(ctx, f.bob, "", 100)
+		must(t, err)
+		resolved, err := s.Incidents(ctx, f.bob, keepwatch.IncidentResolved, 100)
+		must(t, err)
+		var open keepwatch.Incident
+		for _, n := range seen {
+			if n.SLC == f.aliceSLC {
+				open = n
+			}
+		}
+		if open.Kind != keepwatch.KindStorageFull || open.State != keepwatch.IncidentOpen || open.AckNote != "" || open.AckedBy != "" {
+			t.Fatalf("bob's view of the open incident: %+v", open)
+		}
+		for _, n := range resolved {
+			if n.SLC == f.aliceSLC {
+				t.Fatalf("bob sees alice's resolved incident %+v", n)
+			}
+		}
+		hist, err := s.IncidentHistory(ctx, f.bob, open.ID)
+		must(t, err)
+		for _, h := range hist {
+			if strings.Contains(h.Note, "alice") || strings.Contains(h.Actor, "alice") {
+				t.Fatalf("bob sees alice's history: %+v", hist)
+			}
+		}
+		if len(hist) != 1 || hist[0].Type != store.TransitionTransferred {
+			t.Fatalf("bob's history: %+v", hist)
+		}
+		// Alice no longer sees any of it.
+		gone, err := s.Incidents(ctx, f.alice, "", 100)
+		must(t, err)
+		if len(gone) != 0 {
+			t.Fatalf("alice still sees %+v", gone)
+		}
+		// The condition clearing resolves bob's incident.
+		_, err = s.ApplyReport(ctx, report(f.aliceSrv, 2, day.Add(time.Minute)))
+		must(t, err)
+		if n, err := s.Incident(ctx, f.bob, open.ID); err != nil || n.State != keepwatch.IncidentResolved {
+			t.Fatalf("after clearing: %+v %v", n, err)
+		}
+	})
+}

@@ -37,7 +37,7 @@ func (s *Store) AssignIncident(ctx context.Context, integratorID, incidentID, us
 	var email string
 	err := s.tx(ctx, func(t *Tx) error {
 		var inst int64
-		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id
+		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 			WHERE n.id = ? AND i.integrator_id = ?`, incidentID, integratorID).Scan(&inst)
 		if errors.Is(err, sql.ErrNoRows) {
 			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such incident in your account")
@@ -80,7 +80,7 @@ func (s *Store) Assignees(ctx context.Context, integratorID int64, incidentIDs [
 		}
 		rows, err := s.query(ctx, `SELECT a.incident_id, a.user_id, u.email, a.assigned_by, a.assigned_at
 			FROM incident_assignments a JOIN users u ON u.id = a.user_id
-			JOIN incidents n ON n.id = a.incident_id JOIN installations i ON i.id = n.installation_id
+			JOIN incidents n ON n.id = a.incident_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 			WHERE i.integrator_id = ? AND a.incident_id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -286,7 +286,7 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	}
 	if err == nil {
 		err = read(`SELECT n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note, COALESCE(s.name, ''), n.kind, n.subject, n.severity
-			FROM incidents n LEFT JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
+			FROM incidents n LEFT JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 			WHERE i.integrator_id = ? AND i.slc = ? AND (n.acked_at IS NOT NULL OR (n.resolved_at IS NOT NULL AND n.resolved_by <> 'keepwatch'))
 			ORDER BY COALESCE(n.resolved_at, n.acked_at) DESC LIMIT ?`, func(r *sql.Rows) (TimelineEntry, error) {
 			var e TimelineEntry
@@ -416,7 +416,7 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, today keepwatc
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL
 		UNION ALL
 		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
-		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id
+		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'
 		ORDER BY 5`, integratorID, integratorID)
 	if err != nil {
