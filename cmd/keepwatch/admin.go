@@ -73,14 +73,7 @@ var adminCommands = map[string]adminFunc{
 
 func adminBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	to := fs.String("to", "", "file to write the copy to (must not exist)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "to"); err != nil {
+	if err := flagsOnly(fs, args, "to"); err != nil {
 		return err
 	}
 	s, err := open()
@@ -122,6 +115,19 @@ func required(fs *flag.FlagSet, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// flagsOnly parses a command that takes flags and no arguments, and
+// checks that the required flags are set.
+func flagsOnly(fs *flag.FlagSet, args []string, names ...string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	return required(fs, names...)
 }
 
 func noArgs(pos []string) error {
@@ -185,14 +191,7 @@ func roleFlag(fs *flag.FlagSet) *string {
 func adminUserAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	integ, role := integratorFlag(fs), roleFlag(fs)
 	email := fs.String("email", "", "the user's e-mail (login)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "integrator", "email", "role"); err != nil {
+	if err := flagsOnly(fs, args, "integrator", "email", "role"); err != nil {
 		return err
 	}
 	r, err := keepwatch.ParseRole(*role)
@@ -225,14 +224,7 @@ func adminUserAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []string, 
 func adminTokenCreate(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	integ, role := integratorFlag(fs), roleFlag(fs)
 	name := fs.String("name", "", "what the token is for")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "integrator", "name", "role"); err != nil {
+	if err := flagsOnly(fs, args, "integrator", "name", "role"); err != nil {
 		return err
 	}
 	r, err := keepwatch.ParseRole(*role)
@@ -265,20 +257,14 @@ func adminLicenseAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []strin
 	product := fs.String("product", "", "product, e.g. \"XProtect Corporate 2016\"")
 	cameras := fs.Int("cameras", -1, "licensed camera count")
 	until := fs.String("care-plus-until", "", "last day of Care Plus (YYYY-MM-DD)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "slc", "customer", "product", "care-plus-until"); err != nil {
+	if err := flagsOnly(fs, args, "slc", "customer", "product", "care-plus-until"); err != nil {
 		return err
 	}
 	if *cameras < 0 {
 		return usagef("--cameras is required (0 or more)")
 	}
 	in := keepwatch.Installation{Customer: strings.TrimSpace(*customer), Product: strings.TrimSpace(*product), Cameras: *cameras}
+	var err error
 	if in.SLC, err = keepwatch.NormalizeSLC(*slc); err != nil {
 		return usagef("%s", keepwatch.ErrorMessage(err))
 	}
@@ -305,14 +291,7 @@ func adminLicenseAdd(ctx context.Context, e *env, fs *flag.FlagSet, args []strin
 func adminLicenseCarePlus(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	slc := slcFlag(fs)
 	until := fs.String("until", "", "last day of Care Plus (YYYY-MM-DD)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "slc", "until"); err != nil {
+	if err := flagsOnly(fs, args, "slc", "until"); err != nil {
 		return err
 	}
 	norm, err := keepwatch.NormalizeSLC(*slc)
@@ -337,14 +316,7 @@ func adminLicenseCarePlus(ctx context.Context, e *env, fs *flag.FlagSet, args []
 
 func adminLicenseRotateKey(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	slc := slcFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "slc"); err != nil {
+	if err := flagsOnly(fs, args, "slc"); err != nil {
 		return err
 	}
 	norm, err := keepwatch.NormalizeSLC(*slc)
@@ -367,14 +339,7 @@ func adminLicenseRotateKey(ctx context.Context, e *env, fs *flag.FlagSet, args [
 
 func adminServerRevoke(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
 	id := fs.String("id", "", "server id (as agent status shows it)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "id"); err != nil {
+	if err := flagsOnly(fs, args, "id"); err != nil {
 		return err
 	}
 	s, err := open()

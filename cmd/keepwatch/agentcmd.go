@@ -85,14 +85,7 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	fs.StringVar(&dir, "state", "", "state directory of this agent")
 	fs.BoolVar(&o.Consent, "consent", false, "the customer consents to sending status information")
 	fs.StringVar(&o.CAFile, "ca", "", "extra CA certificate to trust (e.g. a self-signed server's cert.pem)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "server", "slc", "key", "name", "state"); err != nil {
+	if err := flagsOnly(fs, args, "server", "slc", "key", "name", "state"); err != nil {
 		return err
 	}
 	if !o.Consent {
@@ -131,14 +124,7 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
 	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md); without it only heartbeats and the local API run")
 	debug := fs.Bool("debug", false, "debug logging")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "state"); err != nil {
+	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
 	cfg, err := agent.ParseConfig(strings.NewReader("{}"))
@@ -184,14 +170,7 @@ func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	fs.Var(&conds, "condition", "an active condition KIND[:SUBJECT] (repeatable)")
 	fs.Var(&events, "event", "an event KIND[:SUBJECT] that just happened (repeatable)")
 	heartbeat := fs.Bool("heartbeat", false, "send an empty heartbeat instead of a status report")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "state"); err != nil {
+	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
 	if *heartbeat && (len(conds) > 0 || len(events) > 0) {
@@ -199,6 +178,7 @@ func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	}
 	var p *protocol.Payload
 	if !*heartbeat {
+		var err error
 		if p, err = agent.StatusPayload(conds, events, time.Now().UTC()); err != nil {
 			return usagef("%s", err)
 		}
@@ -291,14 +271,7 @@ func agentConsent(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 func agentStatus(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	dir := fs.String("state", "", "state directory of this agent")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "state"); err != nil {
+	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -404,14 +377,7 @@ func printStatus(w io.Writer, s agent.Status, now time.Time) {
 func agentInstallService(e *env, fs *flag.FlagSet, args []string) error {
 	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
 	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "state"); err != nil {
+	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
 	absDir, err := filepath.Abs(*dir)

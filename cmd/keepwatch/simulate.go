@@ -59,14 +59,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 0, "seed of the fault generator, to replay the same faults (default: random)")
 	conns := fs.Int("connections", 32, "connections to keepwatch shared by the fleet")
 	debug := fs.Bool("debug", false, "log at debug level")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	if err := required(fs, "server", "state"); err != nil {
+	if err := flagsOnly(fs, args, "server", "state"); err != nil {
 		return err
 	}
 	switch {

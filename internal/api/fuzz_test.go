@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"keepwatch"
+	"keepwatch/internal/notify"
 )
 
 // FuzzRequestBodies feeds arbitrary bytes to the decoding and validation
@@ -53,7 +54,7 @@ func FuzzRequestBodies(f *testing.F) {
 		w, r = req()
 		var ch channelRequest
 		if err := decode(w, r, &ch); err == nil {
-			clientError(t, ValidateChannel(ch.Type, ch.Target, ch.Name))
+			clientError(t, notify.ValidateChannel(ch.Type, ch.Target, ch.Name))
 		} else {
 			clientError(t, err)
 		}

@@ -2,15 +2,13 @@ package api
 
 import (
 	"net/http"
-	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/notify"
 	"keepwatch/internal/respond"
-	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 )
 
@@ -76,42 +74,12 @@ type channelRequest struct {
 	Digest bool   `json:"digest"`
 }
 
-// ValidateChannel checks a channel's type and target.
-func ValidateChannel(typ, target, name string) error {
-	if name == "" || !keepwatch.ValidText(name, 100) {
-		return keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to 100 printable characters")
-	}
-	switch typ {
-	case store.ChannelEmail:
-		a, err := mail.ParseAddress(target)
-		if err != nil || a.Address != target || len(target) > 254 {
-			return keepwatch.Errorf(keepwatch.EINVALID, "target must be an e-mail address")
-		}
-	case store.ChannelWebhook:
-		u, err := url.Parse(target)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(target) > 2048 {
-			return keepwatch.Errorf(keepwatch.EINVALID, "target must be an http(s) URL")
-		}
-	default:
-		return keepwatch.Errorf(keepwatch.EINVALID, "type must be email or webhook")
-	}
-	return nil
-}
-
 func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
 	var req channelRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	req.Name, req.Target = strings.TrimSpace(req.Name), strings.TrimSpace(req.Target)
-	if err := ValidateChannel(req.Type, req.Target, req.Name); err != nil {
-		return err
-	}
-	c := store.Channel{Name: req.Name, Type: req.Type, Target: req.Target, Digest: req.Digest && req.Type == store.ChannelEmail, Enabled: true}
-	if c.Type == store.ChannelWebhook {
-		c.Secret = secret.New("whsec_")
-	}
-	c, err := h.Store.CreateChannel(r.Context(), p.IntegratorID, c)
+	c, err := notify.CreateChannel(r.Context(), h.Store, p.IntegratorID, req.Name, req.Type, req.Target, req.Digest)
 	if err != nil {
 		return err
 	}
@@ -140,17 +108,7 @@ func (h *Handler) testChannel(w http.ResponseWriter, r *http.Request, p keepwatc
 	if err != nil {
 		return err
 	}
-	c, err := h.Store.Channel(r.Context(), p.IntegratorID, id)
-	if err != nil {
-		return err
-	}
-	if !c.Enabled {
-		return keepwatch.Errorf(keepwatch.ECONFLICT, "the channel was deleted")
-	}
-	now := h.Now()
-	n := store.Notification{IntegratorID: p.IntegratorID, ChannelID: c.ID, Type: "test",
-		DedupKey: "test:c" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(now.UnixNano(), 10), NotBefore: now}
-	if _, err := h.Store.Enqueue(r.Context(), n); err != nil {
+	if err := notify.QueueTest(r.Context(), h.Store, p.IntegratorID, id, h.Now()); err != nil {
 		return err
 	}
 	respond.JSON(w, http.StatusAccepted, map[string]string{"status": "queued"})

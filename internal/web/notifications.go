@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/api"
-	"keepwatch/internal/secret"
+	"keepwatch/internal/notify"
 	"keepwatch/internal/store"
 )
 
@@ -63,20 +62,10 @@ func (h *Handler) notificationRefused(w http.ResponseWriter, r *http.Request, rq
 }
 
 func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *request) error {
-	c := store.Channel{
-		Name: strings.TrimSpace(r.PostFormValue("name")), Type: r.PostFormValue("type"),
-		Target: strings.TrimSpace(r.PostFormValue("target")), Enabled: true,
-	}
-	c.Digest = r.PostFormValue("digest") == "on" && c.Type == store.ChannelEmail
-	if err := api.ValidateChannel(c.Type, c.Target, c.Name); err != nil {
-		return h.notificationRefused(w, r, rq, err)
-	}
-	if c.Type == store.ChannelWebhook {
-		c.Secret = secret.New("whsec_")
-	}
-	c, err := h.Store.CreateChannel(r.Context(), rq.principal().IntegratorID, c)
+	c, err := notify.CreateChannel(r.Context(), h.Store, rq.principal().IntegratorID,
+		r.PostFormValue("name"), r.PostFormValue("type"), r.PostFormValue("target"), r.PostFormValue("digest") == "on")
 	if err != nil {
-		return err
+		return h.notificationRefused(w, r, rq, err)
 	}
 	h.audit(r, rq, "channel.create", c.Name, c.Type+" "+c.Target)
 	d := notificationsData{}
@@ -104,18 +93,8 @@ func (h *Handler) testChannel(w http.ResponseWriter, r *http.Request, rq *reques
 	if err != nil {
 		return err
 	}
-	p := rq.principal()
-	c, err := h.Store.Channel(r.Context(), p.IntegratorID, id)
-	if err != nil {
-		return err
-	}
-	if !c.Enabled {
-		return h.notificationRefused(w, r, rq, keepwatch.Errorf(keepwatch.ECONFLICT, "the channel was deleted"))
-	}
-	now := h.now()
-	if _, err := h.Store.Enqueue(r.Context(), store.Notification{IntegratorID: p.IntegratorID, ChannelID: c.ID, Type: "test",
-		DedupKey: "test:c" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(now.UnixNano(), 10), NotBefore: now}); err != nil {
-		return err
+	if err := notify.QueueTest(r.Context(), h.Store, rq.principal().IntegratorID, id, h.now()); err != nil {
+		return h.notificationRefused(w, r, rq, err)
 	}
 	redirectDone(w, r, "/notifications", "testQueued")
 	return nil
