@@ -25,16 +25,7 @@ func (s *Store) Incidents(ctx context.Context, integratorID int64, state keepwat
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []keepwatch.Incident{}
-	for rows.Next() {
-		n, err := scanIncident(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, dbErr(rows.Err())
+	return scanAll(rows, scanIncident)
 }
 
 type scanner interface{ Scan(...any) error }

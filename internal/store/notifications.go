@@ -109,16 +109,7 @@ func (s *Store) Channels(ctx context.Context, integratorID int64) ([]Channel, er
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Channel{}
-	for rows.Next() {
-		c, err := scanChannel(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, c)
-	}
-	return out, dbErr(rows.Err())
+	return scanAll(rows, scanChannel)
 }
 
 // Channel returns one of an integrator's channels.
@@ -315,16 +306,7 @@ func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]Notif
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Notification
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, n)
-	}
-	return out, dbErr(rows.Err())
+	return scanAll(rows, scanNotification)
 }
 
 // CancelPending cancels an incident's pending notifications of a type
@@ -349,16 +331,7 @@ func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := []Notification{}
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		out = append(out, n)
-	}
-	return out, dbErr(rows.Err())
+	return scanAll(rows, scanNotification)
 }
 
 // Cursor reads a named position of the notifier (operator-level).

@@ -371,3 +371,18 @@ func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
 	err := s.read.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res)
 	return res, err
 }
+
+// scanAll reads every row with scan and closes rows; an empty result is an
+// empty slice, never nil.
+func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		out = append(out, v)
+	}
+	return out, dbErr(rows.Err())
+}
