@@ -28,6 +28,10 @@ const (
 	KindArchiveFatalError      = "archive_fatal_error"
 	KindArchiveOperationFailed = "archive_operation_failed"
 	KindArchiveMoveFailed      = "archive_move_failed"
+	// KindSiteUnreachable is the incident that speaks for every server of
+	// an installation going silent together (the Internet link, most
+	// likely).
+	KindSiteUnreachable = "site_unreachable"
 )
 
 var knownSeverity = map[string]Severity{
@@ -42,6 +46,7 @@ var knownSeverity = map[string]Severity{
 	KindArchiveFatalError:      SeverityError,
 	KindArchiveOperationFailed: SeverityError,
 	KindArchiveMoveFailed:      SeverityError,
+	KindSiteUnreachable:        SeverityError,
 }
 
 // SeverityOf returns the severity of a kind; unknown kinds are errors.

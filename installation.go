@@ -15,26 +15,27 @@ const (
 	StatusWarning          Status = "warning"
 	StatusError            Status = "error"
 	StatusUnavailable      Status = "unavailable"
+	StatusSiteUnreachable  Status = "site_unreachable"
+	StatusMaintenance      Status = "maintenance"
 	StatusPaused           Status = "paused"
 	StatusConsentWithdrawn Status = "consent_withdrawn"
 	StatusNeverReported    Status = "never_reported"
 )
 
+// Statuses lists every display status, most urgent first.
+var Statuses = []Status{
+	StatusSiteUnreachable, StatusUnavailable, StatusError, StatusWarning,
+	StatusConsentWithdrawn, StatusNeverReported, StatusMaintenance, StatusPaused, StatusOK,
+}
+
 // Rank orders statuses by how urgently they need attention; higher first.
+// A muted installation (maintenance) or one that may not send (paused)
+// sorts after every problem.
 func (s Status) Rank() int {
-	switch s {
-	case StatusUnavailable:
-		return 6
-	case StatusError:
-		return 5
-	case StatusWarning:
-		return 4
-	case StatusConsentWithdrawn:
-		return 3
-	case StatusNeverReported:
-		return 2
-	case StatusPaused:
-		return 1
+	for i, st := range Statuses {
+		if st == s {
+			return len(Statuses) - i
+		}
 	}
 	return 0
 }
@@ -42,7 +43,23 @@ func (s Status) Rank() int {
 // NeedsAttention reports whether an installation with this status is shown
 // by the default, errors-only overview.
 func (s Status) NeedsAttention() bool {
-	return s == StatusUnavailable || s == StatusError || s == StatusWarning
+	switch s {
+	case StatusSiteUnreachable, StatusUnavailable, StatusError, StatusWarning:
+		return true
+	}
+	return false
+}
+
+// CountStatuses counts views by status, with every status present.
+func CountStatuses(vs []InstallationView) map[Status]int {
+	out := make(map[Status]int, len(Statuses))
+	for _, s := range Statuses {
+		out[s] = 0
+	}
+	for _, v := range vs {
+		out[v.Status]++
+	}
+	return out
 }
 
 // ServerState is the monitoring state of one recording server.
@@ -96,11 +113,30 @@ type InstallationView struct {
 	ServersOK     int         `json:"servers_ok"`
 	LastReport    *time.Time  `json:"last_report"`
 	Conditions    []Condition `json:"conditions"`
+	// Maintenance is the window the installation is in, if any.
+	Maintenance *MaintenanceWindow `json:"maintenance,omitempty"`
 }
 
-// Summarize computes an installation's view from its servers (with their
-// active conditions). today decides whether Care Plus is still active.
-func Summarize(in Installation, servers []Server, today Date) InstallationView {
+// InstallationFacts is everything an installation's status is computed
+// from.
+type InstallationFacts struct {
+	Installation Installation
+	// Servers are the installation's recording servers with their active
+	// conditions.
+	Servers []Server
+	// Maintenance holds the installation's windows that have not ended.
+	Maintenance []MaintenanceWindow
+	// SiteOutage is true while a site_unreachable incident is open: the
+	// servers went silent together.
+	SiteOutage bool
+}
+
+// Summarize computes what the integrator sees of an installation at now:
+// its display status, counts and conditions. It is the one place the
+// status is decided; the API, the dashboard, notifications and the
+// simulator's comparison all see its result.
+func Summarize(f InstallationFacts, now time.Time) InstallationView {
+	in, servers, today := f.Installation, f.Servers, DateOf(now)
 	v := InstallationView{
 		SLC: in.SLC, Customer: in.Customer, Product: in.Product, Cameras: in.Cameras,
 		CarePlusUntil: in.CarePlusUntil, Conditions: []Condition{},
@@ -150,9 +186,19 @@ func Summarize(in Installation, servers []Server, today Date) InstallationView {
 			v.ServersOK++
 		}
 	}
+	for i, m := range f.Maintenance {
+		if m.Active(now) && (v.Maintenance == nil || m.End.After(v.Maintenance.End)) {
+			v.Maintenance = &f.Maintenance[i]
+		}
+	}
 	switch {
 	case in.CarePlusUntil.Before(today):
 		v.Status, since = StatusPaused, in.CarePlusUntil.AddDays(1).Time()
+	case v.Maintenance != nil:
+		v.Status, since = StatusMaintenance, v.Maintenance.Start
+	case unavailable > 0 && (f.SiteOutage || len(servers) > 1 && unavailable == len(servers)):
+		// One server alone cannot tell a dead server from a dead link.
+		v.Status = StatusSiteUnreachable
 	case unavailable > 0:
 		v.Status = StatusUnavailable
 	case errs > 0:
@@ -166,7 +212,7 @@ func Summarize(in Installation, servers []Server, today Date) InstallationView {
 	default:
 		v.Status = StatusOK
 	}
-	if v.Status.NeedsAttention() || v.Status == StatusPaused {
+	if v.Status.NeedsAttention() || v.Status == StatusPaused || v.Status == StatusMaintenance {
 		v.Since = since
 	}
 	sort.SliceStable(v.Conditions, func(i, j int) bool {

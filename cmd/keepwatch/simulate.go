@@ -177,7 +177,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 		// The time of the comparison is taken before the overview is read,
 		// so that no server is judged silent for longer than it was.
 		now := time.Now()
-		views, err := st.Installations(cctx, integratorID, keepwatch.DateOf(now))
+		views, err := st.Installations(cctx, integratorID, now)
 		if err != nil {
 			return err
 		}

@@ -151,7 +151,7 @@ func (f *fixture) history(kind string) (raised, cleared, events int) {
 // kind:subject.
 func (f *fixture) active() map[string]bool {
 	f.t.Helper()
-	v, err := f.app.Store.Installation(context.Background(), f.integratorID, f.slc, keepwatch.DateOf(time.Now()))
+	v, err := f.app.Store.Installation(context.Background(), f.integratorID, f.slc, time.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -83,10 +83,10 @@ func setup(t *testing.T, dialect string) *tenants {
 			t.Fatal(err)
 		}
 		id := fmt.Sprintf("%032x", instID)
-		if _, err := s.Enroll(ctx, store.Enrollment{InstallationID: instID, ID: id, Name: "RS-01", Key: make([]byte, 32), Interval: time.Minute}); err != nil {
+		if _, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: instID, ID: id, Name: "RS-01", Key: make([]byte, 32), Interval: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
-		r := store.Report{ServerID: id, Seq: 1, ReceivedAt: time.Now(), Interval: time.Minute, Status: true,
+		r := keepwatch.Report{ServerID: id, Seq: 1, ReceivedAt: time.Now(), Interval: time.Minute, Status: true,
 			Conditions: []keepwatch.Condition{{Kind: "storage_full", Subject: "E:", Severity: keepwatch.SeverityError}}}
 		if _, err := s.ApplyReport(ctx, r); err != nil {
 			t.Fatal(err)
@@ -100,7 +100,7 @@ func setup(t *testing.T, dialect string) *tenants {
 		}
 	}
 	for i, name := range []string{"ops mail", "ops hook"} {
-		c, err := s.CreateChannel(ctx, tn.aliceID, store.Channel{Name: name, Type: store.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
+		c, err := s.CreateChannel(ctx, tn.aliceID, keepwatch.Channel{Name: name, Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func setup(t *testing.T, dialect string) *tenants {
 			tn.keepCh = c.ID
 		}
 	}
-	r, err := s.CreateRule(ctx, tn.aliceID, store.Rule{Name: "all", ChannelID: tn.keepCh, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
+	r, err := s.CreateRule(ctx, tn.aliceID, keepwatch.Rule{Name: "all", ChannelID: tn.keepCh, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,14 +158,13 @@ func (h *Handler) listInstallations(w http.ResponseWriter, r *http.Request, p ke
 		return keepwatch.Errorf(keepwatch.EINVALID, "filter must be errors or all")
 	}
 	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
-	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.today())
+	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.Now())
 	if err != nil {
 		return err
 	}
-	counts := map[keepwatch.Status]int{}
+	counts := keepwatch.CountStatuses(views)
 	out := []keepwatch.InstallationView{}
 	for _, v := range views {
-		counts[v.Status]++
 		if filter == "errors" && !v.Status.NeedsAttention() {
 			continue
 		}
@@ -191,7 +190,7 @@ func (h *Handler) getInstallation(w http.ResponseWriter, r *http.Request, p keep
 	if err != nil {
 		return err
 	}
-	v, err := h.Store.Installation(r.Context(), p.IntegratorID, slc, h.today())
+	v, err := h.Store.Installation(r.Context(), p.IntegratorID, slc, h.Now())
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"keepwatch"
-	"keepwatch/internal/notify"
 )
 
 // FuzzRequestBodies feeds arbitrary bytes to the decoding and validation
@@ -54,7 +53,8 @@ func FuzzRequestBodies(f *testing.F) {
 		w, r = req()
 		var ch channelRequest
 		if err := decode(w, r, &ch); err == nil {
-			clientError(t, notify.ValidateChannel(ch.Type, ch.Target, ch.Name))
+			_, err := keepwatch.NewChannel(ch.Name, keepwatch.ChannelType(ch.Type), ch.Target, ch.Digest)
+			clientError(t, err)
 		} else {
 			clientError(t, err)
 		}

@@ -3,13 +3,11 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"keepwatch"
 	"keepwatch/internal/notify"
 	"keepwatch/internal/respond"
-	"keepwatch/internal/store"
 )
 
 // Notifications: channels, rules, the outbox, and incident history.
@@ -153,44 +151,16 @@ func (h *Handler) createRule(w http.ResponseWriter, r *http.Request, p keepwatch
 	return nil
 }
 
-func ruleFromRequest(req ruleRequest) (store.Rule, error) {
-	rule := store.Rule{Name: strings.TrimSpace(req.Name), ChannelID: req.ChannelID, Enabled: true, UnackedOnly: req.UnackedOnly,
-		Kinds: []string{}, SLCs: []string{}}
-	if rule.Name == "" || !keepwatch.ValidText(rule.Name, 100) {
-		return rule, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to 100 printable characters")
-	}
-	switch req.MinSeverity {
-	case "", "warning":
-		rule.MinSeverity = keepwatch.SeverityWarning
-	case "error":
-		rule.MinSeverity = keepwatch.SeverityError
-	default:
-		return rule, keepwatch.Errorf(keepwatch.EINVALID, "min_severity must be warning or error")
-	}
-	if len(req.Kinds) > 50 || len(req.SLCs) > 1000 {
-		return rule, keepwatch.Errorf(keepwatch.EINVALID, "at most 50 kinds and 1000 SLCs per rule")
-	}
-	for _, k := range req.Kinds {
-		if !keepwatch.ValidKind(k) {
-			return rule, keepwatch.Errorf(keepwatch.EINVALID, "kind %q is not a condition kind", k)
-		}
-		rule.Kinds = append(rule.Kinds, k)
-	}
-	for _, s := range req.SLCs {
-		slc, err := keepwatch.NormalizeSLC(s)
-		if err != nil {
-			return rule, err
-		}
-		rule.SLCs = append(rule.SLCs, slc)
-	}
+func ruleFromRequest(req ruleRequest) (keepwatch.Rule, error) {
 	const week = 7 * 24 * 3600
-	if req.MinDurationSeconds < 0 || req.MinDurationSeconds > week || req.RepeatSeconds < 0 || req.RepeatSeconds > week ||
-		(req.RepeatSeconds > 0 && req.RepeatSeconds < 60) {
-		return rule, keepwatch.Errorf(keepwatch.EINVALID, "min_duration_seconds is 0 to a week; repeat_seconds is 0 (off) or 60 to a week")
+	if req.MinDurationSeconds < 0 || req.MinDurationSeconds > week || req.RepeatSeconds < 0 || req.RepeatSeconds > week {
+		return keepwatch.Rule{}, keepwatch.Errorf(keepwatch.EINVALID, "min_duration_seconds is 0 to a week; repeat_seconds is 0 (off) or 60 to a week")
 	}
-	rule.MinDuration = keepwatch.Duration(time.Duration(req.MinDurationSeconds) * time.Second)
-	rule.Repeat = keepwatch.Duration(time.Duration(req.RepeatSeconds) * time.Second)
-	return rule, nil
+	rule := keepwatch.Rule{Name: req.Name, ChannelID: req.ChannelID, Enabled: true, UnackedOnly: req.UnackedOnly,
+		Kinds: req.Kinds, SLCs: req.SLCs, MinSeverity: keepwatch.Severity(req.MinSeverity),
+		MinDuration: keepwatch.Duration(time.Duration(req.MinDurationSeconds) * time.Second),
+		Repeat:      keepwatch.Duration(time.Duration(req.RepeatSeconds) * time.Second)}
+	return rule, rule.Validate()
 }
 
 func (h *Handler) deleteRule(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {

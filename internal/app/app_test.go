@@ -16,6 +16,7 @@ import (
 	"keepwatch/internal/demo"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
+	"keepwatch/internal/testutil"
 	"keepwatch/internal/tlsutil"
 )
 
@@ -212,17 +213,18 @@ func TestDemoShowsEveryKindOfState(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		views, err := a.Store.Installations(ctx, p.IntegratorID, keepwatch.DateOf(time.Now()))
+		views, err := a.Store.Installations(ctx, p.IntegratorID, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts := map[keepwatch.Status]int{}
-		for _, v := range views {
-			counts[v.Status]++
-		}
-		if counts[keepwatch.StatusError] >= 5 && counts[keepwatch.StatusWarning] >= 1 && counts[keepwatch.StatusUnavailable] >= 1 &&
+		counts := keepwatch.CountStatuses(views)
+		if counts[keepwatch.StatusError] >= 5 && counts[keepwatch.StatusWarning] >= 1 && counts[keepwatch.StatusSiteUnreachable] >= 1 && counts[keepwatch.StatusMaintenance] == 1 &&
 			counts[keepwatch.StatusPaused] == 1 && counts[keepwatch.StatusNeverReported] == 1 && counts[keepwatch.StatusConsentWithdrawn] == 1 &&
 			counts[keepwatch.StatusOK] >= 10 {
+			// The REST API and the dashboard say the same of every one.
+			if n := testutil.StatusesAgree(t, a.URL(), creds.Token, creds.Email, creds.Password); n != len(views) {
+				t.Fatalf("compared %d of %d installations", n, len(views))
+			}
 			return
 		}
 		if time.Now().After(deadline) {

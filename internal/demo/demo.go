@@ -130,8 +130,18 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 		}
 		sites.Installations = append(sites.Installations, s)
 	}
-	return creds, sites, nil
+	// A technician is replacing a camera at one site: its problem shows,
+	// muted, as maintenance.
+	now := time.Now()
+	m, err := keepwatch.NewMaintenance(sites.Installations[maintained].SLC, now, now.Add(8*time.Hour), "replacing cam-07", Technician, now)
+	if err == nil {
+		_, err = st.SetMaintenance(ctx, in.ID, m)
+	}
+	return creds, sites, err
 }
+
+// maintained is the pinned site the demo puts in a maintenance window.
+const maintained = 11
 
 // FaultRate and Mix of the demo's unpinned sites: about one new fault a
 // minute at the default 10-second interval, mostly ones that clear by

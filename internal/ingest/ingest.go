@@ -178,7 +178,7 @@ func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protoco
 		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
 	}
 	interval := h.Monitor.Interval()
-	if _, err := h.Store.Enroll(r.Context(), store.Enrollment{
+	if _, err := h.Store.Enroll(r.Context(), keepwatch.Enrollment{
 		InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion,
 	}); err != nil {
 		return resp, err
@@ -311,7 +311,7 @@ const SkewThreshold = 2 * time.Minute
 
 // offsetChanged reports whether a report moves the server's known clock
 // offset enough to store it.
-func offsetChanged(e *monitor.Entry, rep store.Report) bool {
+func offsetChanged(e *monitor.Entry, rep keepwatch.Report) bool {
 	if rep.ClockOffset == nil {
 		return false
 	}
@@ -320,8 +320,8 @@ func offsetChanged(e *monitor.Entry, rep store.Report) bool {
 }
 
 // parsePayload decodes and validates a report's plaintext.
-func parsePayload(pt []byte, now time.Time) (store.Report, error) {
-	var rep store.Report
+func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
+	var rep keepwatch.Report
 	if len(pt) == 0 {
 		return rep, nil
 	}

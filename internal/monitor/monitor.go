@@ -196,7 +196,7 @@ func (m *Monitor) Stop(ctx context.Context) error {
 
 // apply merges a stored record into memory. Memory keeps the newer
 // liveness; the store's key, revocation and Care Plus win.
-func (m *Monitor) apply(r store.ServerRecord) *Entry {
+func (m *Monitor) apply(r keepwatch.ServerRecord) *Entry {
 	id, err := protocol.ParseServerID(r.ID)
 	if err != nil {
 		m.log.Error("bad server id in store", "id", r.ID)
@@ -341,10 +341,10 @@ func (m *Monitor) Flush(ctx context.Context) error {
 	if len(dirty) == 0 {
 		return nil
 	}
-	batch := make([]store.Seen, len(dirty))
+	batch := make([]keepwatch.Seen, len(dirty))
 	for i, e := range dirty {
 		e.mu.Lock()
-		batch[i] = store.Seen{ID: e.ID.String(), LastSeen: e.LastSeen, LastSeq: e.LastSeq, IntervalMS: e.IntervalMS}
+		batch[i] = keepwatch.Seen{ID: e.ID.String(), LastSeen: e.LastSeen, LastSeq: e.LastSeq, IntervalMS: e.IntervalMS}
 		e.mu.Unlock()
 	}
 	sort.Slice(batch, func(i, j int) bool { return batch[i].ID < batch[j].ID })
@@ -409,7 +409,7 @@ func (m *Monitor) Sweep(ctx context.Context) {
 // that instant waits and then sees the new state.
 func (m *Monitor) expire(ctx context.Context, batch []*Entry, now int64, at time.Time) (changes []keepwatch.Change) {
 	var locked []*Entry
-	var xs []store.Expiry
+	var xs []keepwatch.Expiry
 	defer func() {
 		for _, e := range locked {
 			e.mu.Unlock()
@@ -435,7 +435,7 @@ func (m *Monitor) expire(ctx context.Context, batch []*Entry, now int64, at time
 			continue // paused, never unavailable; re-armed by its next accepted report
 		}
 		locked = append(locked, e)
-		xs = append(xs, store.Expiry{ID: e.ID.String(), LastSeen: e.LastSeen, Window: time.Duration(e.IntervalMS) * time.Millisecond})
+		xs = append(xs, keepwatch.Expiry{ID: e.ID.String(), LastSeen: e.LastSeen, Window: time.Duration(e.IntervalMS) * time.Millisecond})
 	}
 	if len(xs) == 0 {
 		return nil

@@ -31,10 +31,10 @@ func fleet(t *testing.T, s *store.Store, n int, t0 time.Time) []protocol.ServerI
 	var ids []protocol.ServerID
 	for i := 0; i < n; i++ {
 		id := protocol.NewServerID()
-		if _, err := s.Enroll(ctx, store.Enrollment{InstallationID: instID, ID: id.String(), Name: fmt.Sprintf("RS-%d", i), Key: make([]byte, 32), Interval: interval}); err != nil {
+		if _, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: instID, ID: id.String(), Name: fmt.Sprintf("RS-%d", i), Key: make([]byte, 32), Interval: interval}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.ApplyReport(ctx, store.Report{ServerID: id.String(), Seq: 1, ReceivedAt: t0, Interval: interval}); err != nil {
+		if _, err := s.ApplyReport(ctx, keepwatch.Report{ServerID: id.String(), Seq: 1, ReceivedAt: t0, Interval: interval}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)

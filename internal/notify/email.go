@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"keepwatch"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -17,8 +18,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"keepwatch/internal/store"
 )
 
 // SMTPConfig is the mail relay keepwatch sends through.
@@ -71,7 +70,7 @@ func ParseSMTPURL(s string) (SMTPConfig, error) {
 	return c, nil
 }
 
-func (n *Notifier) sendEmail(ch store.Channel, m Message) error {
+func (n *Notifier) sendEmail(ch keepwatch.Channel, m Message) error {
 	c := n.cfg.SMTP
 	if c.Addr == "" {
 		return errors.New("e-mail is not configured on this keepwatch server (serve --smtp-url)")

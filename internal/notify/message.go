@@ -15,8 +15,8 @@ import (
 
 // Message is one notification rendered for every channel type.
 type Message struct {
-	ID      int64  // the delivery id, stable across retries
-	Type    string // opened, resolved, reminder, care_plus_ending, digest, test
+	ID      int64                      // the delivery id, stable across retries
+	Type    keepwatch.NotificationType // opened, resolved, reminder, care_plus_ending, digest, test
 	Subject string
 	Text    string
 	HTML    string
@@ -28,7 +28,7 @@ type Message struct {
 
 // compose renders a due notification, or returns why it must not be sent
 // (suppressed) — decided now, not when it was enqueued.
-func (n *Notifier) compose(ctx context.Context, d store.Notification, now time.Time) (Message, string, error) {
+func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now time.Time) (Message, string, error) {
 	m := Message{ID: d.ID, Type: d.Type, Body: map[string]any{}}
 	switch d.Type {
 	case TypeOpened, TypeReminder, TypeResolved:
@@ -93,7 +93,7 @@ func (n *Notifier) compose(ctx context.Context, d store.Notification, now time.T
 
 // suppressOpening re-checks an opening (or reminder) just before it goes
 // out.
-func (n *Notifier) suppressOpening(ctx context.Context, d store.Notification, ic store.IncidentContext, now time.Time) (string, error) {
+func (n *Notifier) suppressOpening(ctx context.Context, d keepwatch.Notification, ic store.IncidentContext, now time.Time) (string, error) {
 	if ic.State == keepwatch.IncidentResolved {
 		return "resolved before the minimum duration", nil
 	}
@@ -135,7 +135,7 @@ func (n *Notifier) link(slc string) string {
 
 func describe(inc keepwatch.Incident) string {
 	switch {
-	case inc.Kind == store.KindSiteUnreachable:
+	case inc.Kind == keepwatch.KindSiteUnreachable:
 		return fmt.Sprintf("site unreachable — all %d servers stopped reporting (Internet link?)", inc.Count)
 	case inc.Kind == keepwatch.KindServerUnavailable:
 		return fmt.Sprintf("server %s unavailable (three heartbeats missed)", inc.Server)
@@ -152,7 +152,7 @@ func ackBy(inc keepwatch.Incident) string {
 	return ", acknowledged by " + inc.AckedBy
 }
 
-func (n *Notifier) incidentMessage(m *Message, typ string, ic store.IncidentContext) {
+func (n *Notifier) incidentMessage(m *Message, typ keepwatch.NotificationType, ic store.IncidentContext) {
 	m.URL = n.link(ic.SLC)
 	what := describe(ic.Incident)
 	var verb string

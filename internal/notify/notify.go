@@ -1,7 +1,7 @@
 // Package notify turns incident transitions into notifications and
 // delivers them by e-mail and webhook from a durable outbox.
 //
-// The pipeline: every incident transition is a row (store.Transition).
+// The pipeline: every incident transition is a row (keepwatch.Transition).
 // The notifier reads them in order and, for each matching rule, enqueues
 // a notification whose dedup key makes the step idempotent (a crash or a
 // second node evaluating the same transition adds nothing). A notification
@@ -29,17 +29,17 @@ import (
 
 // Notification types.
 const (
-	TypeOpened   = "opened"
-	TypeResolved = "resolved"
-	TypeReminder = "reminder"
-	TypeCarePlus = "care_plus_ending"
-	TypeDigest   = "digest"
-	TypeTest     = "test"
+	TypeOpened   = keepwatch.NotifyOpened
+	TypeResolved = keepwatch.NotifyResolved
+	TypeReminder = keepwatch.NotifyReminder
+	TypeCarePlus = keepwatch.NotifyCarePlus
+	TypeDigest   = keepwatch.NotifyDigest
+	TypeTest     = keepwatch.NotifyTest
 )
 
 // KindCarePlusEnding is the pseudo condition kind rules use to select Care
 // Plus reminders (rules without kinds include it).
-const KindCarePlusEnding = "care_plus_ending"
+const KindCarePlusEnding = keepwatch.KindCarePlusEnding
 
 // Config configures a Notifier.
 type Config struct {
@@ -164,7 +164,7 @@ func (n *Notifier) Evaluate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rules := map[int64][]store.Rule{}
+	rules := map[int64][]keepwatch.Rule{}
 	for {
 		trs, err := n.cfg.Store.TransitionsAfter(ctx, cursor, 500)
 		if err != nil {
@@ -185,9 +185,9 @@ func (n *Notifier) Evaluate(ctx context.Context) error {
 	}
 }
 
-func (n *Notifier) evaluate(ctx context.Context, tr store.Transition, cache map[int64][]store.Rule) error {
+func (n *Notifier) evaluate(ctx context.Context, tr keepwatch.Transition, cache map[int64][]keepwatch.Rule) error {
 	switch tr.Type {
-	case store.TransitionOpened, store.TransitionReopened, store.TransitionResolved:
+	case keepwatch.TransitionOpened, keepwatch.TransitionReopened, keepwatch.TransitionResolved:
 	default:
 		return nil // acknowledgements, recurrences and annotations ride on other messages
 	}
@@ -203,21 +203,21 @@ func (n *Notifier) evaluate(ctx context.Context, tr store.Transition, cache map[
 		cache[ic.IntegratorID] = rules
 	}
 	kind := ic.Kind
-	if kind == store.KindSiteUnreachable {
+	if kind == keepwatch.KindSiteUnreachable {
 		kind = keepwatch.KindServerUnavailable // rules about unavailability cover site outages
 	}
-	if tr.Type == store.TransitionResolved {
+	if tr.Type == keepwatch.TransitionResolved {
 		return n.resolved(ctx, tr, ic, rules, kind)
 	}
 	for _, r := range rules {
-		if !r.Matches(kind, ic.Severity, ic.SLC) && !(ic.Kind == store.KindSiteUnreachable && r.Matches(ic.Kind, ic.Severity, ic.SLC)) {
+		if !r.Matches(kind, ic.Severity, ic.SLC) && !(ic.Kind == keepwatch.KindSiteUnreachable && r.Matches(ic.Kind, ic.Severity, ic.SLC)) {
 			continue
 		}
 		wait := time.Duration(r.MinDuration)
 		if ic.Kind == keepwatch.KindServerUnavailable && wait < n.cfg.Interval {
 			wait = n.cfg.Interval
 		}
-		if _, err := n.cfg.Store.Enqueue(ctx, store.Notification{
+		if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
 			IntegratorID: ic.IntegratorID, ChannelID: r.ChannelID, RuleID: r.ID, IncidentID: ic.ID, InstallationID: ic.InstallationID,
 			Type: TypeOpened, DedupKey: fmt.Sprintf("t%d:r%d", tr.ID, r.ID), NotBefore: tr.At.Add(wait),
 		}); err != nil {
@@ -230,7 +230,7 @@ func (n *Notifier) evaluate(ctx context.Context, tr store.Transition, cache map[
 // resolved notifies a resolution only on channels that were told of the
 // opening; an opening still waiting for its minimum duration is dropped
 // instead (the flap never reaches anyone).
-func (n *Notifier) resolved(ctx context.Context, tr store.Transition, ic store.IncidentContext, rules []store.Rule, kind string) error {
+func (n *Notifier) resolved(ctx context.Context, tr keepwatch.Transition, ic store.IncidentContext, rules []keepwatch.Rule, kind string) error {
 	if _, err := n.cfg.Store.CancelPending(ctx, ic.ID, TypeOpened); err != nil {
 		return err
 	}
@@ -248,7 +248,7 @@ func (n *Notifier) resolved(ctx context.Context, tr store.Transition, ic store.I
 		if !ok {
 			continue
 		}
-		if _, err := n.cfg.Store.Enqueue(ctx, store.Notification{
+		if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
 			IntegratorID: ic.IntegratorID, ChannelID: ch, IncidentID: ic.ID, InstallationID: ic.InstallationID,
 			Type: TypeResolved, DedupKey: fmt.Sprintf("t%d:c%d", tr.ID, ch), NotBefore: tr.At,
 		}); err != nil {
@@ -310,7 +310,7 @@ func (n *Notifier) reminders(ctx context.Context, integratorID int64, now time.T
 	if err != nil {
 		return err
 	}
-	repeating := map[int64]store.Rule{}
+	repeating := map[int64]keepwatch.Rule{}
 	for _, r := range rules {
 		if r.Enabled && r.Repeat > 0 {
 			repeating[r.ID] = r
@@ -340,7 +340,7 @@ func (n *Notifier) reminders(ctx context.Context, integratorID int64, now time.T
 			if k < 1 {
 				continue
 			}
-			if _, err := n.cfg.Store.Enqueue(ctx, store.Notification{
+			if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
 				IntegratorID: integratorID, ChannelID: r.ChannelID, RuleID: r.ID, IncidentID: inc.ID, InstallationID: s.InstallationID,
 				Type: TypeReminder, DedupKey: fmt.Sprintf("rem:n%d:%d", s.ID, k), NotBefore: now,
 			}); err != nil {
@@ -369,7 +369,7 @@ func (n *Notifier) carePlus(ctx context.Context, integratorID int64, now time.Ti
 			mark = 7
 		}
 		for _, ch := range channelsFor(rules, KindCarePlusEnding, keepwatch.SeverityWarning, in.SLC) {
-			if _, err := n.cfg.Store.Enqueue(ctx, store.Notification{
+			if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
 				IntegratorID: integratorID, ChannelID: ch, InstallationID: in.ID, Type: TypeCarePlus,
 				DedupKey: fmt.Sprintf("careplus:i%d:%s:%d:c%d", in.ID, in.CarePlusUntil, mark, ch), NotBefore: now,
 			}); err != nil {
@@ -390,10 +390,10 @@ func (n *Notifier) digests(ctx context.Context, integratorID int64, now time.Tim
 		return err
 	}
 	for _, c := range chans {
-		if !c.Enabled || !c.Digest || c.Type != store.ChannelEmail {
+		if !c.Enabled || !c.Digest || c.Type != keepwatch.ChannelEmail {
 			continue
 		}
-		if _, err := n.cfg.Store.Enqueue(ctx, store.Notification{
+		if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
 			IntegratorID: integratorID, ChannelID: c.ID, Type: TypeDigest,
 			DedupKey: fmt.Sprintf("digest:c%d:%s", c.ID, keepwatch.DateOf(now)), NotBefore: now,
 		}); err != nil {
@@ -403,7 +403,7 @@ func (n *Notifier) digests(ctx context.Context, integratorID int64, now time.Tim
 	return nil
 }
 
-func channelsFor(rules []store.Rule, kind string, sev keepwatch.Severity, slc string) []int64 {
+func channelsFor(rules []keepwatch.Rule, kind string, sev keepwatch.Severity, slc string) []int64 {
 	seen := map[int64]bool{}
 	var out []int64
 	for _, r := range rules {
@@ -429,7 +429,7 @@ func (n *Notifier) Deliver(ctx context.Context) error {
 	}
 }
 
-func (n *Notifier) deliverOne(ctx context.Context, d store.Notification, now time.Time) {
+func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now time.Time) {
 	finish := func(state string, attempted bool, msg string, retry time.Time) {
 		if err := n.cfg.Store.FinishNotification(ctx, d.ID, state, attempted, msg, retry); err != nil {
 			n.log.Error("record delivery", "notification", d.ID, "err", err)
@@ -450,9 +450,9 @@ func (n *Notifier) deliverOne(ctx context.Context, d store.Notification, now tim
 		return
 	}
 	switch ch.Type {
-	case store.ChannelWebhook:
+	case keepwatch.ChannelWebhook:
 		err = n.sendWebhook(ctx, ch, msg)
-	case store.ChannelEmail:
+	case keepwatch.ChannelEmail:
 		err = n.sendEmail(ch, msg)
 	default:
 		err = fmt.Errorf("unknown channel type %q", ch.Type)

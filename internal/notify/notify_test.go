@@ -62,15 +62,15 @@ func newSite(t *testing.T, dialect string, servers int, minDuration time.Duratio
 	must(t, x.s.Register(ctx, x.integ, x.slc))
 	for i := 0; i < servers; i++ {
 		id := protocol.NewServerID()
-		_, err := x.s.Enroll(ctx, store.Enrollment{InstallationID: x.instID, ID: id.String(), Name: fmt.Sprintf("RS-%02d", i+1), Key: make([]byte, 32), Interval: interval})
+		_, err := x.s.Enroll(ctx, keepwatch.Enrollment{InstallationID: x.instID, ID: id.String(), Name: fmt.Sprintf("RS-%02d", i+1), Key: make([]byte, 32), Interval: interval})
 		must(t, err)
 		x.servers = append(x.servers, id)
 	}
 	x.hook = newHookReceiver(t, x.clock)
-	ch, err := x.s.CreateChannel(ctx, x.integ, store.Channel{Name: "ops", Type: store.ChannelWebhook, Target: x.hook.srv.URL, Secret: x.hook.secret, Enabled: true})
+	ch, err := x.s.CreateChannel(ctx, x.integ, keepwatch.Channel{Name: "ops", Type: keepwatch.ChannelWebhook, Target: x.hook.srv.URL, Secret: x.hook.secret, Enabled: true})
 	must(t, err)
 	x.hookCh = ch.ID
-	_, err = x.s.CreateRule(ctx, x.integ, store.Rule{Name: "all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning,
+	_, err = x.s.CreateRule(ctx, x.integ, keepwatch.Rule{Name: "all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning,
 		MinDuration: keepwatch.Duration(minDuration), Enabled: true})
 	must(t, err)
 	for _, id := range x.servers {
@@ -94,7 +94,7 @@ func (x *site) start() {
 func (x *site) report(id protocol.ServerID, recorded time.Time, conds []string) {
 	x.t.Helper()
 	x.seq[id]++
-	r := store.Report{ServerID: id.String(), Seq: x.seq[id], ReceivedAt: x.clock.Now(), Interval: interval, RecordedAt: recorded}
+	r := keepwatch.Report{ServerID: id.String(), Seq: x.seq[id], ReceivedAt: x.clock.Now(), Interval: interval, RecordedAt: recorded}
 	if conds != nil {
 		r.Status, r.Conditions = true, []keepwatch.Condition{}
 		for _, c := range conds {
@@ -148,7 +148,7 @@ func TestSiteOutageIsOneNotificationAndOneResolution(t *testing.T) {
 				t.Fatalf("%d notifications for a site outage, want 1: %v", len(got), got)
 			}
 			inc := got[0]["incident"].(map[string]any)
-			if got[0]["type"] != "opened" || inc["kind"] != store.KindSiteUnreachable || !strings.Contains(got[0]["subject"].(string), "site unreachable") {
+			if got[0]["type"] != "opened" || inc["kind"] != keepwatch.KindSiteUnreachable || !strings.Contains(got[0]["subject"].(string), "site unreachable") {
 				t.Fatalf("notification = %v", got[0])
 			}
 			// The link comes back; each agent uploads its spool, oldest first.
@@ -307,7 +307,7 @@ func TestCrashDuringDeliveryDeliversEveryPendingNotificationOnce(t *testing.T) {
 
 func TestMaintenanceWindowRecordsButDoesNotNotify(t *testing.T) {
 	x := newSite(t, store.SQLite, 1, 0)
-	_, err := x.s.SetMaintenance(ctx, x.integ, x.slc, x.clock.Now(), x.clock.Now().Add(time.Hour), "disk swap", "user:tech@alice.example")
+	_, err := setMaintenance(ctx, x.s, x.integ, x.slc, x.clock.Now(), x.clock.Now().Add(time.Hour), "disk swap", "user:tech@alice.example")
 	must(t, err)
 	x.report(x.servers[0], x.clock.Now(), []string{`storage_full:E:\Recordings`})
 	x.run(time.Minute, func(int) { x.report(x.servers[0], x.clock.Now(), nil) })
@@ -384,10 +384,10 @@ func TestRemindersRepeatUntilAcknowledgedAndEscalationRespectsAck(t *testing.T) 
 	rules, err := x.s.Rules(ctx, x.integ)
 	must(t, err)
 	must(t, x.s.DeleteRule(ctx, x.integ, rules[0].ID))
-	_, err = x.s.CreateRule(ctx, x.integ, store.Rule{Name: "page", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
+	_, err = x.s.CreateRule(ctx, x.integ, keepwatch.Rule{Name: "page", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
 		Repeat: keepwatch.Duration(time.Minute), Enabled: true})
 	must(t, err)
-	_, err = x.s.CreateRule(ctx, x.integ, store.Rule{Name: "escalate", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
+	_, err = x.s.CreateRule(ctx, x.integ, keepwatch.Rule{Name: "escalate", ChannelID: x.hookCh, MinSeverity: keepwatch.SeverityError,
 		MinDuration: keepwatch.Duration(10 * time.Minute), UnackedOnly: true, Enabled: true})
 	must(t, err)
 	beat := func(int) { x.report(x.servers[0], x.clock.Now(), nil) }
@@ -427,7 +427,7 @@ func TestRemindersRepeatUntilAcknowledgedAndEscalationRespectsAck(t *testing.T) 
 func TestEventIncidentResolvesAfterQuietPeriod(t *testing.T) {
 	x := newSite(t, store.SQLite, 1, 0)
 	x.seq[x.servers[0]]++
-	_, err := x.s.ApplyReport(ctx, store.Report{ServerID: x.servers[0].String(), Seq: x.seq[x.servers[0]], ReceivedAt: x.clock.Now(), Interval: interval,
+	_, err := x.s.ApplyReport(ctx, keepwatch.Report{ServerID: x.servers[0].String(), Seq: x.seq[x.servers[0]], ReceivedAt: x.clock.Now(), Interval: interval,
 		Events: []keepwatch.Event{{Kind: "archive_fatal_error", Subject: "Archive 7", Severity: keepwatch.SeverityError, At: x.clock.Now()}}})
 	must(t, err)
 	n, err := x.s.ResolveQuietEvents(ctx, 24*time.Hour, x.clock.Now().Add(23*time.Hour))
@@ -442,4 +442,18 @@ func TestEventIncidentResolvesAfterQuietPeriod(t *testing.T) {
 	if n != 1 || len(ins) != 1 || ins[0].ResolvedBy != "keepwatch" || ins[0].ResolveNote != "no recurrence for 24h" {
 		t.Fatalf("n=%d incidents %+v", n, ins)
 	}
+}
+
+// setMaintenance validates and stores a window, as the API and the
+// dashboard do.
+func setMaintenance(ctx context.Context, s *store.Store, integratorID int64, slc string, start, end time.Time, reason, by string) (keepwatch.MaintenanceWindow, error) {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	m, err := keepwatch.NewMaintenance(slc, start, end, reason, by, now)
+	if err != nil {
+		return m, err
+	}
+	return s.SetMaintenance(ctx, integratorID, m)
 }

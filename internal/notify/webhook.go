@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // Webhook headers. The signature is "v1=" + hex(HMAC-SHA256(secret,
@@ -48,7 +47,7 @@ func Verify(secret, tsHeader, sigHeader string, body []byte, now time.Time, tole
 	return hmac.Equal([]byte(Sign(secret, ts, body)), []byte(sigHeader))
 }
 
-func (n *Notifier) sendWebhook(ctx context.Context, ch store.Channel, m Message) error {
+func (n *Notifier) sendWebhook(ctx context.Context, ch keepwatch.Channel, m Message) error {
 	body := map[string]any{"id": strconv.FormatInt(m.ID, 10), "type": m.Type, "subject": m.Subject, "text": m.Text, "sent_at": n.cfg.Now().UTC()}
 	if m.URL != "" {
 		body["url"] = m.URL

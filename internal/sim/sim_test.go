@@ -11,7 +11,9 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/app"
+	"keepwatch/internal/secret"
 	"keepwatch/internal/sim"
+	"keepwatch/internal/testutil"
 )
 
 var ctx = context.Background()
@@ -126,7 +128,7 @@ func TestRerunReusesEnrolledServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	views, err := a.Store.Installations(ctx, in.ID, keepwatch.DateOf(time.Now()))
+	views, err := a.Store.Installations(ctx, in.ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func TestFaultsShowInTheOverview(t *testing.T) {
 func checkOverview(t *testing.T, a *app.App, r run, plan sim.Plan, minUnavailable int) {
 	t.Helper()
 	now := time.Now()
-	views, err := a.Store.Installations(ctx, r.prov.IntegratorID, keepwatch.DateOf(now))
+	views, err := a.Store.Installations(ctx, r.prov.IntegratorID, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +205,18 @@ func checkOverview(t *testing.T, a *app.App, r run, plan sim.Plan, minUnavailabl
 	if check.Servers < plan.Installations*plan.Servers*9/10 || check.Conditions == 0 || check.Events == 0 || check.Unavailable < minUnavailable {
 		t.Errorf("the comparison is too thin to mean anything: %+v", check)
 	}
-	shown := map[keepwatch.Status]int{}
-	for _, v := range views {
-		shown[v.Status]++
-	}
-	if shown[keepwatch.StatusError] == 0 || shown[keepwatch.StatusUnavailable] == 0 {
+	shown := keepwatch.CountStatuses(views)
+	if shown[keepwatch.StatusError] == 0 || shown[keepwatch.StatusUnavailable]+shown[keepwatch.StatusSiteUnreachable] == 0 {
 		t.Errorf("statuses shown: %v", shown)
+	}
+	// The REST API and the dashboard say the same of every installation.
+	if r.prov.Token != "" {
+		const email, password = "viewer@fleet.example", "fleet viewer password"
+		if _, err := a.Store.CreateUser(ctx, r.prov.IntegratorID, email, secret.HashPassword(password), keepwatch.RoleViewer); err != nil {
+			t.Fatal(err)
+		}
+		if n := testutil.StatusesAgree(t, a.URL(), r.prov.Token, email, password); n != len(views) {
+			t.Errorf("compared %d of %d installations", n, len(views))
+		}
 	}
 }

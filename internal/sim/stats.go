@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // Stats is a snapshot of a fleet.
@@ -186,7 +185,7 @@ func (f *Fleet) Check(views []keepwatch.InstallationView, now time.Time) Check {
 			switch {
 			case cd.Kind == keepwatch.KindServerUnavailable:
 				unavailable[cd.Server] = true
-			case cd.Server != "" && cd.Kind != store.KindSiteUnreachable:
+			case cd.Server != "" && cd.Kind != keepwatch.KindSiteUnreachable:
 				if shown[cd.Server] == nil {
 					shown[cd.Server] = map[string]keepwatch.Condition{}
 				}

@@ -2,26 +2,12 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"keepwatch"
 )
 
-// AuditEntry is one state-changing action by a person or an API token.
-type AuditEntry struct {
-	ID           int64
-	IntegratorID int64
-	At           time.Time
-	Actor        string // "user:…" or "token:…"
-	Action       string // e.g. "incident.ack", "registration.add"
-	Target       string // what it acted on: an SLC, "incident 42", an e-mail
-	Detail       string
-	Source       string // "web" or "api"
-	RemoteAddr   string
-}
-
 // Audit appends an entry to the integrator's audit log.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
+func (s *Store) Audit(ctx context.Context, e keepwatch.AuditEntry) error {
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
@@ -33,16 +19,16 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 }
 
 // AuditLog returns an integrator's most recent audit entries, newest first.
-func (s *Store) AuditLog(ctx context.Context, integratorID int64, limit int) ([]AuditEntry, error) {
+func (s *Store) AuditLog(ctx context.Context, integratorID int64, limit int) ([]keepwatch.AuditEntry, error) {
 	rows, err := s.query(ctx, `SELECT id, at, actor, action, target, detail, source, remote_addr FROM audit_log
 		WHERE integrator_id = ? ORDER BY at DESC, id DESC LIMIT ?`, integratorID, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []AuditEntry
+	var out []keepwatch.AuditEntry
 	for rows.Next() {
-		e := AuditEntry{IntegratorID: integratorID}
+		e := keepwatch.AuditEntry{IntegratorID: integratorID}
 		var at int64
 		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.Detail, &e.Source, &e.RemoteAddr); err != nil {
 			return nil, dbErr(err)

@@ -70,19 +70,19 @@ func (s *Store) Incident(ctx context.Context, integratorID, id int64) (keepwatch
 func (s *Store) AckIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
 	return s.transitionIncident(ctx, integratorID, id,
 		`UPDATE incidents SET state = 'acknowledged', acked_at = ?, acked_by = ?, ack_note = ? WHERE id = ? AND state = 'open'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "only an open incident can be acknowledged", TransitionAcknowledged, by, note)
+		[]any{s.now().UnixMilli(), by, note, id}, "only an open incident can be acknowledged", keepwatch.TransitionAcknowledged, by, note)
 }
 
 // ResolveIncident resolves an open or acknowledged incident by hand.
 func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
 	return s.transitionIncident(ctx, integratorID, id,
 		`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolve_note = ? WHERE id = ? AND state <> 'resolved'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved", TransitionResolved, by, note)
+		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved", keepwatch.TransitionResolved, by, note)
 }
 
 // transitionIncident checks that the incident belongs to the integrator,
 // then applies update compare-and-set on its state.
-func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, update string, args []any, conflict, typ, actor, note string) (keepwatch.Incident, error) {
+func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, update string, args []any, conflict string, typ keepwatch.TransitionType, actor, note string) (keepwatch.Incident, error) {
 	var n keepwatch.Incident
 	err := s.tx(ctx, func(t *Tx) error {
 		var inst int64

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
+	"time"
 
 	"keepwatch"
 )
@@ -130,7 +132,7 @@ func (s *Store) Register(ctx context.Context, integratorID int64, slc string) er
 				return err
 			}
 			// The history before this row belongs to the previous holder.
-			if err := t.transition(m[0], m[1], TransitionTransferred, s.now(), "keepwatch", "the installation was registered to a new integrator"); err != nil {
+			if err := t.transition(m[0], m[1], keepwatch.TransitionTransferred, s.now(), "keepwatch", "the installation was registered to a new integrator"); err != nil {
 				return err
 			}
 		}
@@ -165,14 +167,14 @@ func notFound(string) error {
 
 // Installations returns the views of all installations registered to an
 // integrator, computed as of today, sorted by severity then age.
-func (s *Store) Installations(ctx context.Context, integratorID int64, today keepwatch.Date) ([]keepwatch.InstallationView, error) {
-	return s.Overview(ctx, integratorID, today) // one ordered join: fast for thousands
+func (s *Store) Installations(ctx context.Context, integratorID int64, now time.Time) ([]keepwatch.InstallationView, error) {
+	return s.Overview(ctx, integratorID, now) // one ordered join: fast for thousands
 }
 
 // Installation returns one installation's view, not_found unless the
 // integrator holds its SLC.
-func (s *Store) Installation(ctx context.Context, integratorID int64, slc string, today keepwatch.Date) (keepwatch.InstallationView, error) {
-	vs, err := s.installationViews(ctx, integratorID, slc, today)
+func (s *Store) Installation(ctx context.Context, integratorID int64, slc string, now time.Time) (keepwatch.InstallationView, error) {
+	vs, err := s.installationViews(ctx, integratorID, slc, now)
 	if err != nil {
 		return keepwatch.InstallationView{}, err
 	}
@@ -182,7 +184,7 @@ func (s *Store) Installation(ctx context.Context, integratorID int64, slc string
 	return vs[0], nil
 }
 
-func (s *Store) installationViews(ctx context.Context, integratorID int64, slc string, today keepwatch.Date) ([]keepwatch.InstallationView, error) {
+func (s *Store) installationViews(ctx context.Context, integratorID int64, slc string, now time.Time) ([]keepwatch.InstallationView, error) {
 	filter, args := "", []any{integratorID}
 	if slc != "" {
 		filter, args = " AND i.slc = ?", append(args, slc)
@@ -219,9 +221,52 @@ func (s *Store) installationViews(ctx context.Context, integratorID int64, slc s
 			grouped[i] = append(grouped[i], sv)
 		}
 	}
+	return s.summarize(ctx, integratorID, slc, ins, grouped, now)
+}
+
+// summarize computes the views of an integrator's installations (all, or
+// the one with slc) from their servers, adding what else decides the
+// status: maintenance windows and open site outages.
+func (s *Store) summarize(ctx context.Context, integratorID int64, slc string, ins []keepwatch.Installation, servers [][]keepwatch.Server, now time.Time) ([]keepwatch.InstallationView, error) {
+	filter, args := "", []any{integratorID, integratorID, now.UnixMilli()}
+	if slc != "" {
+		filter, args = " AND i.slc = ?", append(args, slc)
+	}
+	rows, err := s.query(ctx, `SELECT m.installation_id, `+maintenanceCols+` FROM maintenance_windows m JOIN installations i ON i.id = m.installation_id
+		WHERE m.integrator_id = ? AND i.integrator_id = ? AND m.ends_at > ?`+filter+` ORDER BY m.starts_at`, args...)
+	if err != nil {
+		return nil, err
+	}
+	windows := map[int64][]keepwatch.MaintenanceWindow{}
+	if _, err := scanAll(rows, func(r scanner) (keepwatch.MaintenanceWindow, error) {
+		var inst int64
+		m, err := scanMaintenanceWith(r, &inst)
+		windows[inst] = append(windows[inst], m)
+		return m, err
+	}); err != nil {
+		return nil, err
+	}
+	args = []any{integratorID, keepwatch.KindSiteUnreachable}
+	if slc != "" {
+		args = append(args, slc)
+	}
+	rows, err = s.query(ctx, `SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
+		WHERE i.integrator_id = ? AND n.kind = ? AND n.state <> 'resolved'`+filter, args...)
+	if err != nil {
+		return nil, err
+	}
+	sites, err := scanAll(rows, func(r scanner) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
 	views := make([]keepwatch.InstallationView, len(ins))
 	for i, in := range ins {
-		views[i] = keepwatch.Summarize(in, grouped[i], today)
+		views[i] = keepwatch.Summarize(keepwatch.InstallationFacts{
+			Installation: in, Servers: servers[i], Maintenance: windows[in.ID], SiteOutage: slices.Contains(sites, in.ID),
+		}, now)
 	}
 	keepwatch.SortViews(views)
 	return views, nil

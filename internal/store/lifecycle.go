@@ -11,24 +11,6 @@ import (
 	"keepwatch"
 )
 
-// Incident transition types, as written to incident_events.
-const (
-	TransitionOpened       = "opened"
-	TransitionReopened     = "reopened"
-	TransitionRecurred     = "recurred"
-	TransitionAcknowledged = "acknowledged"
-	TransitionAnnotated    = "annotated"
-	TransitionAssigned     = "assigned"
-	// TransitionTransferred marks an open incident passing to a new holder
-	// of its installation; the history before it is not shown to them.
-	TransitionTransferred = "transferred"
-	TransitionResolved    = "resolved"
-)
-
-// KindSiteUnreachable is the incident that speaks for all servers of an
-// installation going silent together (the Internet link, most likely).
-const KindSiteUnreachable = "site_unreachable"
-
 // DefaultReopenWindow is how soon after its resolution a recurring
 // condition reopens its incident instead of opening a new one.
 const DefaultReopenWindow = time.Hour
@@ -41,9 +23,9 @@ func (s *Store) reopenWindow() time.Duration {
 }
 
 // transition writes one incident history row.
-func (t *Tx) transition(incidentID, installationID int64, typ string, at time.Time, actor, note string) error {
+func (t *Tx) transition(incidentID, installationID int64, typ keepwatch.TransitionType, at time.Time, actor, note string) error {
 	_, err := t.exec(`INSERT INTO incident_events (incident_id, installation_id, type, at, actor, note) VALUES (?, ?, ?, ?, ?, ?)`,
-		incidentID, installationID, typ, at.UnixMilli(), actor, note)
+		incidentID, installationID, string(typ), at.UnixMilli(), actor, note)
 	return err
 }
 
@@ -56,7 +38,7 @@ func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.S
 	err := t.queryRow(`UPDATE incidents SET count = count + 1, last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END
 		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved' RETURNING id`, ms, ms, info.id, kind, subject).Scan(&id)
 	if err == nil {
-		return id, t.transition(id, info.installationID, TransitionRecurred, at, "", "")
+		return id, t.transition(id, info.installationID, keepwatch.TransitionRecurred, at, "", "")
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, dbErr(err)
@@ -67,7 +49,7 @@ func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.S
 		WHERE id = (SELECT id FROM incidents WHERE server_id = ? AND kind = ? AND subject = ? AND state = 'resolved' AND resolved_at >= ?
 			AND COALESCE(integrator_id, 0) = ? ORDER BY resolved_at DESC LIMIT 1) RETURNING id`, ms, info.id, kind, subject, since, info.integratorID).Scan(&id)
 	if err == nil {
-		return id, t.transition(id, info.installationID, TransitionReopened, at, "", "")
+		return id, t.transition(id, info.installationID, keepwatch.TransitionReopened, at, "", "")
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, dbErr(err)
@@ -81,7 +63,7 @@ func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.S
 	if err != nil {
 		return 0, err
 	}
-	return id, t.transition(id, info.installationID, TransitionOpened, at, "", "")
+	return id, t.transition(id, info.installationID, keepwatch.TransitionOpened, at, "", "")
 }
 
 // resolveIncident resolves the open incident of a cleared condition.
@@ -95,7 +77,7 @@ func (t *Tx) resolveIncident(info serverInfo, kind, subject string, at time.Time
 	if err != nil {
 		return dbErr(err)
 	}
-	return t.transition(id, info.installationID, TransitionResolved, at, "keepwatch", "")
+	return t.transition(id, info.installationID, keepwatch.TransitionResolved, at, "keepwatch", "")
 }
 
 // groupSite checks, after a server went unavailable, whether every
@@ -115,16 +97,16 @@ func (t *Tx) groupSite(info serverInfo, at time.Time, window time.Duration) erro
 		return nil
 	}
 	var site int64
-	err = t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, KindSiteUnreachable).Scan(&site)
+	err = t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable).Scan(&site)
 	if errors.Is(err, sql.ErrNoRows) {
 		opened := time.UnixMilli(first.Int64)
 		site, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at, count)
-			VALUES (?, ?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, nullable(info.integratorID), KindSiteUnreachable, first.Int64, at.UnixMilli(), total)
+			VALUES (?, ?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, nullable(info.integratorID), keepwatch.KindSiteUnreachable, first.Int64, at.UnixMilli(), total)
 		if err != nil {
 			return err
 		}
 		note := fmt.Sprintf("all %d servers stopped reporting within %s: the site's Internet link, or its power, is the likely cause", total, window)
-		if err := t.transition(site, info.installationID, TransitionOpened, opened, "keepwatch", note); err != nil {
+		if err := t.transition(site, info.installationID, keepwatch.TransitionOpened, opened, "keepwatch", note); err != nil {
 			return err
 		}
 	} else if err != nil {
@@ -140,9 +122,9 @@ func (t *Tx) groupSite(info serverInfo, at time.Time, window time.Duration) erro
 // spool (recorded at least an interval before it arrived), the server was
 // running and the outage is annotated as a lost connection; the site
 // incident resolves once none of its servers is still unavailable.
-func (t *Tx) serverBack(info serverInfo, r Report, at time.Time) error {
+func (t *Tx) serverBack(info serverInfo, r keepwatch.Report, at time.Time) error {
 	var site sql.NullInt64
-	err := t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, KindSiteUnreachable).Scan(&site)
+	err := t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable).Scan(&site)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return dbErr(err)
 	}
@@ -162,7 +144,7 @@ func (t *Tx) serverBack(info serverInfo, r Report, at time.Time) error {
 				return err
 			}
 			if n, _ := r.RowsAffected(); n > 0 {
-				if err := t.transition(target, info.installationID, TransitionAnnotated, at, "keepwatch", note); err != nil {
+				if err := t.transition(target, info.installationID, keepwatch.TransitionAnnotated, at, "keepwatch", note); err != nil {
 					return err
 				}
 			}
@@ -185,7 +167,7 @@ func (t *Tx) serverBack(info serverInfo, r Report, at time.Time) error {
 	if _, err := t.exec(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'keepwatch' WHERE id = ?`, at.UnixMilli(), site.Int64); err != nil {
 		return err
 	}
-	return t.transition(site.Int64, info.installationID, TransitionResolved, at, "keepwatch", "")
+	return t.transition(site.Int64, info.installationID, keepwatch.TransitionResolved, at, "keepwatch", "")
 }
 
 // ResolveQuietEvents resolves event incidents that have not recurred for
@@ -214,7 +196,7 @@ func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now
 			return dbErr(err)
 		}
 		for _, p := range done {
-			if err := t.transition(p.id, p.inst, TransitionResolved, now, "keepwatch", quietNote(quiet)); err != nil {
+			if err := t.transition(p.id, p.inst, keepwatch.TransitionResolved, now, "keepwatch", quietNote(quiet)); err != nil {
 				return err
 			}
 		}
@@ -224,20 +206,9 @@ func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now
 	return n, err
 }
 
-// Transition is one row of an incident's history.
-type Transition struct {
-	ID             int64     `json:"id"`
-	IncidentID     int64     `json:"incident_id"`
-	InstallationID int64     `json:"-"`
-	Type           string    `json:"type"`
-	At             time.Time `json:"at"`
-	Actor          string    `json:"actor,omitempty"`
-	Note           string    `json:"note,omitempty"`
-}
-
 // TransitionsAfter returns up to limit transitions with id > after, in id
 // order (the notifier's feed; operator-level, not tenant-scoped).
-func (s *Store) TransitionsAfter(ctx context.Context, after int64, limit int) ([]Transition, error) {
+func (s *Store) TransitionsAfter(ctx context.Context, after int64, limit int) ([]keepwatch.Transition, error) {
 	rows, err := s.query(ctx, `SELECT id, incident_id, installation_id, type, at, actor, note FROM incident_events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
@@ -245,11 +216,11 @@ func (s *Store) TransitionsAfter(ctx context.Context, after int64, limit int) ([
 	return scanTransitions(rows)
 }
 
-func scanTransitions(rows *sql.Rows) ([]Transition, error) {
+func scanTransitions(rows *sql.Rows) ([]keepwatch.Transition, error) {
 	defer rows.Close()
-	out := []Transition{}
+	out := []keepwatch.Transition{}
 	for rows.Next() {
-		var tr Transition
+		var tr keepwatch.Transition
 		var at int64
 		if err := rows.Scan(&tr.ID, &tr.IncidentID, &tr.InstallationID, &tr.Type, &at, &tr.Actor, &tr.Note); err != nil {
 			return nil, dbErr(err)
@@ -261,13 +232,13 @@ func scanTransitions(rows *sql.Rows) ([]Transition, error) {
 }
 
 // IncidentHistory returns an integrator's incident's transitions.
-func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]Transition, error) {
+func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]keepwatch.Transition, error) {
 	if _, err := s.Incident(ctx, integratorID, id); err != nil {
 		return nil, err
 	}
 	rows, err := s.query(ctx, `SELECT id, incident_id, installation_id, type, at, actor, note FROM incident_events
 		WHERE incident_id = ? AND id >= COALESCE((SELECT MAX(id) FROM incident_events WHERE incident_id = ? AND type = ?), 0) ORDER BY id`,
-		id, id, TransitionTransferred)
+		id, id, keepwatch.TransitionTransferred)
 	if err != nil {
 		return nil, err
 	}

@@ -10,62 +10,6 @@ import (
 	"keepwatch"
 )
 
-// Channel types.
-const (
-	ChannelEmail   = "email"
-	ChannelWebhook = "webhook"
-)
-
-// Channel is where an integrator's notifications go.
-type Channel struct {
-	ID        int64     `json:"id"`
-	Name      string    `json:"name"`
-	Type      string    `json:"type"`
-	Target    string    `json:"target"` // e-mail address or webhook URL
-	Secret    string    `json:"-"`      // webhook signing secret, shown once at creation
-	Digest    bool      `json:"digest"` // e-mail: also send a daily digest of open incidents
-	Enabled   bool      `json:"enabled"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// Rule decides which incidents notify which channel.
-type Rule struct {
-	ID          int64              `json:"id"`
-	Name        string             `json:"name"`
-	ChannelID   int64              `json:"channel_id"`
-	Kinds       []string           `json:"kinds"` // empty: every kind
-	MinSeverity keepwatch.Severity `json:"min_severity"`
-	SLCs        []string           `json:"slcs"` // empty: every installation
-	MinDuration keepwatch.Duration `json:"min_duration"`
-	Repeat      keepwatch.Duration `json:"repeat"`
-	UnackedOnly bool               `json:"unacked_only"` // escalation: only if still unacknowledged at notify time
-	Enabled     bool               `json:"enabled"`
-	CreatedAt   time.Time          `json:"created_at"`
-}
-
-// Matches reports whether the rule applies to an incident.
-func (r Rule) Matches(kind string, sev keepwatch.Severity, slc string) bool {
-	if !r.Enabled {
-		return false
-	}
-	if r.MinSeverity == keepwatch.SeverityError && sev != keepwatch.SeverityError {
-		return false
-	}
-	if len(r.Kinds) > 0 && !contains(r.Kinds, kind) {
-		return false
-	}
-	return len(r.SLCs) == 0 || contains(r.SLCs, slc)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func splitList(s string) []string {
 	if s == "" {
 		return []string{}
@@ -81,7 +25,7 @@ func b2i(b bool) int {
 }
 
 // CreateChannel adds a channel to an integrator.
-func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c Channel) (Channel, error) {
+func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwatch.Channel) (keepwatch.Channel, error) {
 	c.CreatedAt = s.now().UTC()
 	err := s.tx(ctx, func(t *Tx) error {
 		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, digest, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -94,8 +38,8 @@ func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c Channel
 
 const channelCols = `id, name, type, target, secret, digest, enabled, created_at`
 
-func scanChannel(r scanner) (Channel, error) {
-	var c Channel
+func scanChannel(r scanner) (keepwatch.Channel, error) {
+	var c keepwatch.Channel
 	var digest, enabled int
 	var created int64
 	err := r.Scan(&c.ID, &c.Name, &c.Type, &c.Target, &c.Secret, &digest, &enabled, &created)
@@ -104,7 +48,7 @@ func scanChannel(r scanner) (Channel, error) {
 }
 
 // Channels lists an integrator's channels.
-func (s *Store) Channels(ctx context.Context, integratorID int64) ([]Channel, error) {
+func (s *Store) Channels(ctx context.Context, integratorID int64) ([]keepwatch.Channel, error) {
 	rows, err := s.query(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? ORDER BY id`, integratorID)
 	if err != nil {
 		return nil, err
@@ -112,8 +56,8 @@ func (s *Store) Channels(ctx context.Context, integratorID int64) ([]Channel, er
 	return scanAll(rows, scanChannel)
 }
 
-// Channel returns one of an integrator's channels.
-func (s *Store) Channel(ctx context.Context, integratorID, id int64) (Channel, error) {
+// keepwatch.Channel returns one of an integrator's channels.
+func (s *Store) Channel(ctx context.Context, integratorID, id int64) (keepwatch.Channel, error) {
 	c, err := scanChannel(s.queryRow(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? AND id = ?`, integratorID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such channel in your account")
@@ -146,7 +90,7 @@ func (s *Store) DeleteChannel(ctx context.Context, integratorID, id int64) error
 }
 
 // CreateRule adds a rule; its channel must belong to the same integrator.
-func (s *Store) CreateRule(ctx context.Context, integratorID int64, r Rule) (Rule, error) {
+func (s *Store) CreateRule(ctx context.Context, integratorID int64, r keepwatch.Rule) (keepwatch.Rule, error) {
 	r.CreatedAt = s.now().UTC()
 	err := s.tx(ctx, func(t *Tx) error {
 		var ok int
@@ -167,16 +111,16 @@ func (s *Store) CreateRule(ctx context.Context, integratorID int64, r Rule) (Rul
 }
 
 // Rules lists an integrator's rules.
-func (s *Store) Rules(ctx context.Context, integratorID int64) ([]Rule, error) {
+func (s *Store) Rules(ctx context.Context, integratorID int64) ([]keepwatch.Rule, error) {
 	rows, err := s.query(ctx, `SELECT id, name, channel_id, kinds, min_severity, slcs, min_duration_ms, repeat_ms, unacked_only, enabled, created_at
 		FROM rules WHERE integrator_id = ? ORDER BY id`, integratorID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []Rule{}
+	out := []keepwatch.Rule{}
 	for rows.Next() {
-		var r Rule
+		var r keepwatch.Rule
 		var kinds, sev, slcs string
 		var minDur, repeat, created int64
 		var unacked, enabled int
@@ -205,27 +149,9 @@ func (s *Store) DeleteRule(ctx context.Context, integratorID, id int64) error {
 	})
 }
 
-// Notification is one message in the outbox.
-type Notification struct {
-	ID             int64     `json:"id"`
-	IntegratorID   int64     `json:"-"`
-	ChannelID      int64     `json:"channel_id"`
-	RuleID         int64     `json:"rule_id,omitempty"`
-	IncidentID     int64     `json:"incident_id,omitempty"`
-	InstallationID int64     `json:"-"`
-	Type           string    `json:"type"`
-	DedupKey       string    `json:"-"`
-	State          string    `json:"state"` // pending, sent, suppressed, failed, cancelled
-	NotBefore      time.Time `json:"not_before"`
-	Attempts       int       `json:"attempts"`
-	LastError      string    `json:"last_error,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	SentAt         time.Time `json:"sent_at,omitzero"`
-}
-
 // Enqueue adds a notification unless one with the same dedup key exists;
 // it reports whether it added one.
-func (s *Store) Enqueue(ctx context.Context, n Notification) (bool, error) {
+func (s *Store) Enqueue(ctx context.Context, n keepwatch.Notification) (bool, error) {
 	added := false
 	err := s.tx(ctx, func(t *Tx) error {
 		r, err := t.exec(`INSERT INTO notifications (integrator_id, channel_id, rule_id, incident_id, installation_id, type, dedup_key, state, not_before, created_at)
@@ -251,8 +177,8 @@ func nullable(id int64) any {
 
 const notificationCols = `id, integrator_id, channel_id, COALESCE(rule_id, 0), COALESCE(incident_id, 0), COALESCE(installation_id, 0), type, dedup_key, state, not_before, attempts, last_error, created_at, COALESCE(sent_at, 0)`
 
-func scanNotification(r scanner) (Notification, error) {
-	var n Notification
+func scanNotification(r scanner) (keepwatch.Notification, error) {
+	var n keepwatch.Notification
 	var nb, created, sent int64
 	err := r.Scan(&n.ID, &n.IntegratorID, &n.ChannelID, &n.RuleID, &n.IncidentID, &n.InstallationID, &n.Type, &n.DedupKey, &n.State, &nb, &n.Attempts, &n.LastError, &created, &sent)
 	n.NotBefore, n.CreatedAt, n.SentAt = keepwatch.TimeFromMillis(nb), keepwatch.TimeFromMillis(created), keepwatch.TimeFromMillis(sent)
@@ -261,8 +187,8 @@ func scanNotification(r scanner) (Notification, error) {
 
 // ClaimDue leases up to limit pending notifications whose time has come,
 // so that no other node delivers them until the lease ends.
-func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Notification, error) {
-	var out []Notification
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]keepwatch.Notification, error) {
+	var out []keepwatch.Notification
 	err := s.tx(ctx, func(t *Tx) error {
 		out = nil
 		rows, err := t.query(`UPDATE notifications SET lease_until = ?
@@ -301,7 +227,7 @@ func (s *Store) FinishNotification(ctx context.Context, id int64, state string, 
 
 // NotificationsFor returns the notifications of one incident (for
 // deciding whether a resolution is worth a message).
-func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]Notification, error) {
+func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]keepwatch.Notification, error) {
 	rows, err := s.query(ctx, `SELECT `+notificationCols+` FROM notifications WHERE incident_id = ? ORDER BY id`, incidentID)
 	if err != nil {
 		return nil, err
@@ -311,7 +237,7 @@ func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]Notif
 
 // CancelPending cancels an incident's pending notifications of a type
 // (an opening that resolved before its minimum duration).
-func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ string) (int, error) {
+func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ keepwatch.NotificationType) (int, error) {
 	var n int64
 	err := s.tx(ctx, func(t *Tx) error {
 		r, err := t.exec(`UPDATE notifications SET state = 'suppressed', last_error = 'resolved before the minimum duration'
@@ -326,7 +252,7 @@ func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ string)
 }
 
 // Notifications lists an integrator's recent notifications, newest first.
-func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int) ([]Notification, error) {
+func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int) ([]keepwatch.Notification, error) {
 	rows, err := s.query(ctx, `SELECT `+notificationCols+` FROM notifications WHERE integrator_id = ? ORDER BY id DESC LIMIT ?`, integratorID, limit)
 	if err != nil {
 		return nil, err

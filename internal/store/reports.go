@@ -7,42 +7,13 @@ import (
 	"keepwatch"
 )
 
-// Report is an authenticated report from a server, ready to be stored.
-type Report struct {
-	ServerID     string
-	Seq          uint64
-	ReceivedAt   time.Time
-	AgentVersion string
-	Interval     time.Duration // the interval the answer tells the agent
-	// RecordedAt is when the agent recorded the report (its sent_at). A
-	// report recorded well before it arrived sat in the agent's spool: the
-	// server was running while keepwatch could not hear it.
-	RecordedAt time.Time
-	// ClockOffset is how far the agent's clock is ahead of keepwatch's
-	// (negative: behind), when the report says; nil keeps the stored one.
-	ClockOffset *time.Duration
-	// Status is true for a status report: Conditions is then the full set
-	// of active state conditions. False for a heartbeat.
-	Status     bool
-	Conditions []keepwatch.Condition
-	Events     []keepwatch.Event
-	// Consent is set when the report changes the customer's consent.
-	Consent *bool
-}
-
-// Applied is the outcome of a stored report.
-type Applied struct {
-	State   keepwatch.ServerState
-	Changes []keepwatch.Change
-}
-
 // ApplyReport stores a report durably in one transaction: liveness,
 // condition changes (with history rows and incidents), events and consent.
 // It refuses a sequence number that is not above the last stored one.
-func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
-	var out Applied
+func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error) {
+	var out keepwatch.Applied
 	err := s.tx(ctx, func(t *Tx) error {
-		out = Applied{}
+		out = keepwatch.Applied{}
 		info, err := t.serverInfo(r.ServerID)
 		if err != nil {
 			return err
@@ -122,7 +93,7 @@ func (s *Store) ApplyReport(ctx context.Context, r Report) (Applied, error) {
 
 // applyConditions replaces the server's active conditions by the reported
 // set, recording what was raised and cleared.
-func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at time.Time, out *Applied) error {
+func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied) error {
 	rows, err := t.query(`SELECT kind, subject FROM conditions WHERE server_id = ?`, info.id)
 	if err != nil {
 		return err

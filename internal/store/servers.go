@@ -9,37 +9,8 @@ import (
 	"keepwatch"
 )
 
-// ServerRecord is what the monitor and ingest keep in memory for a server.
-type ServerRecord struct {
-	ID             string
-	InstallationID int64
-	IntegratorID   int64 // 0 if the SLC is not registered
-	SLC            string
-	Name           string
-	Key            []byte
-	State          keepwatch.ServerState
-	LastSeen       int64 // Unix ms, 0 if never
-	LastSeq        uint64
-	IntervalMS     int64
-	Revoked        bool
-	CarePlusUntil  keepwatch.Date
-	ClockOffsetMS  int64
-}
-
-// Enrollment is a new recording server, or a re-enrollment of one with the
-// same name in the same installation (a reinstalled agent), which gives it
-// a new key and restarts its sequence numbers.
-type Enrollment struct {
-	InstallationID int64
-	ID             string // from ServerIDByName for a known name, else new
-	Name           string
-	Key            []byte
-	Interval       time.Duration
-	AgentVersion   string
-}
-
 // Enroll stores a server's key and returns its id.
-func (s *Store) Enroll(ctx context.Context, e Enrollment) (string, error) {
+func (s *Store) Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error) {
 	id := e.ID
 	err := s.tx(ctx, func(t *Tx) error {
 		rev, err := t.nextRev()
@@ -105,11 +76,11 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 
 const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms`
 
-func scanServerRecords(rows *sql.Rows) ([]ServerRecord, error) {
+func scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 	defer rows.Close()
-	var out []ServerRecord
+	var out []keepwatch.ServerRecord
 	for rows.Next() {
-		var r ServerRecord
+		var r keepwatch.ServerRecord
 		var state, until string
 		var seq int64
 		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS); err != nil {
@@ -122,25 +93,25 @@ func scanServerRecords(rows *sql.Rows) ([]ServerRecord, error) {
 	return out, dbErr(rows.Err())
 }
 
-// ServerRecord loads one server for ingest; not_found if unknown.
-func (s *Store) ServerRecord(ctx context.Context, id string) (ServerRecord, error) {
+// keepwatch.ServerRecord loads one server for ingest; not_found if unknown.
+func (s *Store) ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error) {
 	rows, err := s.query(ctx, `SELECT `+serverRecordCols+` FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`, id)
 	if err != nil {
-		return ServerRecord{}, err
+		return keepwatch.ServerRecord{}, err
 	}
 	rs, err := scanServerRecords(rows)
 	if err != nil {
-		return ServerRecord{}, err
+		return keepwatch.ServerRecord{}, err
 	}
 	if len(rs) == 0 {
-		return ServerRecord{}, keepwatch.Errorf(keepwatch.ENOTFOUND, "unknown server")
+		return keepwatch.ServerRecord{}, keepwatch.Errorf(keepwatch.ENOTFOUND, "unknown server")
 	}
 	return rs[0], nil
 }
 
 // ChangedServers returns the servers whose row or installation changed
 // after revision since (all servers for 0), and the current revision.
-func (s *Store) ChangedServers(ctx context.Context, since int64) ([]ServerRecord, int64, error) {
+func (s *Store) ChangedServers(ctx context.Context, since int64) ([]keepwatch.ServerRecord, int64, error) {
 	var rev int64
 	if err := s.queryRow(ctx, `SELECT value FROM meta WHERE key = 'rev'`).Scan(&rev); err != nil {
 		return nil, 0, dbErr(err)
@@ -157,19 +128,11 @@ func (s *Store) ChangedServers(ctx context.Context, since int64) ([]ServerRecord
 	return rs, rev, err
 }
 
-// Seen is a server's latest liveness, persisted write-behind.
-type Seen struct {
-	ID         string
-	LastSeen   int64
-	LastSeq    uint64
-	IntervalMS int64
-}
-
 // FlushSeen persists a batch of last_seen/last_seq values in one
 // transaction. Values only move forward, so a late batch cannot undo a
 // newer durable write. Callers pass the batch sorted by id, which keeps the
 // B-tree walk sequential.
-func (s *Store) FlushSeen(ctx context.Context, batch []Seen) error {
+func (s *Store) FlushSeen(ctx context.Context, batch []keepwatch.Seen) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -201,27 +164,10 @@ func (s *Store) FlushSeen(ctx context.Context, batch []Seen) error {
 	})
 }
 
-// Expiry is a server whose deadline passed, as the sweeper saw it.
-type Expiry struct {
-	ID       string
-	LastSeen int64 // the newest report the sweeper knows of (Unix ms)
-	// Window is one heartbeat interval: when every server of an
-	// installation went unavailable within it, the outage is a site outage
-	// and one site_unreachable incident speaks for all of them.
-	Window time.Duration
-}
-
-// Marked is the outcome of one expiry: OK is false when another writer got
-// there first (a newer report, or another node).
-type Marked struct {
-	Change keepwatch.Change
-	OK     bool
-}
-
 // MarkUnavailable declares one silent server unavailable; see
 // MarkUnavailableBatch.
 func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time, window time.Duration) (keepwatch.Change, bool, error) {
-	m, err := s.MarkUnavailableBatch(ctx, at, []Expiry{{ID: id, LastSeen: lastSeen, Window: window}})
+	m, err := s.MarkUnavailableBatch(ctx, at, []keepwatch.Expiry{{ID: id, LastSeen: lastSeen, Window: window}})
 	if err != nil {
 		return keepwatch.Change{}, false, err
 	}
@@ -233,8 +179,8 @@ func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, 
 // compare-and-set: only if it is still ok and nobody recorded a report
 // newer than LastSeen; each writes its state-change row and opens its
 // incident.
-func (s *Store) MarkUnavailableBatch(ctx context.Context, at time.Time, batch []Expiry) ([]Marked, error) {
-	out := make([]Marked, len(batch))
+func (s *Store) MarkUnavailableBatch(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error) {
+	out := make([]keepwatch.Marked, len(batch))
 	err := s.tx(ctx, func(t *Tx) error {
 		for i, x := range batch {
 			m, err := t.markUnavailable(x, at)
@@ -248,33 +194,33 @@ func (s *Store) MarkUnavailableBatch(ctx context.Context, at time.Time, batch []
 	return out, err
 }
 
-func (t *Tx) markUnavailable(x Expiry, at time.Time) (Marked, error) {
+func (t *Tx) markUnavailable(x keepwatch.Expiry, at time.Time) (keepwatch.Marked, error) {
 	info, err := t.serverInfo(x.ID)
 	if err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
 	r, err := t.exec(`UPDATE servers SET state = ?, state_since = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END
 		WHERE id = ? AND state = ? AND last_seen <= ?`,
 		string(keepwatch.ServerUnavailable), at.UnixMilli(), x.LastSeen, x.LastSeen, x.ID, string(keepwatch.ServerOK), x.LastSeen)
 	if err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
 	if n, _ := r.RowsAffected(); n == 0 {
-		return Marked{}, nil
+		return keepwatch.Marked{}, nil
 	}
 	if err := t.bumpServerRev(x.ID); err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
 	if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
 	if _, err := t.openIncident(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
 	if err := t.groupSite(info, at, x.Window); err != nil {
-		return Marked{}, err
+		return keepwatch.Marked{}, err
 	}
-	return Marked{Change: info.change(keepwatch.KindServerUnavailable, "", true, at), OK: true}, nil
+	return keepwatch.Marked{Change: info.change(keepwatch.KindServerUnavailable, "", true, at), OK: true}, nil
 }
 
 // serverInfo is what a transaction needs to know to record a change.

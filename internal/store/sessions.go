@@ -9,54 +9,13 @@ import (
 	"keepwatch"
 )
 
-// Session is a signed-in dashboard user, as the dashboard sees it on every
-// request. Role and e-mail come from the users table, so a role change or a
-// removed user takes effect on the next request.
-type Session struct {
-	UserID       int64
-	IntegratorID int64
-	Email        string
-	Role         keepwatch.Role
-	CSRF         string
-	CreatedAt    time.Time
-	LastSeen     time.Time
-	ExpiresAt    time.Time
-}
-
-// Principal is who the session acts as.
-func (s Session) Principal() keepwatch.Principal {
-	return keepwatch.Principal{IntegratorID: s.IntegratorID, Role: s.Role, Actor: "user:" + s.Email}
-}
-
-// NewSession is a session about to be stored. IDHash is the SHA-256 of the
-// cookie value; the value itself is never stored.
-type NewSession struct {
-	IDHash       []byte
-	UserID       int64
-	IntegratorID int64
-	CSRF         string
-	ExpiresAt    time.Time
-	RemoteAddr   string
-	UserAgent    string
-}
-
-// LoginUser is what a login checks: the user, its integrator and role, and
-// its password hash.
-type LoginUser struct {
-	ID           int64
-	IntegratorID int64
-	Email        string
-	Role         keepwatch.Role
-	PasswordHash string
-}
-
 // errBadLogin is the one answer to an unknown e-mail and a wrong password.
 var errBadLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "wrong e-mail or password")
 
 // UserForLogin returns the user with that e-mail for a login attempt;
 // unauthorized if there is none.
-func (s *Store) UserForLogin(ctx context.Context, email string) (LoginUser, error) {
-	var u LoginUser
+func (s *Store) UserForLogin(ctx context.Context, email string) (keepwatch.LoginUser, error) {
+	var u keepwatch.LoginUser
 	var role string
 	err := s.queryRow(ctx, `SELECT id, integrator_id, email, role, password_hash FROM users WHERE email = ?`, email).
 		Scan(&u.ID, &u.IntegratorID, &u.Email, &role, &u.PasswordHash)
@@ -68,7 +27,7 @@ func (s *Store) UserForLogin(ctx context.Context, email string) (LoginUser, erro
 }
 
 // CreateSession stores a new session.
-func (s *Store) CreateSession(ctx context.Context, n NewSession) error {
+func (s *Store) CreateSession(ctx context.Context, n keepwatch.NewSession) error {
 	now := s.now().UnixMilli()
 	return s.tx(ctx, func(t *Tx) error {
 		_, err := t.exec(`INSERT INTO sessions (id_hash, user_id, integrator_id, csrf_token, created_at, last_seen_at, expires_at, remote_addr, user_agent)
@@ -81,8 +40,8 @@ func (s *Store) CreateSession(ctx context.Context, n NewSession) error {
 // SessionByHash returns the live session whose cookie hashes to idHash: not
 // revoked, not past its absolute expiry, and used after idleSince. Anything
 // else is unauthorized.
-func (s *Store) SessionByHash(ctx context.Context, idHash []byte, idleSince time.Time) (Session, error) {
-	var ss Session
+func (s *Store) SessionByHash(ctx context.Context, idHash []byte, idleSince time.Time) (keepwatch.Session, error) {
+	var ss keepwatch.Session
 	var role string
 	var created, seen, expires int64
 	err := s.queryRow(ctx, `SELECT s.user_id, s.integrator_id, u.email, u.role, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at

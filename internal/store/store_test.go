@@ -71,7 +71,7 @@ func (f *fixture) enroll(t *testing.T, slc, name string) string {
 	must(t, err)
 	id := strings.Repeat("0", 32-len(slc+name)) + strings.ToLower(strings.NewReplacer("-", "0", "_", "0").Replace(slc+name))
 	id = hexOnly(id)
-	got, err := f.s.Enroll(ctx, store.Enrollment{InstallationID: in.ID, ID: id, Name: name, Key: make([]byte, 32), Interval: time.Minute})
+	got, err := f.s.Enroll(ctx, keepwatch.Enrollment{InstallationID: in.ID, ID: id, Name: name, Key: make([]byte, 32), Interval: time.Minute})
 	must(t, err)
 	return got
 }
@@ -101,8 +101,8 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
-func report(id string, seq uint64, at time.Time, conds ...string) store.Report {
-	r := store.Report{ServerID: id, Seq: seq, ReceivedAt: at, Interval: time.Minute, Status: true, Conditions: []keepwatch.Condition{}}
+func report(id string, seq uint64, at time.Time, conds ...string) keepwatch.Report {
+	r := keepwatch.Report{ServerID: id, Seq: seq, ReceivedAt: at, Interval: time.Minute, Status: true, Conditions: []keepwatch.Condition{}}
 	for _, c := range conds {
 		kind, subject, _ := strings.Cut(c, ":")
 		r.Conditions = append(r.Conditions, keepwatch.Condition{Kind: kind, Subject: subject, Severity: keepwatch.SeverityOf(kind)})
@@ -172,10 +172,10 @@ func TestRegistrationFirstIntegratorWinsWithNeutralConflict(t *testing.T) {
 		wantCode(t, s.Release(ctx, f.bob, f.aliceSLC), keepwatch.ENOTFOUND)
 		must(t, s.Release(ctx, f.alice, f.aliceSLC))
 		must(t, s.Register(ctx, f.bob, f.aliceSLC))
-		if _, err := s.Installation(ctx, f.bob, f.aliceSLC, keepwatch.DateOf(day)); err != nil {
+		if _, err := s.Installation(ctx, f.bob, f.aliceSLC, day); err != nil {
 			t.Fatalf("new holder cannot read: %v", err)
 		}
-		_, err := s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		_, err := s.Installation(ctx, f.alice, f.aliceSLC, day)
 		wantCode(t, err, keepwatch.ENOTFOUND)
 	})
 }
@@ -185,7 +185,7 @@ func TestReadsAreTenantScoped(t *testing.T) {
 		f := newFixture(t, s)
 		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "storage_full:E:"))
 		must(t, err)
-		today := keepwatch.DateOf(day)
+		today := day
 		_, err = s.Installation(ctx, f.bob, f.aliceSLC, today)
 		wantCode(t, err, keepwatch.ENOTFOUND)
 		_, err = s.Servers(ctx, f.bob, f.aliceSLC)
@@ -219,7 +219,7 @@ func TestReadsAreTenantScoped(t *testing.T) {
 func TestStatusReportRaisesAndClearsConditions(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		f := newFixture(t, s)
-		today := keepwatch.DateOf(day)
+		today := day
 		v, err := s.Installation(ctx, f.alice, f.aliceSLC, today)
 		must(t, err)
 		if v.Status != keepwatch.StatusNeverReported {
@@ -280,7 +280,7 @@ func TestWarningOnlyInstallationIsWarning(t *testing.T) {
 		f := newFixture(t, s)
 		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "storage_low:F:"))
 		must(t, err)
-		v, err := s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		v, err := s.Installation(ctx, f.alice, f.aliceSLC, day)
 		must(t, err)
 		if v.Status != keepwatch.StatusWarning || v.ServersOK != 1 {
 			t.Fatalf("view = %+v", v)
@@ -292,7 +292,7 @@ func TestEventOpensIncidentUntilResolvedByHand(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		f := newFixture(t, s)
 		occurred := day.Add(-2 * time.Hour) // happened while offline
-		r := store.Report{ServerID: f.aliceSrv, Seq: 1, ReceivedAt: day, Interval: time.Minute,
+		r := keepwatch.Report{ServerID: f.aliceSrv, Seq: 1, ReceivedAt: day, Interval: time.Minute,
 			Events: []keepwatch.Event{{Kind: "archive_move_failed", Subject: "Archive 1", Severity: keepwatch.SeverityError, At: occurred}}}
 		_, err := s.ApplyReport(ctx, r)
 		must(t, err)
@@ -304,7 +304,7 @@ func TestEventOpensIncidentUntilResolvedByHand(t *testing.T) {
 		if len(ins) != 1 || !ins[0].Event || ins[0].Count != 2 || !ins[0].OpenedAt.Equal(occurred) {
 			t.Fatalf("incidents = %+v", ins)
 		}
-		v, err := s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		v, err := s.Installation(ctx, f.alice, f.aliceSLC, day)
 		must(t, err)
 		if v.Status != keepwatch.StatusError {
 			t.Fatalf("status with open event = %s", v.Status)
@@ -323,7 +323,7 @@ func TestEventOpensIncidentUntilResolvedByHand(t *testing.T) {
 		}
 		_, err = s.ResolveIncident(ctx, f.alice, ins[0].ID, "user:tech@alice", "")
 		wantCode(t, err, keepwatch.ECONFLICT)
-		v, err = s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		v, err = s.Installation(ctx, f.alice, f.aliceSLC, day)
 		must(t, err)
 		if v.Status != keepwatch.StatusOK {
 			t.Fatalf("status after resolve = %s", v.Status)
@@ -353,7 +353,7 @@ func TestMarkUnavailableIsCompareAndSet(t *testing.T) {
 		if ok {
 			t.Fatal("second mark fired again")
 		}
-		v, err := s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		v, err := s.Installation(ctx, f.alice, f.aliceSLC, day)
 		must(t, err)
 		if v.Status != keepwatch.StatusUnavailable || v.ServersOK != 0 {
 			t.Fatalf("view = %+v", v)
@@ -364,7 +364,7 @@ func TestMarkUnavailableIsCompareAndSet(t *testing.T) {
 			t.Fatalf("incidents = %+v", ins)
 		}
 		// It reports again: ok, incident resolved.
-		app, err := s.ApplyReport(ctx, store.Report{ServerID: f.aliceSrv, Seq: 2, ReceivedAt: day.Add(6 * time.Minute), Interval: time.Minute})
+		app, err := s.ApplyReport(ctx, keepwatch.Report{ServerID: f.aliceSrv, Seq: 2, ReceivedAt: day.Add(6 * time.Minute), Interval: time.Minute})
 		must(t, err)
 		if app.State != keepwatch.ServerOK || len(app.Changes) != 1 || app.Changes[0].Active {
 			t.Fatalf("back: %+v", app)
@@ -382,7 +382,7 @@ func TestFlushSeenOnlyMovesForward(t *testing.T) {
 		f := newFixture(t, s)
 		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 10, day))
 		must(t, err)
-		must(t, s.FlushSeen(ctx, []store.Seen{
+		must(t, s.FlushSeen(ctx, []keepwatch.Seen{
 			{ID: f.aliceSrv, LastSeen: day.Add(-time.Hour).UnixMilli(), LastSeq: 5, IntervalMS: 60000},
 			{ID: f.bobSrv, LastSeen: day.UnixMilli(), LastSeq: 7, IntervalMS: 30000},
 		}))
@@ -444,7 +444,7 @@ func TestPausedInstallationIsNeverUnavailable(t *testing.T) {
 		must(t, err)
 		past, _ := keepwatch.ParseDate("2026-11-01")
 		must(t, s.SetCarePlus(ctx, f.aliceSLC, past))
-		v, err := s.Installation(ctx, f.alice, f.aliceSLC, keepwatch.DateOf(day))
+		v, err := s.Installation(ctx, f.alice, f.aliceSLC, day)
 		must(t, err)
 		if v.Status != keepwatch.StatusPaused {
 			t.Fatalf("status = %s, want paused", v.Status)
@@ -489,13 +489,13 @@ func BenchmarkFlushSeen10k(b *testing.B) {
 				b.Fatal(err)
 			}
 			const n = 10000
-			batch := make([]store.Seen, n)
+			batch := make([]keepwatch.Seen, n)
 			for i := range batch {
 				id := fmt.Sprintf("%032x", i)
-				if _, err := s.Enroll(ctx, store.Enrollment{InstallationID: inst, ID: id, Name: id, Key: make([]byte, 32), Interval: time.Minute}); err != nil {
+				if _, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: inst, ID: id, Name: id, Key: make([]byte, 32), Interval: time.Minute}); err != nil {
 					b.Fatal(err)
 				}
-				batch[i] = store.Seen{ID: id, IntervalMS: 60000}
+				batch[i] = keepwatch.Seen{ID: id, IntervalMS: 60000}
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -555,7 +555,7 @@ func TestANewHolderOfAnSLCDoesNotSeeThePreviousHoldersNotes(t *testing.T) {
 				t.Fatalf("bob sees alice's history: %+v", hist)
 			}
 		}
-		if len(hist) != 1 || hist[0].Type != store.TransitionTransferred {
+		if len(hist) != 1 || hist[0].Type != keepwatch.TransitionTransferred {
 			t.Fatalf("bob's history: %+v", hist)
 		}
 		// Alice no longer sees any of it.

@@ -4,22 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"keepwatch"
 )
 
-// User is a person who signs in to an integrator's dashboard.
-type User struct {
-	ID        int64
-	Email     string
-	Role      keepwatch.Role
-	CreatedAt time.Time
-	LastLogin time.Time // zero if never signed in
-}
-
 // Users lists an integrator's users by e-mail.
-func (s *Store) Users(ctx context.Context, integratorID int64) ([]User, error) {
+func (s *Store) Users(ctx context.Context, integratorID int64) ([]keepwatch.User, error) {
 	rows, err := s.query(ctx, `SELECT u.id, u.email, u.role, u.created_at,
 			COALESCE((SELECT MAX(x.created_at) FROM sessions x WHERE x.user_id = u.id AND x.integrator_id = u.integrator_id), 0)
 		FROM users u WHERE u.integrator_id = ? ORDER BY u.email`, integratorID)
@@ -27,9 +17,9 @@ func (s *Store) Users(ctx context.Context, integratorID int64) ([]User, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []User
+	var out []keepwatch.User
 	for rows.Next() {
-		var u User
+		var u keepwatch.User
 		var role string
 		var created, last int64
 		if err := rows.Scan(&u.ID, &u.Email, &role, &created, &last); err != nil {
@@ -41,9 +31,9 @@ func (s *Store) Users(ctx context.Context, integratorID int64) ([]User, error) {
 	return out, dbErr(rows.Err())
 }
 
-// User returns one of an integrator's users.
-func (s *Store) User(ctx context.Context, integratorID, userID int64) (User, error) {
-	var u User
+// keepwatch.User returns one of an integrator's users.
+func (s *Store) User(ctx context.Context, integratorID, userID int64) (keepwatch.User, error) {
+	var u keepwatch.User
 	var role string
 	var created int64
 	err := s.queryRow(ctx, `SELECT id, email, role, created_at FROM users WHERE integrator_id = ? AND id = ?`, integratorID, userID).
@@ -114,26 +104,17 @@ func (s *Store) DeleteUser(ctx context.Context, integratorID, userID int64) erro
 	})
 }
 
-// Token is an API token as its integrator's owners see it: never its value.
-type Token struct {
-	ID        int64
-	Name      string
-	Role      keepwatch.Role
-	CreatedAt time.Time
-	RevokedAt time.Time // zero while the token works
-}
-
 // Tokens lists an integrator's API tokens, newest first.
-func (s *Store) Tokens(ctx context.Context, integratorID int64) ([]Token, error) {
+func (s *Store) Tokens(ctx context.Context, integratorID int64) ([]keepwatch.Token, error) {
 	rows, err := s.query(ctx, `SELECT id, name, role, created_at, COALESCE(revoked_at, 0) FROM api_tokens
 		WHERE integrator_id = ? ORDER BY revoked_at IS NOT NULL, created_at DESC, id DESC`, integratorID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Token
+	var out []keepwatch.Token
 	for rows.Next() {
-		var tk Token
+		var tk keepwatch.Token
 		var role string
 		var created, revoked int64
 		if err := rows.Scan(&tk.ID, &tk.Name, &role, &created, &revoked); err != nil {

@@ -22,14 +22,6 @@ func (t *Tx) installationID(integratorID int64, slc string) (int64, error) {
 	return id, dbErr(err)
 }
 
-// Assignee is the user an incident is assigned to.
-type Assignee struct {
-	UserID int64
-	Email  string
-	By     string
-	At     time.Time
-}
-
 // AssignIncident assigns one of the integrator's incidents to one of its
 // users; userID 0 removes the assignment. It returns the assignee's e-mail
 // ("" when unassigned).
@@ -49,7 +41,7 @@ func (s *Store) AssignIncident(ctx context.Context, integratorID, incidentID, us
 			return err
 		}
 		if userID == 0 {
-			return t.transition(incidentID, inst, TransitionAssigned, s.now(), by, "unassigned")
+			return t.transition(incidentID, inst, keepwatch.TransitionAssigned, s.now(), by, "unassigned")
 		}
 		err = t.queryRow(`SELECT email FROM users WHERE integrator_id = ? AND id = ?`, integratorID, userID).Scan(&email)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -62,15 +54,15 @@ func (s *Store) AssignIncident(ctx context.Context, integratorID, incidentID, us
 			incidentID, userID, by, s.now().UnixMilli()); err != nil {
 			return err
 		}
-		return t.transition(incidentID, inst, TransitionAssigned, s.now(), by, "assigned to "+email)
+		return t.transition(incidentID, inst, keepwatch.TransitionAssigned, s.now(), by, "assigned to "+email)
 	})
 	return email, err
 }
 
 // Assignees returns who the integrator's incidents are assigned to, by
 // incident id. Incidents without an assignee are absent.
-func (s *Store) Assignees(ctx context.Context, integratorID int64, incidentIDs []int64) (map[int64]Assignee, error) {
-	out := map[int64]Assignee{}
+func (s *Store) Assignees(ctx context.Context, integratorID int64, incidentIDs []int64) (map[int64]keepwatch.Assignee, error) {
+	out := map[int64]keepwatch.Assignee{}
 	for len(incidentIDs) > 0 {
 		chunk := incidentIDs[:min(len(incidentIDs), 500)]
 		incidentIDs = incidentIDs[len(chunk):]
@@ -87,7 +79,7 @@ func (s *Store) Assignees(ctx context.Context, integratorID int64, incidentIDs [
 		}
 		for rows.Next() {
 			var id, at int64
-			var a Assignee
+			var a keepwatch.Assignee
 			if err := rows.Scan(&id, &a.UserID, &a.Email, &a.By, &at); err != nil {
 				rows.Close()
 				return nil, dbErr(err)
@@ -102,36 +94,16 @@ func (s *Store) Assignees(ctx context.Context, integratorID int64, incidentIDs [
 	return out, nil
 }
 
-// MaintenanceWindow mutes an installation from Start to End.
-type MaintenanceWindow struct {
-	ID        int64
-	SLC       string
-	Start     time.Time
-	End       time.Time
-	Reason    string
-	CreatedBy string
-}
-
-// Active reports whether the window covers at.
-func (m MaintenanceWindow) Active(at time.Time) bool { return !at.Before(m.Start) && at.Before(m.End) }
-
-// SetMaintenance schedules a maintenance window for one of the
-// integrator's installations.
-func (s *Store) SetMaintenance(ctx context.Context, integratorID int64, slc string, start, end time.Time, reason, by string) (MaintenanceWindow, error) {
-	m := MaintenanceWindow{SLC: slc, Start: start.UTC(), End: end.UTC(), Reason: reason, CreatedBy: by}
-	if !end.After(start) {
-		return m, keepwatch.Errorf(keepwatch.EINVALID, "a maintenance window must end after it starts")
-	}
-	if !end.After(s.now()) {
-		return m, keepwatch.Errorf(keepwatch.EINVALID, "that maintenance window is already over")
-	}
+// SetMaintenance stores a maintenance window for one of the integrator's
+// installations (validated by keepwatch.NewMaintenance).
+func (s *Store) SetMaintenance(ctx context.Context, integratorID int64, m keepwatch.MaintenanceWindow) (keepwatch.MaintenanceWindow, error) {
 	err := s.tx(ctx, func(t *Tx) error {
-		inst, err := t.installationID(integratorID, slc)
+		inst, err := t.installationID(integratorID, m.SLC)
 		if err != nil {
 			return err
 		}
 		m.ID, err = t.insert(`INSERT INTO maintenance_windows (integrator_id, installation_id, starts_at, ends_at, reason, created_by, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, integratorID, inst, start.UnixMilli(), end.UnixMilli(), reason, by, s.now().UnixMilli())
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, integratorID, inst, m.Start.UnixMilli(), m.End.UnixMilli(), m.Reason, m.CreatedBy, s.now().UnixMilli())
 		return err
 	})
 	return m, err
@@ -165,24 +137,23 @@ func (s *Store) EndMaintenance(ctx context.Context, integratorID int64, slc stri
 
 const maintenanceCols = `m.id, i.slc, m.starts_at, m.ends_at, m.reason, m.created_by`
 
-func scanMaintenance(rows *sql.Rows) ([]MaintenanceWindow, error) {
-	defer rows.Close()
-	var out []MaintenanceWindow
-	for rows.Next() {
-		var m MaintenanceWindow
-		var start, end int64
-		if err := rows.Scan(&m.ID, &m.SLC, &start, &end, &m.Reason, &m.CreatedBy); err != nil {
-			return nil, dbErr(err)
-		}
-		m.Start, m.End = keepwatch.TimeFromMillis(start), keepwatch.TimeFromMillis(end)
-		out = append(out, m)
-	}
-	return out, dbErr(rows.Err())
+func scanMaintenance(rows *sql.Rows) ([]keepwatch.MaintenanceWindow, error) {
+	return scanAll(rows, func(r scanner) (keepwatch.MaintenanceWindow, error) { return scanMaintenanceWith(r) })
+}
+
+// scanMaintenanceWith reads maintenanceCols after the extra leading
+// columns given.
+func scanMaintenanceWith(r scanner, extra ...any) (keepwatch.MaintenanceWindow, error) {
+	var m keepwatch.MaintenanceWindow
+	var start, end int64
+	err := r.Scan(append(extra, &m.ID, &m.SLC, &start, &end, &m.Reason, &m.CreatedBy)...)
+	m.Start, m.End = keepwatch.TimeFromMillis(start), keepwatch.TimeFromMillis(end)
+	return m, err
 }
 
 // Maintenance returns an installation's maintenance windows that have not
 // ended by at, soonest first.
-func (s *Store) Maintenance(ctx context.Context, integratorID int64, slc string, at time.Time) ([]MaintenanceWindow, error) {
+func (s *Store) Maintenance(ctx context.Context, integratorID int64, slc string, at time.Time) ([]keepwatch.MaintenanceWindow, error) {
 	rows, err := s.query(ctx, `SELECT `+maintenanceCols+` FROM maintenance_windows m JOIN installations i ON i.id = m.installation_id
 		WHERE m.integrator_id = ? AND i.integrator_id = ? AND i.slc = ? AND m.ends_at > ? ORDER BY m.starts_at`,
 		integratorID, integratorID, slc, at.UnixMilli())
@@ -194,7 +165,7 @@ func (s *Store) Maintenance(ctx context.Context, integratorID int64, slc string,
 
 // ActiveMaintenance returns the integrator's installations in maintenance at
 // at, by SLC (the window that ends last when several overlap).
-func (s *Store) ActiveMaintenance(ctx context.Context, integratorID int64, at time.Time) (map[string]MaintenanceWindow, error) {
+func (s *Store) ActiveMaintenance(ctx context.Context, integratorID int64, at time.Time) (map[string]keepwatch.MaintenanceWindow, error) {
 	rows, err := s.query(ctx, `SELECT `+maintenanceCols+` FROM maintenance_windows m JOIN installations i ON i.id = m.installation_id
 		WHERE m.integrator_id = ? AND i.integrator_id = ? AND m.starts_at <= ? AND m.ends_at > ?`,
 		integratorID, integratorID, at.UnixMilli(), at.UnixMilli())
@@ -205,7 +176,7 @@ func (s *Store) ActiveMaintenance(ctx context.Context, integratorID int64, at ti
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]MaintenanceWindow, len(ms))
+	out := make(map[string]keepwatch.MaintenanceWindow, len(ms))
 	for _, m := range ms {
 		if cur, ok := out[m.SLC]; !ok || m.End.After(cur.End) {
 			out[m.SLC] = m
@@ -226,24 +197,12 @@ func (s *Store) InMaintenance(ctx context.Context, installationID int64, at time
 	return n > 0, dbErr(err)
 }
 
-// TimelineEntry is one thing that happened to an installation.
-type TimelineEntry struct {
-	At       time.Time
-	Type     string // raised, cleared, event, acknowledged, resolved
-	Server   string
-	Kind     string
-	Subject  string
-	Severity keepwatch.Severity
-	By       string
-	Note     string
-}
-
 // Timeline returns the most recent history of one of the integrator's
 // installations, newest first: conditions raised and cleared (with server
 // availability), events, and incidents acknowledged or resolved by people.
-func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, limit int) ([]TimelineEntry, error) {
-	var out []TimelineEntry
-	read := func(q string, scan func(*sql.Rows) (TimelineEntry, error)) error {
+func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, limit int) ([]keepwatch.TimelineEntry, error) {
+	var out []keepwatch.TimelineEntry
+	read := func(q string, scan func(*sql.Rows) (keepwatch.TimelineEntry, error)) error {
 		rows, err := s.query(ctx, q, integratorID, slc, limit)
 		if err != nil {
 			return err
@@ -260,8 +219,8 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	}
 	err := read(`SELECT c.at, c.active, s.name, c.kind, c.subject, c.severity
 		FROM state_changes c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = c.installation_id
-		WHERE i.integrator_id = ? AND i.slc = ? ORDER BY c.at DESC, c.id DESC LIMIT ?`, func(r *sql.Rows) (TimelineEntry, error) {
-		var e TimelineEntry
+		WHERE i.integrator_id = ? AND i.slc = ? ORDER BY c.at DESC, c.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
+		var e keepwatch.TimelineEntry
 		var at int64
 		var active bool
 		var sev string
@@ -275,8 +234,8 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	if err == nil {
 		err = read(`SELECT e.occurred_at, s.name, e.kind, e.subject, e.severity, e.message
 			FROM events e JOIN servers s ON s.id = e.server_id JOIN installations i ON i.id = e.installation_id
-			WHERE i.integrator_id = ? AND i.slc = ? ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?`, func(r *sql.Rows) (TimelineEntry, error) {
-			var e TimelineEntry
+			WHERE i.integrator_id = ? AND i.slc = ? ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
+			var e keepwatch.TimelineEntry
 			var at int64
 			var sev string
 			err := r.Scan(&at, &e.Server, &e.Kind, &e.Subject, &sev, &e.Note)
@@ -288,8 +247,8 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 		err = read(`SELECT n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note, COALESCE(s.name, ''), n.kind, n.subject, n.severity
 			FROM incidents n LEFT JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 			WHERE i.integrator_id = ? AND i.slc = ? AND (n.acked_at IS NOT NULL OR (n.resolved_at IS NOT NULL AND n.resolved_by <> 'keepwatch'))
-			ORDER BY COALESCE(n.resolved_at, n.acked_at) DESC LIMIT ?`, func(r *sql.Rows) (TimelineEntry, error) {
-			var e TimelineEntry
+			ORDER BY COALESCE(n.resolved_at, n.acked_at) DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
+			var e keepwatch.TimelineEntry
 			var acked, resolved sql.NullInt64
 			var ackBy, ackNote, resBy, resNote, sev string
 			err := r.Scan(&acked, &ackBy, &ackNote, &resolved, &resBy, &resNote, &e.Server, &e.Kind, &e.Subject, &sev)
@@ -317,26 +276,19 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	return out, nil
 }
 
-// Flip is a change of one server's availability.
-type Flip struct {
-	ServerID    string
-	Unavailable bool
-	At          time.Time
-}
-
 // AvailabilityHistory returns every availability change of the servers of
 // one of the integrator's installations, oldest first; uptime is computed
 // from it.
-func (s *Store) AvailabilityHistory(ctx context.Context, integratorID int64, slc string) ([]Flip, error) {
+func (s *Store) AvailabilityHistory(ctx context.Context, integratorID int64, slc string) ([]keepwatch.Flip, error) {
 	rows, err := s.query(ctx, `SELECT c.server_id, c.active, c.at FROM state_changes c JOIN installations i ON i.id = c.installation_id
 		WHERE i.integrator_id = ? AND i.slc = ? AND c.kind = ? ORDER BY c.at, c.id`, integratorID, slc, keepwatch.KindServerUnavailable)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Flip
+	var out []keepwatch.Flip
 	for rows.Next() {
-		var f Flip
+		var f keepwatch.Flip
 		var at int64
 		if err := rows.Scan(&f.ServerID, &f.Unavailable, &at); err != nil {
 			return nil, dbErr(err)
@@ -373,7 +325,7 @@ func (s *Store) ConsentWithdrawn(ctx context.Context, integratorID int64) (map[s
 // integrator, like Installations, for the dashboard's overview. It reads
 // installations and their servers in one ordered join instead of two
 // scans, which matters for integrators with thousands of installations.
-func (s *Store) Overview(ctx context.Context, integratorID int64, today keepwatch.Date) ([]keepwatch.InstallationView, error) {
+func (s *Store) Overview(ctx context.Context, integratorID int64, now time.Time) ([]keepwatch.InstallationView, error) {
 	rows, err := s.query(ctx, `SELECT i.id, i.slc, i.customer, i.product, i.cameras, i.care_plus_until,
 			COALESCE(s.id, ''), COALESCE(s.name, ''), COALESCE(s.state, ''), COALESCE(s.state_since, 0), COALESCE(s.last_seen, 0)
 		FROM installations i LEFT JOIN servers s ON s.installation_id = i.id AND s.revoked_at IS NULL
@@ -431,10 +383,5 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, today keepwatc
 	}); err != nil {
 		return nil, err
 	}
-	views := make([]keepwatch.InstallationView, len(ins))
-	for i, in := range ins {
-		views[i] = keepwatch.Summarize(in, servers[i], today)
-	}
-	keepwatch.SortViews(views)
-	return views, nil
+	return s.summarize(ctx, integratorID, "", ins, servers, now)
 }

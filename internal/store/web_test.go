@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestSessionsExpireIdleAbsoluteAndOnRevocation(t *testing.T) {
 		wantCode(t, err, keepwatch.EUNAUTHORIZED)
 
 		hash := secret.Hash("session-1")
-		must(t, s.CreateSession(ctx, store.NewSession{IDHash: hash, UserID: uid, IntegratorID: f.alice, CSRF: "c", ExpiresAt: now.Add(48 * time.Hour)}))
+		must(t, s.CreateSession(ctx, keepwatch.NewSession{IDHash: hash, UserID: uid, IntegratorID: f.alice, CSRF: "c", ExpiresAt: now.Add(48 * time.Hour)}))
 		idle := func() time.Time { return now.Add(-time.Hour) }
 		ss, err := s.SessionByHash(ctx, hash, idle())
 		must(t, err)
@@ -50,7 +51,7 @@ func TestSessionsExpireIdleAbsoluteAndOnRevocation(t *testing.T) {
 
 		// Absolute expiry holds even for a session in constant use.
 		h2 := secret.Hash("session-2")
-		must(t, s.CreateSession(ctx, store.NewSession{IDHash: h2, UserID: uid, IntegratorID: f.alice, CSRF: "d", ExpiresAt: now.Add(30 * time.Minute)}))
+		must(t, s.CreateSession(ctx, keepwatch.NewSession{IDHash: h2, UserID: uid, IntegratorID: f.alice, CSRF: "d", ExpiresAt: now.Add(30 * time.Minute)}))
 		now = now.Add(29 * time.Minute)
 		must(t, s.TouchSession(ctx, h2, now))
 		_, err = s.SessionByHash(ctx, h2, idle())
@@ -62,7 +63,7 @@ func TestSessionsExpireIdleAbsoluteAndOnRevocation(t *testing.T) {
 		// Revocation and user removal end sessions at once.
 		h3, h4 := secret.Hash("session-3"), secret.Hash("session-4")
 		for _, h := range [][]byte{h3, h4} {
-			must(t, s.CreateSession(ctx, store.NewSession{IDHash: h, UserID: uid, IntegratorID: f.alice, CSRF: "e", ExpiresAt: now.Add(time.Hour)}))
+			must(t, s.CreateSession(ctx, keepwatch.NewSession{IDHash: h, UserID: uid, IntegratorID: f.alice, CSRF: "e", ExpiresAt: now.Add(time.Hour)}))
 		}
 		must(t, s.RevokeSession(ctx, h3))
 		_, err = s.SessionByHash(ctx, h3, idle())
@@ -129,13 +130,13 @@ func TestMaintenanceWindowsAreScopedAndEndEarly(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		f := newFixture(t, s)
 		s.Now = func() time.Time { return day }
-		_, err := s.SetMaintenance(ctx, f.bob, f.aliceSLC, day, day.Add(time.Hour), "", "user:bob")
+		_, err := setMaintenance(ctx, s, f.bob, f.aliceSLC, day, day.Add(time.Hour), "", "user:bob")
 		wantCode(t, err, keepwatch.ENOTFOUND)
-		_, err = s.SetMaintenance(ctx, f.alice, f.aliceSLC, day, day.Add(-time.Hour), "", "user:alice")
+		_, err = setMaintenance(ctx, s, f.alice, f.aliceSLC, day, day.Add(-time.Hour), "", "user:alice")
 		wantCode(t, err, keepwatch.EINVALID)
-		m, err := s.SetMaintenance(ctx, f.alice, f.aliceSLC, day, day.Add(2*time.Hour), "disk swap", "user:alice")
+		m, err := setMaintenance(ctx, s, f.alice, f.aliceSLC, day, day.Add(2*time.Hour), "disk swap", "user:alice")
 		must(t, err)
-		_, err = s.SetMaintenance(ctx, f.alice, f.aliceSLC, day.Add(24*time.Hour), day.Add(26*time.Hour), "firmware", "user:alice")
+		_, err = setMaintenance(ctx, s, f.alice, f.aliceSLC, day.Add(24*time.Hour), day.Add(26*time.Hour), "firmware", "user:alice")
 		must(t, err)
 		for _, c := range []struct {
 			at   time.Time
@@ -172,7 +173,7 @@ func TestMaintenanceWindowsAreScopedAndEndEarly(t *testing.T) {
 			t.Fatal("the scheduled window survived")
 		}
 		// A released installation's old window no longer mutes it.
-		_, err = s.SetMaintenance(ctx, f.alice, f.aliceSLC, day, day.Add(2*time.Hour), "", "user:alice")
+		_, err = setMaintenance(ctx, s, f.alice, f.aliceSLC, day, day.Add(2*time.Hour), "", "user:alice")
 		must(t, err)
 		must(t, s.Release(ctx, f.alice, f.aliceSLC))
 		if in, _ := s.InMaintenance(ctx, f.aliceInstID, day.Add(time.Minute)); in {
@@ -248,8 +249,8 @@ func TestIncidentAssignmentAndTimelineAreScoped(t *testing.T) {
 func TestAuditLogIsPerIntegrator(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		f := newFixture(t, s)
-		must(t, s.Audit(ctx, store.AuditEntry{IntegratorID: f.alice, Actor: "user:a", Action: "incident.ack", Target: "incident 1", Source: "web"}))
-		must(t, s.Audit(ctx, store.AuditEntry{IntegratorID: f.bob, Actor: "token:b", Action: "registration.add", Target: f.bobSLC, Source: "api"}))
+		must(t, s.Audit(ctx, keepwatch.AuditEntry{IntegratorID: f.alice, Actor: "user:a", Action: "incident.ack", Target: "incident 1", Source: "web"}))
+		must(t, s.Audit(ctx, keepwatch.AuditEntry{IntegratorID: f.bob, Actor: "token:b", Action: "registration.add", Target: f.bobSLC, Source: "api"}))
 		log, err := s.AuditLog(ctx, f.alice, 10)
 		must(t, err)
 		if len(log) != 1 || log[0].Action != "incident.ack" || log[0].Actor != "user:a" {
@@ -268,7 +269,7 @@ func TestOverviewAgreesWithEachInstallation(t *testing.T) {
 		r.Events = []keepwatch.Event{{Kind: "archive_move_failed", Subject: "A1", Severity: keepwatch.SeverityError, At: day}}
 		_, err = s.ApplyReport(ctx, r)
 		must(t, err)
-		today := keepwatch.DateOf(day)
+		today := day
 		// The list (one ordered join) and the single-installation read (its
 		// own queries) must agree on every installation.
 		for _, id := range []int64{f.alice, f.bob} {
@@ -286,4 +287,18 @@ func TestOverviewAgreesWithEachInstallation(t *testing.T) {
 			t.Fatalf("alice's overview %+v", v)
 		}
 	})
+}
+
+// setMaintenance validates and stores a window, as the API and the
+// dashboard do.
+func setMaintenance(ctx context.Context, s *store.Store, integratorID int64, slc string, start, end time.Time, reason, by string) (keepwatch.MaintenanceWindow, error) {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	m, err := keepwatch.NewMaintenance(slc, start, end, reason, by, now)
+	if err != nil {
+		return m, err
+	}
+	return s.SetMaintenance(ctx, integratorID, m)
 }

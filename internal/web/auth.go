@@ -14,7 +14,6 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/secret"
-	"keepwatch/internal/store"
 )
 
 // SessionCookie names the dashboard's session cookie.
@@ -25,10 +24,10 @@ const SessionCookie = "kw_session"
 const touchEvery = time.Minute
 
 // session returns the live session of the request's cookie.
-func (h *Handler) session(r *http.Request) (store.Session, []byte, error) {
+func (h *Handler) session(r *http.Request) (keepwatch.Session, []byte, error) {
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" || len(c.Value) > 100 {
-		return store.Session{}, nil, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "please sign in")
+		return keepwatch.Session{}, nil, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "please sign in")
 	}
 	hash := secret.Hash(c.Value)
 	now := h.now()
@@ -149,14 +148,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ *request) erro
 	h.limiter.succeeded("acct:" + email)
 	value := randomToken()
 	now := h.now()
-	ns := store.NewSession{IDHash: secret.Hash(value), UserID: u.ID, IntegratorID: u.IntegratorID, CSRF: randomToken(),
+	ns := keepwatch.NewSession{IDHash: secret.Hash(value), UserID: u.ID, IntegratorID: u.IntegratorID, CSRF: randomToken(),
 		ExpiresAt: now.Add(h.MaxAge), RemoteAddr: ip, UserAgent: r.UserAgent()}
 	if err := h.Store.CreateSession(r.Context(), ns); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(h.MaxAge.Seconds())})
-	h.audit(r, &request{session: store.Session{IntegratorID: u.IntegratorID, Email: u.Email, Role: u.Role}}, "session.login", u.Email, "")
+	h.audit(r, &request{session: keepwatch.Session{IntegratorID: u.IntegratorID, Email: u.Email, Role: u.Role}}, "session.login", u.Email, "")
 	if err := h.Store.DeleteEndedSessions(r.Context(), now.Add(-24*time.Hour)); err != nil {
 		h.Logger.Warn("delete ended sessions", "err", err)
 	}

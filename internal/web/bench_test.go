@@ -33,7 +33,7 @@ func BenchmarkOverview10k(b *testing.B) {
 	must(b, err)
 	seedFleet(b, filepath.Join(dir, store.DBFile), in.ID, 10000)
 	value := secret.New("")
-	must(b, a.Store.CreateSession(ctx, store.NewSession{IDHash: secret.Hash(value), UserID: uid, IntegratorID: in.ID, CSRF: "c", ExpiresAt: time.Now().Add(time.Hour)}))
+	must(b, a.Store.CreateSession(ctx, keepwatch.NewSession{IDHash: secret.Hash(value), UserID: uid, IntegratorID: in.ID, CSRF: "c", ExpiresAt: time.Now().Add(time.Hour)}))
 	h := a.Handler()
 	for _, c := range []struct{ name, path, want string }{
 		{"errors", "/", "500 of 10000 installations"},

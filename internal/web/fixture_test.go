@@ -108,9 +108,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 			must(t, s.Register(ctx, in.ID, ins.slc))
 			for n := 1; n <= ins.servers; n++ {
 				id := fmt.Sprintf("%024x%08x", instID, n)
-				_, err := s.Enroll(ctx, store.Enrollment{InstallationID: instID, ID: id, Name: fmt.Sprintf("RS-%02d", n), Key: make([]byte, 32), Interval: time.Minute, AgentVersion: "1.0.0"})
+				_, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: instID, ID: id, Name: fmt.Sprintf("RS-%02d", n), Key: make([]byte, 32), Interval: time.Minute, AgentVersion: "1.0.0"})
 				must(t, err)
-				r := store.Report{ServerID: id, Seq: 1, ReceivedAt: time.Now(), Interval: time.Minute, Status: true, AgentVersion: "1.0.0", Conditions: []keepwatch.Condition{}}
+				r := keepwatch.Report{ServerID: id, Seq: 1, ReceivedAt: time.Now(), Interval: time.Minute, Status: true, AgentVersion: "1.0.0", Conditions: []keepwatch.Condition{}}
 				for _, c := range ins.conds {
 					kind, subject, _ := strings.Cut(c, ":")
 					r.Conditions = append(r.Conditions, keepwatch.Condition{Kind: kind, Subject: subject, Severity: keepwatch.SeverityOf(kind)})
@@ -132,10 +132,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatalf("alice's incidents: %+v", ins)
 	}
 	f.incident = ins[0].ID
-	ch, err := s.CreateChannel(ctx, f.alice, store.Channel{Name: "alice hook", Type: store.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
+	ch, err := s.CreateChannel(ctx, f.alice, keepwatch.Channel{Name: "alice hook", Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
 	must(t, err)
 	f.channel = ch.ID
-	rl, err := s.CreateRule(ctx, f.alice, store.Rule{Name: "alice all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
+	rl, err := s.CreateRule(ctx, f.alice, keepwatch.Rule{Name: "alice all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
 	must(t, err)
 	f.rule = rl.ID
 
@@ -196,7 +196,7 @@ func (f *fixture) session(who string) session {
 		integrator = f.bob
 	}
 	value, csrf := secret.New(""), secret.New("")
-	must(f.t, f.a.Store.CreateSession(ctx, store.NewSession{IDHash: secret.Hash(value), UserID: f.users[who], IntegratorID: integrator,
+	must(f.t, f.a.Store.CreateSession(ctx, keepwatch.NewSession{IDHash: secret.Hash(value), UserID: f.users[who], IntegratorID: integrator,
 		CSRF: csrf, ExpiresAt: time.Now().Add(time.Hour)}))
 	return session{cookie: value, csrf: csrf}
 }

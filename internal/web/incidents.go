@@ -8,13 +8,12 @@ import (
 	"strings"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // incidentRow is one incident on the incidents page.
 type incidentRow struct {
 	keepwatch.Incident
-	Assignee    *store.Assignee
+	Assignee    *keepwatch.Assignee
 	Maintenance bool
 }
 
@@ -23,7 +22,7 @@ type incidentsData struct {
 	Query    string
 	SLC      string
 	Rows     []incidentRow
-	Users    []store.User
+	Users    []keepwatch.User
 	Tabs     []count
 	Back     string // this page, for the forms to return to
 	Limited  bool

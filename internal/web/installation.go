@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // uptimeWindows are the periods the installation page reports uptime for.
@@ -34,9 +33,9 @@ type installationData struct {
 	State       string
 	Servers     []serverRow
 	Incidents   []keepwatch.Incident
-	Timeline    []store.TimelineEntry
-	Maintenance []store.MaintenanceWindow
-	Active      *store.MaintenanceWindow
+	Timeline    []keepwatch.TimelineEntry
+	Maintenance []keepwatch.MaintenanceWindow
+	Active      *keepwatch.MaintenanceWindow
 	Durations   []durationChoice
 	Today       keepwatch.Date
 	LiveHref    string
@@ -66,7 +65,7 @@ func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *reque
 		return err
 	}
 	p, ctx, now := rq.principal(), r.Context(), h.now()
-	view, err := h.Store.Installation(ctx, p.IntegratorID, slc, h.today())
+	view, err := h.Store.Installation(ctx, p.IntegratorID, slc, h.now())
 	if err != nil {
 		return err
 	}
@@ -92,13 +91,7 @@ func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *reque
 	}
 	d := installationData{View: view, Timeline: timeline, Maintenance: windows, Durations: maintenanceDurations, Today: h.today(),
 		LiveHref: "/installations/" + slc + "?partial=1"}
-	for i := range windows {
-		if windows[i].Active(now) {
-			d.Active = &windows[i]
-			break
-		}
-	}
-	d.State = displayState(view, d.Active)
+	d.Active, d.State = view.Maintenance, string(view.Status)
 	for _, n := range incidents {
 		if n.SLC == slc {
 			d.Incidents = append(d.Incidents, n)
@@ -120,7 +113,7 @@ func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *reque
 // uptimeOf computes the share of the window [now-d, now] that a server was
 // available, from its availability changes (oldest first). Time before the
 // server first reported does not count; known is false if it never did.
-func uptimeOf(flips []store.Flip, s keepwatch.Server, now time.Time, d time.Duration) (pct float64, known bool) {
+func uptimeOf(flips []keepwatch.Flip, s keepwatch.Server, now time.Time, d time.Duration) (pct float64, known bool) {
 	start := now.Add(-d)
 	first := s.EnrolledAt
 	if s.State == keepwatch.ServerPending || s.LastSeen.IsZero() {
@@ -178,33 +171,28 @@ func (h *Handler) setMaintenance(w http.ResponseWriter, r *http.Request, rq *req
 	}
 	now := h.now()
 	dur, err := time.ParseDuration(r.PostFormValue("duration"))
-	if err != nil || dur < time.Minute || dur > 31*24*time.Hour {
+	if err != nil {
 		return keepwatch.Errorf(keepwatch.EINVALID, "choose a duration between one minute and 31 days")
 	}
-	start := now
+	var start time.Time
 	if s := strings.TrimSpace(r.PostFormValue("start")); s != "" {
 		// A datetime-local field has no zone; the form says it is UTC.
 		start, err = time.ParseInLocation("2006-01-02T15:04", s, time.UTC)
 		if err != nil {
 			return keepwatch.Errorf(keepwatch.EINVALID, "the start must be a date and time, like 2026-12-01T22:00")
 		}
-		if start.Before(now.Add(-time.Minute)) {
-			return keepwatch.Errorf(keepwatch.EINVALID, "a scheduled maintenance must start in the future; leave the start empty to begin now")
-		}
-		if start.Before(now) {
-			start = now
-		}
-	}
-	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if !keepwatch.ValidText(reason, 200) {
-		return keepwatch.Errorf(keepwatch.EINVALID, "the reason must be at most 200 printable characters")
+	} else {
+		start = now
 	}
 	p := rq.principal()
-	m, err := h.Store.SetMaintenance(r.Context(), p.IntegratorID, slc, start, start.Add(dur), reason, p.Actor)
+	m, err := keepwatch.NewMaintenance(slc, start, start.Add(dur), r.PostFormValue("reason"), p.Actor, now)
 	if err != nil {
 		return err
 	}
-	h.audit(r, rq, "maintenance.set", slc, m.Start.Format(time.RFC3339)+" – "+m.End.Format(time.RFC3339)+reasonSuffix(reason))
+	if m, err = h.Store.SetMaintenance(r.Context(), p.IntegratorID, m); err != nil {
+		return err
+	}
+	h.audit(r, rq, "maintenance.set", slc, m.Start.Format(time.RFC3339)+" – "+m.End.Format(time.RFC3339)+reasonSuffix(m.Reason))
 	redirectDone(w, r, "/installations/"+slc, "maintenance")
 	return nil
 }

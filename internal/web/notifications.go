@@ -8,17 +8,16 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/notify"
-	"keepwatch/internal/store"
 )
 
 // notificationsShown is how many recent deliveries the page lists.
 const notificationsShown = 200
 
 type notificationsData struct {
-	Channels      []store.Channel
+	Channels      []keepwatch.Channel
 	ChannelNames  map[int64]string
-	Rules         []store.Rule
-	Notifications []store.Notification
+	Rules         []keepwatch.Rule
+	Notifications []keepwatch.Notification
 	// Shown once, right after a webhook channel was created.
 	NewSecret, NewSecretFor string
 }
@@ -67,7 +66,7 @@ func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *requ
 	if err != nil {
 		return h.notificationRefused(w, r, rq, err)
 	}
-	h.audit(r, rq, "channel.create", c.Name, c.Type+" "+c.Target)
+	h.audit(r, rq, "channel.create", c.Name, string(c.Type)+" "+c.Target)
 	d := notificationsData{}
 	if c.Secret != "" {
 		d.NewSecret, d.NewSecretFor = c.Secret, c.Name
@@ -106,11 +105,11 @@ func (h *Handler) createRule(w http.ResponseWriter, r *http.Request, rq *request
 		n, _ := strconv.ParseFloat(r.PostFormValue(field), 64)
 		return time.Duration(n * float64(time.Minute))
 	}
-	rule := store.Rule{Name: strings.TrimSpace(r.PostFormValue("name")), ChannelID: channel, Enabled: true,
+	rule := keepwatch.Rule{Name: strings.TrimSpace(r.PostFormValue("name")), ChannelID: channel, Enabled: true,
 		MinSeverity: keepwatch.Severity(r.PostFormValue("severity")), UnackedOnly: r.PostFormValue("unacked") == "on",
 		MinDuration: keepwatch.Duration(minutes("min_minutes")), Repeat: keepwatch.Duration(minutes("repeat_minutes")),
 		Kinds: fields(r.PostFormValue("kinds")), SLCs: fields(r.PostFormValue("slcs"))}
-	if err := validRule(&rule); err != nil {
+	if err := rule.Validate(); err != nil {
 		return h.notificationRefused(w, r, rq, err)
 	}
 	rule, err := h.Store.CreateRule(r.Context(), rq.principal().IntegratorID, rule)
@@ -129,32 +128,6 @@ func fields(s string) []string {
 		out = append(out, f)
 	}
 	return out
-}
-
-func validRule(r *store.Rule) error {
-	if r.Name == "" || !keepwatch.ValidText(r.Name, 100) {
-		return keepwatch.Errorf(keepwatch.EINVALID, "name the rule (at most 100 printable characters)")
-	}
-	if r.MinSeverity != keepwatch.SeverityWarning && r.MinSeverity != keepwatch.SeverityError {
-		return keepwatch.Errorf(keepwatch.EINVALID, "choose the least severity: warning or error")
-	}
-	for _, k := range r.Kinds {
-		if !keepwatch.ValidKind(k) {
-			return keepwatch.Errorf(keepwatch.EINVALID, "%q is not a condition kind", k)
-		}
-	}
-	for i, s := range r.SLCs {
-		slc, err := keepwatch.NormalizeSLC(s)
-		if err != nil {
-			return err
-		}
-		r.SLCs[i] = slc
-	}
-	const week = 7 * 24 * time.Hour
-	if d, rep := time.Duration(r.MinDuration), time.Duration(r.Repeat); d < 0 || d > week || rep < 0 || rep > week || (rep > 0 && rep < time.Minute) {
-		return keepwatch.Errorf(keepwatch.EINVALID, "the minimum duration is 0 to a week; reminders are off (0) or every minute to a week")
-	}
-	return nil
 }
 
 func (h *Handler) deleteRule(w http.ResponseWriter, r *http.Request, rq *request) error {

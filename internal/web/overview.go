@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // pageSize bounds the rows of one overview page; a fleet of thousands is
@@ -39,7 +38,7 @@ type overviewData struct {
 	Filter   string // errors or all
 	State    string // one display state, or ""
 	Query    string
-	Rows     []row
+	Rows     []keepwatch.InstallationView
 	Counts   []count
 	Total    int
 	Shown    int // rows matching the filters, before paging
@@ -69,53 +68,31 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	d.Page = max(d.Page, 1)
 
 	p := rq.principal()
-	now := h.now()
-	views, err := h.Store.Overview(r.Context(), p.IntegratorID, h.today())
-	if err != nil {
-		return err
-	}
-	maint, err := h.Store.ActiveMaintenance(r.Context(), p.IntegratorID, now)
+	views, err := h.Store.Overview(r.Context(), p.IntegratorID, h.now())
 	if err != nil {
 		return err
 	}
 	needle := strings.ToLower(d.Query)
-	tally := map[string]int{}
+	tally := keepwatch.CountStatuses(views)
 	// Only the page's rows are built; the rest are counted and skipped.
-	type match struct {
-		i     int
-		state string
-	}
-	var matches []match
+	var matches []int
 	for i := range views {
 		v := &views[i]
-		st := string(v.Status)
-		if _, ok := maint[v.SLC]; ok || v.Status == keepwatch.StatusUnavailable {
-			var m *store.MaintenanceWindow
-			if mw, ok := maint[v.SLC]; ok {
-				m = &mw
-			}
-			st = displayState(*v, m)
-		}
-		tally[st]++
 		switch {
-		case d.State != "" && st != d.State:
+		case d.State != "" && string(v.Status) != d.State:
 			continue
 		case d.State == "" && d.Filter == "errors" && !v.Status.NeedsAttention():
 			continue
 		case needle != "" && !containsFold(v.Customer, needle) && !containsFold(v.SLC, needle):
 			continue
 		}
-		matches = append(matches, match{i, st})
+		matches = append(matches, i)
 	}
 	d.Total, d.Shown = len(views), len(matches)
 	d.Pages = max(1, (len(matches)+pageSize-1)/pageSize)
 	d.Page = min(d.Page, d.Pages)
-	for _, m := range matches[(d.Page-1)*pageSize : min(len(matches), d.Page*pageSize)] {
-		r := row{InstallationView: views[m.i], State: m.state}
-		if mw, ok := maint[r.SLC]; ok {
-			r.Maintenance = &mw
-		}
-		d.Rows = append(d.Rows, r)
+	for _, i := range matches[(d.Page-1)*pageSize : min(len(matches), d.Page*pageSize)] {
+		d.Rows = append(d.Rows, views[i])
 	}
 
 	link := func(filter, state, query string, page int) string {
@@ -137,8 +114,9 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 		}
 		return "/?" + v.Encode()
 	}
-	for _, s := range displayStates {
-		d.Counts = append(d.Counts, count{Key: s.Key, Label: s.Label, N: tally[s.Key], Href: link("all", s.Key, d.Query, 1), Current: d.State == s.Key})
+	for _, s := range counterOrder {
+		key := string(s)
+		d.Counts = append(d.Counts, count{Key: key, Label: counterLabels[s], N: tally[s], Href: link("all", key, d.Query, 1), Current: d.State == key})
 	}
 	d.AllHref, d.ErrHref = link("all", "", d.Query, 1), link("errors", "", d.Query, 1)
 	if d.Page > 1 {

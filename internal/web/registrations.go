@@ -35,7 +35,7 @@ func (h *Handler) registrations(w http.ResponseWriter, r *http.Request, rq *requ
 // registration was refused.
 func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq *request, status int, slc, errMsg string) error {
 	p, ctx, today := rq.principal(), r.Context(), h.today()
-	views, err := h.Store.Installations(ctx, p.IntegratorID, today)
+	views, err := h.Store.Installations(ctx, p.IntegratorID, h.now())
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,7 +72,7 @@ func seedDemo(f *fixture) {
 	seq := map[string]uint64{}
 	send := func(id string, at time.Time, status bool, conds ...string) {
 		seq[id]++
-		r := store.Report{ServerID: id, Seq: seq[id], ReceivedAt: at, Interval: time.Minute, Status: status, AgentVersion: "1.4.2", Conditions: []keepwatch.Condition{}}
+		r := keepwatch.Report{ServerID: id, Seq: seq[id], ReceivedAt: at, Interval: time.Minute, Status: status, AgentVersion: "1.4.2", Conditions: []keepwatch.Condition{}}
 		for _, c := range conds {
 			kind, subject, _ := strings.Cut(c, ":")
 			r.Conditions = append(r.Conditions, keepwatch.Condition{Kind: kind, Subject: subject, Severity: keepwatch.SeverityOf(kind), Since: at})
@@ -123,7 +124,7 @@ func seedDemo(f *fixture) {
 		var ids []string
 		for n := 1; n <= st.servers; n++ {
 			id := fmt.Sprintf("de%022x%08x", instID, n)
-			_, err := s.Enroll(ctx, store.Enrollment{InstallationID: instID, ID: id, Name: fmt.Sprintf("RS-%02d", n), Key: make([]byte, 32), Interval: time.Minute, AgentVersion: "1.4.2"})
+			_, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: instID, ID: id, Name: fmt.Sprintf("RS-%02d", n), Key: make([]byte, 32), Interval: time.Minute, AgentVersion: "1.4.2"})
 			must(t, err)
 			ids = append(ids, id)
 		}
@@ -154,7 +155,7 @@ func seedDemo(f *fixture) {
 		case "license":
 			send(first, ago(4*24*time.Hour), true, "license_exceeded")
 		case "archive":
-			r := store.Report{ServerID: first, ReceivedAt: ago(7 * time.Hour), Interval: time.Minute, Events: []keepwatch.Event{
+			r := keepwatch.Report{ServerID: first, ReceivedAt: ago(7 * time.Hour), Interval: time.Minute, Events: []keepwatch.Event{
 				{Kind: "archive_move_failed", Subject: "Archive 2026-11-24", Severity: keepwatch.SeverityError, At: ago(7 * time.Hour)}}}
 			seq[first]++
 			r.Seq = seq[first]
@@ -164,13 +165,13 @@ func seedDemo(f *fixture) {
 			off := false
 			for _, id := range ids {
 				seq[id]++
-				_, err := s.ApplyReport(ctx, store.Report{ServerID: id, Seq: seq[id], ReceivedAt: ago(2 * 24 * time.Hour), Interval: time.Minute, Consent: &off})
+				_, err := s.ApplyReport(ctx, keepwatch.Report{ServerID: id, Seq: seq[id], ReceivedAt: ago(2 * 24 * time.Hour), Interval: time.Minute, Consent: &off})
 				must(t, err)
 			}
 		case "maintenance":
 			send(first, ago(20*time.Minute), true, "camera_unreachable:cam-02 Lobby")
 			clock = ago(30 * time.Minute)
-			_, err := s.SetMaintenance(ctx, f.alice, slc, clock, now.Add(3*time.Hour), "replacing switches", "user:"+f.emails["alice-technician"])
+			_, err := setMaintenance(ctx, s, f.alice, slc, clock, now.Add(3*time.Hour), "replacing switches", "user:"+f.emails["alice-technician"])
 			must(t, err)
 		}
 		// Everyone alive is heard from now; the silent ones stop earlier.
@@ -206,7 +207,7 @@ func seedDemo(f *fixture) {
 			must(t, err)
 		}
 	}
-	for i, e := range []store.AuditEntry{
+	for i, e := range []keepwatch.AuditEntry{
 		{Action: "session.login", Actor: "user:" + f.emails["alice-technician"], Target: f.emails["alice-technician"], Source: "web"},
 		{Action: "incident.ack", Actor: "user:" + f.emails["alice-technician"], Target: "incident 7", Detail: "Media database write failed on DEMO-1005: Called the site", Source: "web"},
 		{Action: "maintenance.set", Actor: "user:" + f.emails["alice-technician"], Target: "DEMO-1012", Detail: "3 h: replacing switches", Source: "web"},
@@ -218,4 +219,18 @@ func seedDemo(f *fixture) {
 	}
 	_, err = s.CreateToken(ctx, f.alice, "crm-sync", keepwatch.RoleOwner, secret.Hash(secret.New("kw_")))
 	must(t, err)
+}
+
+// setMaintenance validates and stores a window, as the API and the
+// dashboard do.
+func setMaintenance(ctx context.Context, s *store.Store, integratorID int64, slc string, start, end time.Time, reason, by string) (keepwatch.MaintenanceWindow, error) {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	m, err := keepwatch.NewMaintenance(slc, start, end, reason, by, now)
+	if err != nil {
+		return m, err
+	}
+	return s.SetMaintenance(ctx, integratorID, m)
 }

@@ -8,16 +8,15 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/secret"
-	"keepwatch/internal/store"
 )
 
 // auditShown is how many audit entries the settings page lists.
 const auditShown = 200
 
 type settingsData struct {
-	Users  []store.User
-	Tokens []store.Token
-	Audit  []store.AuditEntry
+	Users  []keepwatch.User
+	Tokens []keepwatch.Token
+	Audit  []keepwatch.AuditEntry
 	Roles  []keepwatch.Role
 	// Shown once, right after it was made: a new user's password or a new
 	// API token. Only the hash is stored.

@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 func TestUptimeCountsOnlyUnavailableTimeInsideTheWindow(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	srv := keepwatch.Server{ID: "a", State: keepwatch.ServerOK, EnrolledAt: now.Add(-100 * 24 * time.Hour), LastSeen: now}
-	flips := []store.Flip{
+	flips := []keepwatch.Flip{
 		{ServerID: "a", Unavailable: true, At: now.Add(-40 * 24 * time.Hour)}, // 1 day down, outside 30 d
 		{ServerID: "a", Unavailable: false, At: now.Add(-39 * 24 * time.Hour)},
 		{ServerID: "b", Unavailable: true, At: now.Add(-2 * time.Hour)},  // another server
@@ -34,7 +33,7 @@ func TestUptimeCountsOnlyUnavailableTimeInsideTheWindow(t *testing.T) {
 		}
 	}
 	// Down right now: the open outage counts up to now.
-	down := append(flips, store.Flip{ServerID: "a", Unavailable: true, At: now.Add(-6 * time.Hour)})
+	down := append(flips, keepwatch.Flip{ServerID: "a", Unavailable: true, At: now.Add(-6 * time.Hour)})
 	if got, _ := uptimeOf(down, srv, now, 24*time.Hour); math.Abs(got-100*(1-7.0/24)) > 1e-9 {
 		t.Errorf("ongoing outage: %.4f", got)
 	}
@@ -44,26 +43,7 @@ func TestUptimeCountsOnlyUnavailableTimeInsideTheWindow(t *testing.T) {
 	}
 }
 
-func TestDisplayStateTellsSiteOutagesAndMaintenance(t *testing.T) {
-	down := keepwatch.Condition{Kind: keepwatch.KindServerUnavailable}
-	site := keepwatch.InstallationView{Status: keepwatch.StatusUnavailable, ServersTotal: 2, Conditions: []keepwatch.Condition{down, down}}
-	one := keepwatch.InstallationView{Status: keepwatch.StatusUnavailable, ServersTotal: 2, Conditions: []keepwatch.Condition{down}}
-	single := keepwatch.InstallationView{Status: keepwatch.StatusUnavailable, ServersTotal: 1, Conditions: []keepwatch.Condition{down}}
-	for _, c := range []struct {
-		v    keepwatch.InstallationView
-		m    *store.MaintenanceWindow
-		want string
-	}{
-		{site, nil, stateSiteUnreachable},
-		{one, nil, "unavailable"},
-		{single, nil, "unavailable"}, // one server cannot tell a dead link from a dead server
-		{site, &store.MaintenanceWindow{}, stateMaintenance},
-		{keepwatch.InstallationView{Status: keepwatch.StatusPaused}, nil, "paused"},
-	} {
-		if got := displayState(c.v, c.m); got != c.want {
-			t.Errorf("%+v: %s, want %s", c.v, got, c.want)
-		}
-	}
+func TestKindLabelsNameKindsForPeople(t *testing.T) {
 	if kindLabel("thermal_alarm") != "Thermal alarm" || kindLabel(keepwatch.KindStorageFull) != "Storage full" {
 		t.Error("kind labels")
 	}

@@ -8,78 +8,38 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
-// Display states: an installation's status as the dashboard shows it. They
-// refine keepwatch.Status with what the status alone cannot say: a site
-// whose servers all went silent together (likely its Internet link), and
-// an installation in a maintenance window.
-const (
-	stateSiteUnreachable = "site_unreachable"
-	stateMaintenance     = "maintenance"
-	kindSiteUnreachable  = "site_unreachable"
-)
+// counterOrder is the order of the overview's counters, with their
+// labels.
+var counterOrder = []keepwatch.Status{
+	keepwatch.StatusError, keepwatch.StatusWarning, keepwatch.StatusUnavailable, keepwatch.StatusSiteUnreachable,
+	keepwatch.StatusMaintenance, keepwatch.StatusPaused, keepwatch.StatusConsentWithdrawn, keepwatch.StatusNeverReported, keepwatch.StatusOK,
+}
 
-// displayStates lists every display state in the order of the overview's
-// counters, with its label.
-var displayStates = []struct{ Key, Label string }{
-	{string(keepwatch.StatusError), "Error"},
-	{string(keepwatch.StatusWarning), "Warning"},
-	{string(keepwatch.StatusUnavailable), "Unavailable"},
-	{stateSiteUnreachable, "Site unreachable"},
-	{stateMaintenance, "Maintenance"},
-	{string(keepwatch.StatusPaused), "Paused"},
-	{string(keepwatch.StatusConsentWithdrawn), "Consent withdrawn"},
-	{string(keepwatch.StatusNeverReported), "Never reported"},
-	{string(keepwatch.StatusOK), "OK"},
+var counterLabels = map[keepwatch.Status]string{
+	keepwatch.StatusError:            "Error",
+	keepwatch.StatusWarning:          "Warning",
+	keepwatch.StatusUnavailable:      "Unavailable",
+	keepwatch.StatusSiteUnreachable:  "Site unreachable",
+	keepwatch.StatusMaintenance:      "Maintenance",
+	keepwatch.StatusPaused:           "Paused",
+	keepwatch.StatusConsentWithdrawn: "Consent withdrawn",
+	keepwatch.StatusNeverReported:    "Never reported",
+	keepwatch.StatusOK:               "OK",
 }
 
 var stateLabels = map[string]string{
 	string(keepwatch.StatusError):            "Error",
 	string(keepwatch.StatusWarning):          "Warning",
 	string(keepwatch.StatusUnavailable):      "Server unavailable",
-	stateSiteUnreachable:                     "Site unreachable (Internet?)",
-	stateMaintenance:                         "Maintenance",
+	string(keepwatch.StatusSiteUnreachable):  "Site unreachable (Internet?)",
+	string(keepwatch.StatusMaintenance):      "Maintenance",
 	string(keepwatch.StatusPaused):           "Monitoring paused — Care Plus ended",
 	string(keepwatch.StatusConsentWithdrawn): "Consent withdrawn",
 	string(keepwatch.StatusNeverReported):    "Never reported",
 	string(keepwatch.StatusOK):               "OK",
 	string(keepwatch.ServerPending):          "Never reported",
-}
-
-// row is one installation on the overview.
-type row struct {
-	keepwatch.InstallationView
-	State       string
-	Maintenance *store.MaintenanceWindow
-}
-
-// displayState decides how an installation is shown.
-func displayState(v keepwatch.InstallationView, m *store.MaintenanceWindow) string {
-	if m != nil {
-		return stateMaintenance
-	}
-	if v.Status == keepwatch.StatusUnavailable && siteUnreachable(v) {
-		return stateSiteUnreachable
-	}
-	return string(v.Status)
-}
-
-// siteUnreachable: every server of a multi-server installation is silent,
-// or keepwatch raised a site_unreachable condition for it. One server alone
-// cannot tell a dead server from a dead link.
-func siteUnreachable(v keepwatch.InstallationView) bool {
-	down := 0
-	for _, c := range v.Conditions {
-		switch c.Kind {
-		case kindSiteUnreachable:
-			return true
-		case keepwatch.KindServerUnavailable:
-			down++
-		}
-	}
-	return v.ServersTotal > 1 && down == v.ServersTotal
 }
 
 var kindLabels = map[string]string{
@@ -94,7 +54,7 @@ var kindLabels = map[string]string{
 	keepwatch.KindArchiveFatalError:      "Archive fatal error",
 	keepwatch.KindArchiveOperationFailed: "Archive operation failed",
 	keepwatch.KindArchiveMoveFailed:      "Archive move failed",
-	kindSiteUnreachable:                  "Site unreachable (Internet?)",
+	keepwatch.KindSiteUnreachable:        "Site unreachable (Internet?)",
 	"consent_withdrawn":                  "Consent withdrawn",
 }
 
@@ -172,7 +132,7 @@ func templateFuncs() template.FuncMap {
 			}
 			return fmt.Sprintf("%.2f %%", math.Floor(f*100)/100)
 		},
-		"allows": func(s *store.Session, role string) bool {
+		"allows": func(s *keepwatch.Session, role string) bool {
 			return s != nil && s.Role.Allows(keepwatch.Role(role))
 		},
 		"interval": func(d keepwatch.Duration) string {

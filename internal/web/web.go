@@ -55,7 +55,7 @@ type Route struct {
 
 // request is what a handler knows about the signed-in user.
 type request struct {
-	session store.Session
+	session keepwatch.Session
 	idHash  []byte
 }
 
@@ -222,7 +222,7 @@ func (h *Handler) today() keepwatch.Date { return keepwatch.DateOf(h.Now()) }
 type page struct {
 	Title   string
 	Nav     string // which navigation entry is current
-	User    *store.Session
+	User    *keepwatch.Session
 	CSRF    string
 	Now     time.Time
 	Flash   string
@@ -329,7 +329,7 @@ func redirectDone(w http.ResponseWriter, r *http.Request, path, done string) {
 // audit records a state-changing action of the signed-in user.
 func (h *Handler) audit(r *http.Request, rq *request, action, target, detail string) {
 	p := rq.principal()
-	e := store.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Detail: detail, Source: "web", RemoteAddr: clientIP(r)}
+	e := keepwatch.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Detail: detail, Source: "web", RemoteAddr: clientIP(r)}
 	if err := h.Store.Audit(r.Context(), e); err != nil {
 		h.Logger.Error("audit log", "action", action, "err", err)
 	}
@@ -356,7 +356,7 @@ func (h *Handler) AuditAPI(r *http.Request, p keepwatch.Principal, route, target
 	} else if slc := r.PathValue("slc"); slc != "" {
 		target = strings.ToUpper(slc)
 	}
-	e := store.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Source: "api", RemoteAddr: clientIP(r)}
+	e := keepwatch.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Source: "api", RemoteAddr: clientIP(r)}
 	if err := h.Store.Audit(r.Context(), e); err != nil {
 		h.Logger.Error("audit log", "action", action, "err", err)
 	}

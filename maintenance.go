@@ -1,0 +1,50 @@
+package keepwatch
+
+import (
+	"strings"
+	"time"
+)
+
+// MaintenanceWindow mutes an installation from Start to End: its incidents
+// are recorded, its notifications wait until the window ends, and it is
+// shown as "maintenance".
+type MaintenanceWindow struct {
+	ID        int64     `json:"id"`
+	SLC       string    `json:"slc"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// Active reports whether the window covers at.
+func (m MaintenanceWindow) Active(at time.Time) bool { return !at.Before(m.Start) && at.Before(m.End) }
+
+// MaxMaintenance bounds one window: a forgotten window must not mute an
+// installation for good.
+const MaxMaintenance = 31 * 24 * time.Hour
+
+// NewMaintenance validates a window a person asked for at now. A zero
+// start means now; a start a moment in the past (a form filled in slowly)
+// is moved to now.
+func NewMaintenance(slc string, start, end time.Time, reason, by string, now time.Time) (MaintenanceWindow, error) {
+	if start.IsZero() {
+		start = now
+	}
+	if start.Before(now.Add(-time.Minute)) {
+		return MaintenanceWindow{}, Errorf(EINVALID, "a scheduled maintenance must start in the future; leave the start empty to begin now")
+	}
+	if start.Before(now) {
+		end, start = end.Add(now.Sub(start)), now
+	}
+	m := MaintenanceWindow{SLC: slc, Start: start.UTC(), End: end.UTC(), Reason: strings.TrimSpace(reason), CreatedBy: by}
+	switch {
+	case !m.End.After(m.Start):
+		return m, Errorf(EINVALID, "a maintenance window must end after it starts")
+	case m.End.Sub(m.Start) < time.Minute || m.End.Sub(m.Start) > MaxMaintenance:
+		return m, Errorf(EINVALID, "a maintenance window lasts between one minute and 31 days")
+	case !ValidText(m.Reason, 200):
+		return m, Errorf(EINVALID, "the reason is at most 200 printable characters")
+	}
+	return m, nil
+}

@@ -1,0 +1,45 @@
+package keepwatch
+
+import "time"
+
+// Report is an authenticated report from a recording server, ready to be
+// applied: a heartbeat, a status report, events, or a consent change.
+type Report struct {
+	ServerID     string
+	Seq          uint64
+	ReceivedAt   time.Time
+	AgentVersion string
+	Interval     time.Duration // the interval the answer tells the agent
+	// RecordedAt is when the agent recorded the report (its sent_at). A
+	// report recorded well before it arrived sat in the agent's spool: the
+	// server was running while keepwatch could not hear it.
+	RecordedAt time.Time
+	// ClockOffset is how far the agent's clock is ahead of keepwatch's
+	// (negative: behind), when the report says; nil keeps the stored one.
+	ClockOffset *time.Duration
+	// Status is true for a status report: Conditions is then the full set
+	// of active state conditions. False for a heartbeat.
+	Status     bool
+	Conditions []Condition
+	Events     []Event
+	// Consent is set when the report changes the customer's consent.
+	Consent *bool
+}
+
+// Applied is the outcome of a stored report.
+type Applied struct {
+	State   ServerState
+	Changes []Change
+}
+
+// Enrollment is a new recording server, or a re-enrollment of one with the
+// same name in the same installation (a reinstalled agent), which gives it
+// a new key and restarts its sequence numbers.
+type Enrollment struct {
+	InstallationID int64
+	ID             string // from ServerIDByName for a known name, else new
+	Name           string
+	Key            []byte
+	Interval       time.Duration
+	AgentVersion   string
+}
