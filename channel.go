@@ -64,16 +64,16 @@ func (c Channel) Validate() error {
 
 // Rule decides which incidents notify which channel.
 type Rule struct {
-	ID          int64    `json:"id"`
-	Name        string   `json:"name"`
-	ChannelID   int64    `json:"channel_id"`
-	Kinds       []string `json:"kinds"` // empty: every kind
-	MinSeverity Severity `json:"min_severity"`
-	SLCs        []string `json:"slcs"` // empty: every installation
-	MinDuration Duration `json:"min_duration"`
-	Repeat      Duration `json:"repeat"`
-	UnackedOnly bool     `json:"unacked_only"` // escalation: only if still unacknowledged at notify time
-	Enabled     bool     `json:"enabled"`
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	ChannelID   int64     `json:"channel_id"`
+	Kinds       []string  `json:"kinds"` // empty: every kind
+	MinSeverity Severity  `json:"min_severity"`
+	SLCs        []string  `json:"slcs"` // empty: every installation
+	MinDuration Duration  `json:"min_duration"`
+	Repeat      Duration  `json:"repeat"`
+	UnackedOnly bool      `json:"unacked_only"` // escalation: only if still unacknowledged at notify time
+	Enabled     bool      `json:"enabled"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
