@@ -49,6 +49,15 @@ type Incident struct {
 	Annotation string `json:"annotation,omitempty"`
 }
 
+// IncidentContext is an incident with its tenant, as notifications need
+// it. IntegratorID is the integrator that held the installation when the
+// incident happened, 0 if nobody did or it was given away since.
+type IncidentContext struct {
+	Incident
+	IntegratorID   int64
+	InstallationID int64
+}
+
 // Change is a state change of a server or condition, as published to live
 // dashboards and written to history.
 type Change struct {

@@ -5,7 +5,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -16,9 +15,9 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/auth"
 	"keepwatch/internal/live"
 	"keepwatch/internal/respond"
-	"keepwatch/internal/store"
 )
 
 //go:embed openapi.json
@@ -30,24 +29,28 @@ func OpenAPI() []byte { return openAPI }
 // maxBody bounds JSON request bodies.
 const maxBody = 64 << 10
 
+// Store is what the API reads and writes.
+type Store interface {
+	keepwatch.InstallationStore
+	keepwatch.RegistrationStore
+	keepwatch.IncidentStore
+	keepwatch.MaintenanceStore
+	keepwatch.ChannelStore
+	keepwatch.AccountStore
+}
+
 // Handler serves the API.
 type Handler struct {
-	Store  *store.Store
+	Store  Store
+	Auth   *auth.Service
 	Broker *live.Broker
 	Now    func() time.Time
 	Logger *slog.Logger
-	// Authenticate, when set, is tried for requests without a bearer token
-	// (the dashboard's session cookie).
-	Authenticate func(*http.Request) (keepwatch.Principal, bool)
 	// KeepAlive paces SSE comments that keep proxies from closing idle
 	// streams (default 15 s).
 	KeepAlive time.Duration
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
-	// Audit, when set, records every successful state-changing call in the
-	// integrator's audit log: route is the route's "METHOD pattern", target
-	// what the call acted on.
-	Audit func(r *http.Request, p keepwatch.Principal, route, target string)
 }
 
 // auditTargetKey carries, in a request's context, what a state-changing
@@ -62,27 +65,30 @@ func setAuditTarget(r *http.Request, target string) {
 }
 
 // Route is one API route with the least role it needs ("" for public).
+// A state-changing route names its Action in the audit log, the same name
+// the dashboard gives the same action.
 type Route struct {
 	Method, Pattern string
 	Role            keepwatch.Role
 	handle          func(http.ResponseWriter, *http.Request, keepwatch.Principal) error
+	Action          string
 }
 
 // Routes lists every route; the OpenAPI document and the access tests are
 // checked against it.
 func (h *Handler) Routes() []Route {
 	return append([]Route{
-		{"GET", "/api/v1/installations", keepwatch.RoleViewer, h.listInstallations},
-		{"GET", "/api/v1/installations/{slc}", keepwatch.RoleViewer, h.getInstallation},
-		{"GET", "/api/v1/installations/{slc}/servers", keepwatch.RoleViewer, h.listServers},
-		{"GET", "/api/v1/incidents", keepwatch.RoleViewer, h.listIncidents},
-		{"GET", "/api/v1/incidents/{id}", keepwatch.RoleViewer, h.getIncident},
-		{"POST", "/api/v1/incidents/{id}/ack", keepwatch.RoleTechnician, h.ackIncident},
-		{"POST", "/api/v1/incidents/{id}/resolve", keepwatch.RoleTechnician, h.resolveIncident},
-		{"POST", "/api/v1/registrations", keepwatch.RoleOwner, h.register},
-		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release},
-		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events},
-		{"GET", "/api/v1/openapi.json", "", h.openapi},
+		{"GET", "/api/v1/installations", keepwatch.RoleViewer, h.listInstallations, ""},
+		{"GET", "/api/v1/installations/{slc}", keepwatch.RoleViewer, h.getInstallation, ""},
+		{"GET", "/api/v1/installations/{slc}/servers", keepwatch.RoleViewer, h.listServers, ""},
+		{"GET", "/api/v1/incidents", keepwatch.RoleViewer, h.listIncidents, ""},
+		{"GET", "/api/v1/incidents/{id}", keepwatch.RoleViewer, h.getIncident, ""},
+		{"POST", "/api/v1/incidents/{id}/ack", keepwatch.RoleTechnician, h.ackIncident, "incident.ack"},
+		{"POST", "/api/v1/incidents/{id}/resolve", keepwatch.RoleTechnician, h.resolveIncident, "incident.resolve"},
+		{"POST", "/api/v1/registrations", keepwatch.RoleOwner, h.register, "registration.add"},
+		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
+		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
+		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
 	}, h.notifyRoutes()...)
 }
 
@@ -126,25 +132,19 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			respond.Error(w, r, h.Logger, err)
 			return
 		}
-		if unsafe && rt.Role != "" && h.Audit != nil {
-			h.Audit(r, p, rt.Method+" "+rt.Pattern, target)
+		if unsafe && rt.Role != "" {
+			if id := r.PathValue("id"); id != "" && strings.Contains(rt.Pattern, "/incidents/") {
+				target = "incident " + id
+			} else if slc := r.PathValue("slc"); slc != "" {
+				target = strings.ToUpper(slc)
+			}
+			h.Auth.Record(r, p, "api", rt.Action, target, "")
 		}
 	})
 }
 
 func (h *Handler) principal(r *http.Request) (keepwatch.Principal, error) {
-	auth := r.Header.Get("Authorization")
-	if auth == "" && h.Authenticate != nil {
-		if p, ok := h.Authenticate(r); ok {
-			return p, nil
-		}
-	}
-	token, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || token == "" {
-		return keepwatch.Principal{}, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "send an API token as 'Authorization: Bearer <token>'")
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return h.Store.PrincipalByTokenHash(r.Context(), sum[:])
+	return h.Auth.Principal(r)
 }
 
 func (h *Handler) today() keepwatch.Date { return keepwatch.DateOf(h.Now()) }

@@ -13,15 +13,15 @@ import (
 // Notifications: channels, rules, the outbox, and incident history.
 func (h *Handler) notifyRoutes() []Route {
 	return []Route{
-		{"GET", "/api/v1/incidents/{id}/history", keepwatch.RoleViewer, h.incidentHistory},
-		{"GET", "/api/v1/notifications", keepwatch.RoleViewer, h.listNotifications},
-		{"GET", "/api/v1/channels", keepwatch.RoleTechnician, h.listChannels},
-		{"POST", "/api/v1/channels", keepwatch.RoleOwner, h.createChannel},
-		{"POST", "/api/v1/channels/{id}/test", keepwatch.RoleOwner, h.testChannel},
-		{"DELETE", "/api/v1/channels/{id}", keepwatch.RoleOwner, h.deleteChannel},
-		{"GET", "/api/v1/rules", keepwatch.RoleTechnician, h.listRules},
-		{"POST", "/api/v1/rules", keepwatch.RoleOwner, h.createRule},
-		{"DELETE", "/api/v1/rules/{id}", keepwatch.RoleOwner, h.deleteRule},
+		{"GET", "/api/v1/incidents/{id}/history", keepwatch.RoleViewer, h.incidentHistory, ""},
+		{"GET", "/api/v1/notifications", keepwatch.RoleViewer, h.listNotifications, ""},
+		{"GET", "/api/v1/channels", keepwatch.RoleTechnician, h.listChannels, ""},
+		{"POST", "/api/v1/channels", keepwatch.RoleOwner, h.createChannel, "channel.create"},
+		{"POST", "/api/v1/channels/{id}/test", keepwatch.RoleOwner, h.testChannel, "channel.test"},
+		{"DELETE", "/api/v1/channels/{id}", keepwatch.RoleOwner, h.deleteChannel, "channel.delete"},
+		{"GET", "/api/v1/rules", keepwatch.RoleTechnician, h.listRules, ""},
+		{"POST", "/api/v1/rules", keepwatch.RoleOwner, h.createRule, "rule.create"},
+		{"DELETE", "/api/v1/rules/{id}", keepwatch.RoleOwner, h.deleteRule, "rule.delete"},
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/api"
+	"keepwatch/internal/auth"
 	"keepwatch/internal/ingest"
 	"keepwatch/internal/live"
 	"keepwatch/internal/metrics"
@@ -67,6 +68,7 @@ type App struct {
 	Ingest  *ingest.Handler
 	API     *api.Handler
 	Web     *web.Handler
+	Auth    *auth.Service
 	Notify  *notify.Notifier
 	Metrics *metrics.Registry
 
@@ -126,9 +128,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		OnChange: publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery, Grace: grace,
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: publish}, a.Metrics)
-	a.Web = &web.Handler{Store: st, Now: cfg.Now, Logger: cfg.Logger}
-	a.API = &api.Handler{Store: st, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing,
-		Authenticate: a.Web.Authenticate, Audit: a.Web.AuditAPI}
+	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger})
+	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
+	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance,

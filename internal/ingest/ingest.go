@@ -5,6 +5,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/ecdh"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -24,7 +25,6 @@ import (
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/respond"
-	"keepwatch/internal/store"
 )
 
 // maxEnrollBody bounds an enrollment request.
@@ -32,7 +32,7 @@ const maxEnrollBody = 16 << 10
 
 // Handler serves /ingest/v1/.
 type Handler struct {
-	Store    *store.Store
+	Store    Store
 	Monitor  *monitor.Monitor
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -402,4 +402,12 @@ func validItem(kind, subject, message string) error {
 		return keepwatch.Errorf(keepwatch.EINVALID, "message is too long or not printable")
 	}
 	return nil
+}
+
+// Store is what ingest reads and writes.
+type Store interface {
+	EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Installation, []byte, error)
+	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
+	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
+	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 }

@@ -19,12 +19,11 @@ import (
 	"keepwatch"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/ratelimit"
-	"keepwatch/internal/store"
 )
 
 // Config configures a Monitor.
 type Config struct {
-	Store *store.Store
+	Store Store
 	// Interval is the heartbeat interval told to agents.
 	Interval time.Duration
 	// Tolerance is added to three intervals before a server is declared
@@ -538,4 +537,12 @@ func (h *deadlineHeap) Pop() any {
 	*h = old[:len(old)-1]
 	e.heapPos = 0
 	return e
+}
+
+// Store is what the monitor reads and writes.
+type Store interface {
+	ChangedServers(ctx context.Context, since int64) ([]keepwatch.ServerRecord, int64, error)
+	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
+	FlushSeen(ctx context.Context, batch []keepwatch.Seen) error
+	MarkUnavailableBatch(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error)
 }

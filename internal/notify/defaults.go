@@ -7,13 +7,12 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/secret"
-	"keepwatch/internal/store"
 )
 
 // DefaultRouting gives a new integrator notifications that work out of
 // the box: an e-mail channel to its owner and a rule for every kind, with
 // a one-minute minimum duration so flapping does not page anyone.
-func DefaultRouting(ctx context.Context, s *store.Store, integratorID int64, ownerEmail string) error {
+func DefaultRouting(ctx context.Context, s keepwatch.ChannelStore, integratorID int64, ownerEmail string) error {
 	c, err := s.CreateChannel(ctx, integratorID, keepwatch.Channel{Name: "Owner e-mail", Type: keepwatch.ChannelEmail, Target: ownerEmail, Digest: true, Enabled: true})
 	if err != nil {
 		return err
@@ -25,7 +24,7 @@ func DefaultRouting(ctx context.Context, s *store.Store, integratorID int64, own
 
 // CreateChannel validates and adds a channel; a webhook gets a new signing
 // secret (in the returned channel, to be shown once).
-func CreateChannel(ctx context.Context, st *store.Store, integratorID int64, name, typ, target string, digest bool) (keepwatch.Channel, error) {
+func CreateChannel(ctx context.Context, st keepwatch.ChannelStore, integratorID int64, name, typ, target string, digest bool) (keepwatch.Channel, error) {
 	c, err := keepwatch.NewChannel(name, keepwatch.ChannelType(typ), target, digest)
 	if err != nil {
 		return c, err
@@ -37,7 +36,7 @@ func CreateChannel(ctx context.Context, st *store.Store, integratorID int64, nam
 }
 
 // QueueTest queues a test notification to one of an integrator's channels.
-func QueueTest(ctx context.Context, st *store.Store, integratorID, channelID int64, now time.Time) error {
+func QueueTest(ctx context.Context, st keepwatch.ChannelStore, integratorID, channelID int64, now time.Time) error {
 	c, err := st.Channel(ctx, integratorID, channelID)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // Message is one notification rendered for every channel type.
@@ -93,7 +92,7 @@ func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now ti
 
 // suppressOpening re-checks an opening (or reminder) just before it goes
 // out.
-func (n *Notifier) suppressOpening(ctx context.Context, d keepwatch.Notification, ic store.IncidentContext, now time.Time) (string, error) {
+func (n *Notifier) suppressOpening(ctx context.Context, d keepwatch.Notification, ic keepwatch.IncidentContext, now time.Time) (string, error) {
 	if ic.State == keepwatch.IncidentResolved {
 		return "resolved before the minimum duration", nil
 	}
@@ -152,7 +151,7 @@ func ackBy(inc keepwatch.Incident) string {
 	return ", acknowledged by " + inc.AckedBy
 }
 
-func (n *Notifier) incidentMessage(m *Message, typ keepwatch.NotificationType, ic store.IncidentContext) {
+func (n *Notifier) incidentMessage(m *Message, typ keepwatch.NotificationType, ic keepwatch.IncidentContext) {
 	m.URL = n.link(ic.SLC)
 	what := describe(ic.Incident)
 	var verb string

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/store"
 )
 
 // Notification types.
@@ -43,7 +42,7 @@ const KindCarePlusEnding = keepwatch.KindCarePlusEnding
 
 // Config configures a Notifier.
 type Config struct {
-	Store  *store.Store
+	Store  Store
 	Now    func() time.Time
 	Logger *slog.Logger
 	// Interval is the heartbeat interval: server outages wait at least this
@@ -230,7 +229,7 @@ func (n *Notifier) evaluate(ctx context.Context, tr keepwatch.Transition, cache 
 // resolved notifies a resolution only on channels that were told of the
 // opening; an opening still waiting for its minimum duration is dropped
 // instead (the flap never reaches anyone).
-func (n *Notifier) resolved(ctx context.Context, tr keepwatch.Transition, ic store.IncidentContext, rules []keepwatch.Rule, kind string) error {
+func (n *Notifier) resolved(ctx context.Context, tr keepwatch.Transition, ic keepwatch.IncidentContext, rules []keepwatch.Rule, kind string) error {
 	if _, err := n.cfg.Store.CancelPending(ctx, ic.ID, TypeOpened); err != nil {
 		return err
 	}
@@ -475,4 +474,22 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 	backoff += time.Duration(rand.Int64N(int64(backoff)/5 + 1)) // up to +20 % jitter
 	n.log.Warn("notification failed, will retry", "notification", d.ID, "attempt", attempt, "in", backoff, "err", err)
 	finish("pending", true, err.Error(), now.Add(backoff))
+}
+
+// Store is what the notifier reads and writes.
+type Store interface {
+	keepwatch.ChannelStore
+	IncidentForNotify(ctx context.Context, id int64) (keepwatch.IncidentContext, error)
+	TransitionsAfter(ctx context.Context, after int64, limit int) ([]keepwatch.Transition, error)
+	Cursor(ctx context.Context, name string) (int64, error)
+	SetCursor(ctx context.Context, name string, v int64) error
+	NotificationsFor(ctx context.Context, incidentID int64) ([]keepwatch.Notification, error)
+	CancelPending(ctx context.Context, incidentID int64, typ keepwatch.NotificationType) (int, error)
+	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]keepwatch.Notification, error)
+	FinishNotification(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error
+	ResolveQuietEvents(ctx context.Context, quiet time.Duration, now time.Time) (int, error)
+	IntegratorIDs(ctx context.Context) ([]int64, error)
+	OpenIncidents(ctx context.Context, integratorID int64) ([]keepwatch.Incident, error)
+	CarePlusEnding(ctx context.Context, integratorID int64, from, to keepwatch.Date) ([]keepwatch.Installation, error)
+	InstallationByID(ctx context.Context, integratorID, id int64) (keepwatch.Installation, error)
 }

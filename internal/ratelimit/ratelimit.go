@@ -1,6 +1,7 @@
-// Package ratelimit holds token buckets: one embedded where a limited
-// thing already lives (a server's monitor entry), or a keyed set for
-// things that have no other state (source addresses).
+// Package ratelimit holds keepwatch's one token bucket: embedded where a
+// limited thing already lives (a server's credentials, a notification
+// channel), or a keyed set for things that have no other state (source
+// addresses, accounts signing in).
 package ratelimit
 
 import (
@@ -74,6 +75,13 @@ func (k *Keyed) sweep(now time.Time) {
 			delete(k.buckets, key)
 		}
 	}
+}
+
+// Reset forgets key's bucket: it is full again.
+func (k *Keyed) Reset(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.buckets, key)
 }
 
 // Len is the number of tracked keys.

@@ -284,16 +284,9 @@ func (s *Store) SetCursor(ctx context.Context, name string, v int64) error {
 	})
 }
 
-// IncidentContext is what a notification says about an incident.
-type IncidentContext struct {
-	keepwatch.Incident
-	IntegratorID   int64
-	InstallationID int64
-}
-
 // IncidentForNotify loads an incident with its tenant (operator-level).
-func (s *Store) IncidentForNotify(ctx context.Context, id int64) (IncidentContext, error) {
-	var ic IncidentContext
+func (s *Store) IncidentForNotify(ctx context.Context, id int64) (keepwatch.IncidentContext, error) {
+	var ic keepwatch.IncidentContext
 	// The incident's own integrator: the one that held the installation
 	// when it happened (0 if nobody did, or it was later given away).
 	err := s.queryRow(ctx, `SELECT CASE WHEN n.integrator_id = i.integrator_id THEN n.integrator_id ELSE 0 END, n.installation_id

@@ -66,7 +66,7 @@ func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *requ
 	if err != nil {
 		return h.notificationRefused(w, r, rq, err)
 	}
-	h.audit(r, rq, "channel.create", c.Name, string(c.Type)+" "+c.Target)
+	h.audit(r, rq, "channel.create", c.Name, string(c.Type))
 	d := notificationsData{}
 	if c.Secret != "" {
 		d.NewSecret, d.NewSecretFor = c.Secret, c.Name
@@ -95,6 +95,7 @@ func (h *Handler) testChannel(w http.ResponseWriter, r *http.Request, rq *reques
 	if err := notify.QueueTest(r.Context(), h.Store, rq.principal().IntegratorID, id, h.now()); err != nil {
 		return h.notificationRefused(w, r, rq, err)
 	}
+	h.audit(r, rq, "channel.test", strconv.FormatInt(id, 10), "")
 	redirectDone(w, r, "/notifications", "testQueued")
 	return nil
 }

@@ -68,7 +68,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	d.Page = max(d.Page, 1)
 
 	p := rq.principal()
-	views, err := h.Store.Overview(r.Context(), p.IntegratorID, h.now())
+	views, err := h.Store.Installations(r.Context(), p.IntegratorID, h.now())
 	if err != nil {
 		return err
 	}

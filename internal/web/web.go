@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/auth"
 	"keepwatch/internal/respond"
-	"keepwatch/internal/store"
 )
 
 //go:embed templates static
@@ -32,17 +32,13 @@ var assets embed.FS
 
 // Handler serves the dashboard.
 type Handler struct {
-	Store  *store.Store
+	Store  Store
+	Auth   *auth.Service
 	Now    func() time.Time
 	Logger *slog.Logger
-	// IdleTimeout ends a session unused for this long (default 12 h);
-	// MaxAge ends any session this long after sign-in (default 7 days).
-	IdleTimeout, MaxAge time.Duration
 
-	pages   map[string]*template.Template
-	limiter *loginLimiter
-	cop     *http.CrossOriginProtection
-	static  http.Handler
+	pages  map[string]*template.Template
+	static http.Handler
 }
 
 // Route is one dashboard route with the least role it needs ("" for
@@ -117,14 +113,6 @@ func (h *Handler) init() error {
 	if h.Logger == nil {
 		h.Logger = slog.Default()
 	}
-	if h.IdleTimeout == 0 {
-		h.IdleTimeout = 12 * time.Hour
-	}
-	if h.MaxAge == 0 {
-		h.MaxAge = 7 * 24 * time.Hour
-	}
-	h.limiter = newLoginLimiter(h.Now)
-	h.cop = http.NewCrossOriginProtection()
 	sub, err := fs.Sub(assets, "static")
 	if err != nil {
 		return err
@@ -163,20 +151,20 @@ func (h *Handler) wrap(rt Route) http.Handler {
 		// not they carry a session.
 		if unsafe {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if err := h.cop.Check(r); err != nil {
-				h.renderError(w, r, nil, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this request came from another site and was refused"))
+			if err := h.Auth.CrossOrigin(r); err != nil {
+				h.renderError(w, r, nil, err)
 				return
 			}
 		}
 		rq := &request{}
 		if rt.Role != "" {
-			ss, hash, err := h.session(r)
+			ss, hash, err := h.Auth.Session(r)
 			if err != nil {
 				h.unauthenticated(w, r, err)
 				return
 			}
 			rq.session, rq.idHash = ss, hash
-			if unsafe && !validCSRF(r.PostFormValue("csrf"), ss.CSRF) {
+			if unsafe && !auth.ValidCSRF(r.PostFormValue("csrf"), ss.CSRF) {
 				h.renderError(w, r, rq, keepwatch.Errorf(keepwatch.EFORBIDDEN, "this form has expired; reload the page and try again"))
 				return
 			}
@@ -328,36 +316,15 @@ func redirectDone(w http.ResponseWriter, r *http.Request, path, done string) {
 
 // audit records a state-changing action of the signed-in user.
 func (h *Handler) audit(r *http.Request, rq *request, action, target, detail string) {
-	p := rq.principal()
-	e := keepwatch.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Detail: detail, Source: "web", RemoteAddr: clientIP(r)}
-	if err := h.Store.Audit(r.Context(), e); err != nil {
-		h.Logger.Error("audit log", "action", action, "err", err)
-	}
+	h.Auth.Record(r, rq.principal(), "web", action, target, detail)
 }
 
-// apiActions names the API's state-changing routes in the audit log as
-// the dashboard names the same actions.
-var apiActions = map[string]string{
-	"POST /api/v1/incidents/{id}/ack":     "incident.ack",
-	"POST /api/v1/incidents/{id}/resolve": "incident.resolve",
-	"POST /api/v1/registrations":          "registration.add",
-	"DELETE /api/v1/registrations/{slc}":  "registration.release",
-}
-
-// AuditAPI records a successful state-changing API call (the API's Audit
-// hook). Routes without a name here are recorded by their route.
-func (h *Handler) AuditAPI(r *http.Request, p keepwatch.Principal, route, target string) {
-	action, ok := apiActions[route]
-	if !ok {
-		action = route
-	}
-	if id := r.PathValue("id"); id != "" && strings.Contains(route, "/incidents/") {
-		target = "incident " + id
-	} else if slc := r.PathValue("slc"); slc != "" {
-		target = strings.ToUpper(slc)
-	}
-	e := keepwatch.AuditEntry{IntegratorID: p.IntegratorID, Actor: p.Actor, Action: action, Target: target, Source: "api", RemoteAddr: clientIP(r)}
-	if err := h.Store.Audit(r.Context(), e); err != nil {
-		h.Logger.Error("audit log", "action", action, "err", err)
-	}
+// Store is what the dashboard reads and writes.
+type Store interface {
+	keepwatch.InstallationStore
+	keepwatch.RegistrationStore
+	keepwatch.IncidentStore
+	keepwatch.MaintenanceStore
+	keepwatch.ChannelStore
+	keepwatch.AccountStore
 }
