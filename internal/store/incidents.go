@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
 
 	"keepwatch"
 )
@@ -68,22 +69,24 @@ func (s *Store) Incident(ctx context.Context, integratorID, id int64) (keepwatch
 
 // AckIncident acknowledges an open incident.
 func (s *Store) AckIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
-	return s.transitionIncident(ctx, integratorID, id,
-		`UPDATE incidents SET state = 'acknowledged', acked_at = ?, acked_by = ?, ack_note = ? WHERE id = ? AND state = 'open'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "only an open incident can be acknowledged", keepwatch.TransitionAcknowledged, by, note)
+	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionAcknowledged, by, note, func(n *keepwatch.Incident, at time.Time) error {
+		return n.Acknowledge(by, note, at)
+	})
 }
 
 // ResolveIncident resolves an open or acknowledged incident by hand.
 func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
-	return s.transitionIncident(ctx, integratorID, id,
-		`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolve_note = ? WHERE id = ? AND state <> 'resolved'`,
-		[]any{s.now().UnixMilli(), by, note, id}, "the incident is already resolved", keepwatch.TransitionResolved, by, note)
+	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionResolved, by, note, func(n *keepwatch.Incident, at time.Time) error {
+		return n.Resolve(by, note, at)
+	})
 }
 
-// transitionIncident checks that the incident belongs to the integrator,
-// then applies update compare-and-set on its state.
-func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, update string, args []any, conflict string, typ keepwatch.TransitionType, actor, note string) (keepwatch.Incident, error) {
-	var n keepwatch.Incident
+// changeIncident applies a person's change to one of the integrator's
+// incidents: it reads the incident, lets change decide, and writes it
+// compare-and-set on its state with its history row.
+func (s *Store) changeIncident(ctx context.Context, integratorID, id int64, typ keepwatch.TransitionType, actor, note string,
+	change func(*keepwatch.Incident, time.Time) error) (keepwatch.Incident, error) {
+	var out keepwatch.Incident
 	err := s.tx(ctx, func(t *Tx) error {
 		var inst int64
 		err := t.queryRow(`SELECT n.installation_id FROM incidents n JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
@@ -94,18 +97,22 @@ func (s *Store) transitionIncident(ctx context.Context, integratorID, id int64, 
 		if err != nil {
 			return dbErr(err)
 		}
-		r, err := t.exec(update, args...)
+		n, err := t.findIncident(`n.id = ?`, id)
 		if err != nil {
 			return err
 		}
-		if c, _ := r.RowsAffected(); c == 0 {
-			return keepwatch.Errorf(keepwatch.ECONFLICT, "%s", conflict)
-		}
-		if err := t.transition(id, inst, typ, s.now(), actor, note); err != nil {
+		before, at := n.State, s.now()
+		if err := change(n, at); err != nil {
 			return err
 		}
-		n, err = scanIncident(t.queryRow(`SELECT `+incidentCols+incidentFrom+` WHERE n.id = ?`, id))
+		if err := t.saveIncident(before, *n); err != nil {
+			return err
+		}
+		if err := t.transition(id, inst, typ, at, actor, note); err != nil {
+			return err
+		}
+		out, err = scanIncident(t.queryRow(`SELECT `+incidentCols+incidentFrom+` WHERE n.id = ?`, id))
 		return dbErr(err)
 	})
-	return n, err
+	return out, err
 }

@@ -4,23 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"keepwatch"
 )
 
-// DefaultReopenWindow is how soon after its resolution a recurring
-// condition reopens its incident instead of opening a new one.
-const DefaultReopenWindow = time.Hour
-
-func (s *Store) reopenWindow() time.Duration {
-	if s.ReopenWindow > 0 {
-		return s.ReopenWindow
-	}
-	return DefaultReopenWindow
-}
+// The incident lifecycle's rules live in the root package
+// (keepwatch.IncidentPolicy and the Incident methods); this file reads the
+// rows they decide on and writes their decisions, each incident write
+// compare-and-set on its state, in the caller's transaction.
 
 // transition writes one incident history row.
 func (t *Tx) transition(incidentID, installationID int64, typ keepwatch.TransitionType, at time.Time, actor, note string) error {
@@ -29,131 +21,201 @@ func (t *Tx) transition(incidentID, installationID int64, typ keepwatch.Transiti
 	return err
 }
 
-// openIncident opens an incident for (server, kind, subject). An event
-// that recurs while its incident is open counts on it; a condition that
-// comes back soon after its incident was resolved reopens it.
-func (t *Tx) openIncident(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time) (int64, error) {
-	ms := at.UnixMilli()
-	var id int64
-	err := t.queryRow(`UPDATE incidents SET count = count + 1, last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END
-		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved' RETURNING id`, ms, ms, info.id, kind, subject).Scan(&id)
-	if err == nil {
-		return id, t.transition(id, info.installationID, keepwatch.TransitionRecurred, at, "", "")
+// incidentRowCols reads an incident row without its joins (what the
+// lifecycle needs), in the column order scanIncident expects.
+const incidentRowCols = `n.id, '', '', '', COALESCE(n.server_id, ''), n.kind, n.subject, n.severity, n.is_event, n.state, n.opened_at, n.last_at, n.count,
+	n.acked_at, n.acked_by, n.ack_note, n.resolved_at, n.resolved_by, n.resolve_note, n.parent_id, n.annotation`
+
+// findIncident returns the incident matching where (and its order/limit
+// clause), locked for this transaction on PostgreSQL; nil if none.
+func (t *Tx) findIncident(where string, args ...any) (*keepwatch.Incident, error) {
+	n, err := scanIncident(t.queryRow(`SELECT `+incidentRowCols+` FROM incidents n WHERE `+where+t.s.forUpdate(), args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, dbErr(err)
+	if err != nil {
+		return nil, dbErr(err)
 	}
-	since := at.Add(-t.s.reopenWindow()).UnixMilli()
-	err = t.queryRow(`UPDATE incidents SET state = 'open', count = count + 1, last_at = ?, resolved_at = NULL, resolved_by = '', resolve_note = '',
-			acked_at = NULL, acked_by = '', ack_note = '', parent_id = NULL
-		WHERE id = (SELECT id FROM incidents WHERE server_id = ? AND kind = ? AND subject = ? AND state = 'resolved' AND resolved_at >= ?
-			AND COALESCE(integrator_id, 0) = ? ORDER BY resolved_at DESC LIMIT 1) RETURNING id`, ms, info.id, kind, subject, since, info.integratorID).Scan(&id)
-	if err == nil {
-		return id, t.transition(id, info.installationID, keepwatch.TransitionReopened, at, "", "")
+	return &n, nil
+}
+
+// saveIncident writes an incident the lifecycle changed, compare-and-set
+// on the state it was read in: a concurrent change makes it a conflict.
+func (t *Tx) saveIncident(before keepwatch.IncidentState, n keepwatch.Incident) error {
+	r, err := t.exec(`UPDATE incidents SET state = ?, last_at = ?, count = ?, acked_at = ?, acked_by = ?, ack_note = ?,
+			resolved_at = ?, resolved_by = ?, resolve_note = ?, parent_id = ?, annotation = ?
+		WHERE id = ? AND state = ?`,
+		string(n.State), n.LastAt.UnixMilli(), n.Count, millisOrNull(n.AckedAt), n.AckedBy, n.AckNote,
+		millisOrNull(n.ResolvedAt), n.ResolvedBy, n.ResolveNote, idOrNull(n.ParentID), n.Annotation, n.ID, string(before))
+	if err != nil {
+		return err
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, dbErr(err)
+	if c, _ := r.RowsAffected(); c == 0 {
+		return keepwatch.Errorf(keepwatch.ECONFLICT, "the incident changed meanwhile; reload and try again")
 	}
-	ev := 0
-	if event {
-		ev = 1
+	return nil
+}
+
+func millisOrNull(t *time.Time) any {
+	if t == nil {
+		return nil
 	}
-	id, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, nullable(info.integratorID), info.id, kind, subject, string(sev), ev, ms, ms)
+	return t.UnixMilli()
+}
+
+func idOrNull(id *int64) any {
+	if id == nil {
+		return nil
+	}
+	return *id
+}
+
+// raise applies a condition or event raised at at on a server: it counts
+// on the unresolved incident, reopens the one resolved recently, or opens
+// a new one, as the policy decides.
+func (t *Tx) raise(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time) (int64, error) {
+	open, err := t.findIncident(`n.server_id = ? AND n.kind = ? AND n.subject = ? AND n.state <> 'resolved'`, info.id, kind, subject)
+	if err != nil {
+		return 0, err
+	}
+	var last *keepwatch.Incident
+	if open == nil {
+		last, err = t.findIncident(`n.server_id = ? AND n.kind = ? AND n.subject = ? AND n.state = 'resolved' AND COALESCE(n.integrator_id, 0) = ?
+			ORDER BY n.resolved_at DESC LIMIT 1`, info.id, kind, subject, info.integratorID)
+		if err != nil {
+			return 0, err
+		}
+	}
+	switch t.s.Policy.Raise(open, last, at) {
+	case keepwatch.RaiseRecur:
+		before := open.State
+		open.Recur(at)
+		if err := t.saveIncident(before, *open); err != nil {
+			return 0, err
+		}
+		return open.ID, t.transition(open.ID, info.installationID, keepwatch.TransitionRecurred, at, "", "")
+	case keepwatch.RaiseReopen:
+		last.Reopen(at)
+		if err := t.saveIncident(keepwatch.IncidentResolved, *last); err != nil {
+			return 0, err
+		}
+		return last.ID, t.transition(last.ID, info.installationID, keepwatch.TransitionReopened, at, "", "")
+	}
+	id, err := t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`, info.installationID, nullable(info.integratorID), info.id, kind, subject, string(sev), b2i(event),
+		at.UnixMilli(), at.UnixMilli())
 	if err != nil {
 		return 0, err
 	}
 	return id, t.transition(id, info.installationID, keepwatch.TransitionOpened, at, "", "")
 }
 
-// resolveIncident resolves the open incident of a cleared condition.
-func (t *Tx) resolveIncident(info serverInfo, kind, subject string, at time.Time) error {
-	var id int64
-	err := t.queryRow(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'keepwatch'
-		WHERE server_id = ? AND kind = ? AND subject = ? AND state <> 'resolved' RETURNING id`, at.UnixMilli(), info.id, kind, subject).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+// clear resolves the unresolved incident of a condition that cleared.
+func (t *Tx) clear(info serverInfo, kind, subject string, at time.Time) error {
+	n, err := t.findIncident(`n.server_id = ? AND n.kind = ? AND n.subject = ? AND n.state <> 'resolved'`, info.id, kind, subject)
+	if err != nil || n == nil {
+		return err
 	}
-	if err != nil {
-		return dbErr(err)
-	}
-	return t.transition(id, info.installationID, keepwatch.TransitionResolved, at, "keepwatch", "")
+	return t.clearIncident(*n, info.installationID, at, "")
 }
 
-// groupSite checks, after a server went unavailable, whether every
-// monitored server of its installation went unavailable within window. If
-// so (and there are at least two), one site_unreachable incident speaks
-// for them: the servers' own incidents point to it and are not notified.
+// clearIncident resolves n as keepwatch, with a note.
+func (t *Tx) clearIncident(n keepwatch.Incident, installationID int64, at time.Time, note string) error {
+	before := n.State
+	if !n.Clear(at, note) {
+		return nil
+	}
+	if err := t.saveIncident(before, n); err != nil {
+		return err
+	}
+	return t.transition(n.ID, installationID, keepwatch.TransitionResolved, at, keepwatch.ActorKeepwatch, note)
+}
+
+// lockInstallation serializes, on PostgreSQL, the decisions that look at
+// all servers of an installation (site outages) across nodes.
+func (t *Tx) lockInstallation(id int64) error {
+	if t.s.dialect != Postgres {
+		return nil // one writer
+	}
+	_, err := t.exec(`SELECT id FROM installations WHERE id = ? FOR UPDATE`, id)
+	return err
+}
+
+// groupSite checks, after a server went unavailable, whether the servers
+// of its installation went silent together; if so one site_unreachable
+// incident speaks for them: the servers' own incidents point to it and
+// are not notified.
 func (t *Tx) groupSite(info serverInfo, at time.Time, window time.Duration) error {
-	var total, down int
+	var site keepwatch.SiteServers
 	var first sql.NullInt64
 	err := t.queryRow(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'unavailable' THEN 1 ELSE 0 END), 0),
 			MIN(CASE WHEN state = 'unavailable' THEN state_since END)
-		FROM servers WHERE installation_id = ? AND revoked_at IS NULL AND state IN ('ok', 'unavailable')`, info.installationID).Scan(&total, &down, &first)
+		FROM servers WHERE installation_id = ? AND revoked_at IS NULL AND state IN ('ok', 'unavailable')`, info.installationID).Scan(&site.Total, &site.Down, &first)
 	if err != nil {
 		return dbErr(err)
 	}
-	if total < 2 || down < total || at.UnixMilli()-first.Int64 > window.Milliseconds() {
+	site.FirstDown = keepwatch.TimeFromMillis(first.Int64)
+	if !keepwatch.SiteOutage(site, at, window) {
 		return nil
 	}
-	var site int64
-	err = t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable).Scan(&site)
-	if errors.Is(err, sql.ErrNoRows) {
-		opened := time.UnixMilli(first.Int64)
-		site, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at, count)
-			VALUES (?, ?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, nullable(info.integratorID), keepwatch.KindSiteUnreachable, first.Int64, at.UnixMilli(), total)
+	n, err := t.findIncident(`n.installation_id = ? AND n.kind = ? AND n.state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable)
+	if err != nil {
+		return err
+	}
+	var id int64
+	if n != nil {
+		id = n.ID
+	} else {
+		id, err = t.insert(`INSERT INTO incidents (installation_id, integrator_id, server_id, kind, subject, severity, is_event, state, opened_at, last_at, count)
+			VALUES (?, ?, NULL, ?, '', 'error', 0, 'open', ?, ?, ?)`, info.installationID, nullable(info.integratorID), keepwatch.KindSiteUnreachable,
+			first.Int64, at.UnixMilli(), site.Total)
 		if err != nil {
 			return err
 		}
-		note := fmt.Sprintf("all %d servers stopped reporting within %s: the site's Internet link, or its power, is the likely cause", total, window)
-		if err := t.transition(site, info.installationID, keepwatch.TransitionOpened, opened, "keepwatch", note); err != nil {
+		if err := t.transition(id, info.installationID, keepwatch.TransitionOpened, site.FirstDown, keepwatch.ActorKeepwatch,
+			keepwatch.SiteOutageNote(site.Total, window)); err != nil {
 			return err
 		}
-	} else if err != nil {
-		return dbErr(err)
 	}
 	_, err = t.exec(`UPDATE incidents SET parent_id = ? WHERE installation_id = ? AND kind = ? AND state <> 'resolved' AND parent_id IS NULL`,
-		site, info.installationID, keepwatch.KindServerUnavailable)
+		id, info.installationID, keepwatch.KindServerUnavailable)
 	return err
 }
 
 // serverBack records a server that reports again after it was declared
-// unavailable: its incident resolves; if the report sat in the agent's
-// spool (recorded at least an interval before it arrived), the server was
-// running and the outage is annotated as a lost connection; the site
+// unavailable: its incident resolves; if its report shows it was running
+// all along, the outage is annotated as a lost connection; the site
 // incident resolves once none of its servers is still unavailable.
 func (t *Tx) serverBack(info serverInfo, r keepwatch.Report, at time.Time) error {
-	var site sql.NullInt64
-	err := t.queryRow(`SELECT id FROM incidents WHERE installation_id = ? AND kind = ? AND state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable).Scan(&site)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return dbErr(err)
-	}
-	if !r.RecordedAt.IsZero() && r.RecordedAt.Before(at.Add(-r.Interval)) {
-		note := fmt.Sprintf("server was running; connection lost from %s to %s",
-			time.UnixMilli(info.lastSeen).UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
-		target := site.Int64
-		if !site.Valid {
-			if err := t.queryRow(`SELECT id FROM incidents WHERE server_id = ? AND kind = ? AND state <> 'resolved'`,
-				info.id, keepwatch.KindServerUnavailable).Scan(&target); err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return dbErr(err)
-			}
-		}
-		if target != 0 {
-			r, err := t.exec(`UPDATE incidents SET annotation = ? WHERE id = ? AND annotation = ''`, note, target)
-			if err != nil {
-				return err
-			}
-			if n, _ := r.RowsAffected(); n > 0 {
-				if err := t.transition(target, info.installationID, keepwatch.TransitionAnnotated, at, "keepwatch", note); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := t.resolveIncident(info, keepwatch.KindServerUnavailable, "", at); err != nil {
+	site, err := t.findIncident(`n.installation_id = ? AND n.kind = ? AND n.state <> 'resolved'`, info.installationID, keepwatch.KindSiteUnreachable)
+	if err != nil {
 		return err
 	}
-	if !site.Valid {
+	own, err := t.findIncident(`n.server_id = ? AND n.kind = ? AND n.subject = '' AND n.state <> 'resolved'`, info.id, keepwatch.KindServerUnavailable)
+	if err != nil {
+		return err
+	}
+	if note, lost := keepwatch.ConnectionLost(keepwatch.TimeFromMillis(info.lastSeen), at, r.RecordedAt, r.Interval); lost {
+		target := site
+		if target == nil {
+			target = own
+		}
+		if target != nil && target.Annotation == "" {
+			target.Annotation = note
+			if err := t.saveIncident(target.State, *target); err != nil {
+				return err
+			}
+			if err := t.transition(target.ID, info.installationID, keepwatch.TransitionAnnotated, at, keepwatch.ActorKeepwatch, note); err != nil {
+				return err
+			}
+		}
+	}
+	if own != nil {
+		if err := t.clearIncident(*own, info.installationID, at, ""); err != nil {
+			return err
+		}
+	}
+	if site == nil {
 		return nil
 	}
 	var stillDown int
@@ -164,47 +226,52 @@ func (t *Tx) serverBack(info serverInfo, r keepwatch.Report, at time.Time) error
 	if stillDown > 0 {
 		return nil
 	}
-	if _, err := t.exec(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'keepwatch' WHERE id = ?`, at.UnixMilli(), site.Int64); err != nil {
-		return err
-	}
-	return t.transition(site.Int64, info.installationID, keepwatch.TransitionResolved, at, "keepwatch", "")
+	return t.clearIncident(*site, info.installationID, at, "")
 }
 
 // ResolveQuietEvents resolves event incidents that have not recurred for
 // quiet, and returns how many.
 func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now time.Time) (int, error) {
+	policy := keepwatch.IncidentPolicy{QuietPeriod: quiet}
 	n := 0
 	err := s.tx(ctx, func(t *Tx) error {
-		n = 0
-		rows, err := t.query(`UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'keepwatch', resolve_note = ?
-			WHERE is_event = 1 AND state <> 'resolved' AND last_at < ? RETURNING id, installation_id`,
-			now.UnixMilli(), quietNote(quiet), now.Add(-quiet).UnixMilli())
+		rows, err := t.query(`SELECT `+incidentRowCols+`, n.installation_id FROM incidents n
+			WHERE n.is_event = 1 AND n.state <> 'resolved' AND n.last_at < ?`+s.forUpdate(), policy.QuietSince(now).UnixMilli())
 		if err != nil {
 			return err
 		}
-		type pair struct{ id, inst int64 }
-		var done []pair
-		for rows.Next() {
-			var p pair
-			if err := rows.Scan(&p.id, &p.inst); err != nil {
-				rows.Close()
-				return dbErr(err)
-			}
-			done = append(done, p)
+		type quietIncident struct {
+			keepwatch.Incident
+			inst int64
 		}
-		if err := rows.Close(); err != nil {
-			return dbErr(err)
+		quiet, err := scanAll(rows, func(r scanner) (quietIncident, error) {
+			var q quietIncident
+			var err error
+			q.Incident, err = scanIncident(extraScanner{r, &q.inst})
+			return q, err
+		})
+		if err != nil {
+			return err
 		}
-		for _, p := range done {
-			if err := t.transition(p.id, p.inst, keepwatch.TransitionResolved, now, "keepwatch", quietNote(quiet)); err != nil {
+		for _, q := range quiet {
+			if err := t.clearIncident(q.Incident, q.inst, now, policy.QuietNote()); err != nil {
 				return err
 			}
 		}
-		n = len(done)
+		n = len(quiet)
 		return nil
 	})
 	return n, err
 }
+
+// extraScanner scans a row into a scanner's destinations followed by
+// extra ones (columns appended after a shared column list).
+type extraScanner struct {
+	r     scanner
+	extra any
+}
+
+func (e extraScanner) Scan(dest ...any) error { return e.r.Scan(append(dest, e.extra)...) }
 
 // TransitionsAfter returns up to limit transitions with id > after, in id
 // order (the notifier's feed; operator-level, not tenant-scoped).
@@ -243,13 +310,4 @@ func (s *Store) IncidentHistory(ctx context.Context, integratorID, id int64) ([]
 		return nil, err
 	}
 	return scanTransitions(rows)
-}
-
-// quietNote says why an event incident resolved by itself ("no recurrence
-// for 24h").
-func quietNote(quiet time.Duration) string {
-	d := quiet.Round(time.Minute).String()
-	d = strings.TrimSuffix(d, "0s")
-	d = strings.TrimSuffix(d, "0m")
-	return "no recurrence for " + d
 }

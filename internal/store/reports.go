@@ -77,7 +77,7 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
 				return err
 			}
-			if _, err := t.openIncident(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
+			if _, err := t.raise(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
 				return err
 			}
 			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
@@ -119,7 +119,7 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		if err := t.recordChange(info, c.Kind, c.Subject, sev, false, at); err != nil {
 			return err
 		}
-		if err := t.resolveIncident(info, c.Kind, c.Subject, at); err != nil {
+		if err := t.clear(info, c.Kind, c.Subject, at); err != nil {
 			return err
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, false, at))
@@ -136,7 +136,7 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, true, since); err != nil {
 			return err
 		}
-		if _, err := t.openIncident(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
+		if _, err := t.raise(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
 			return err
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, true, since))

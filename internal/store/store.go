@@ -39,8 +39,8 @@ type Store struct {
 	write   *sql.DB // SQLite: one connection, BEGIN IMMEDIATE; PostgreSQL: the pool
 	read    *sql.DB // SQLite: a pool of read-only connections; PostgreSQL: same as write
 	Now     func() time.Time
-	// ReopenWindow: see DefaultReopenWindow.
-	ReopenWindow time.Duration
+	// Policy tunes the incident lifecycle.
+	Policy keepwatch.IncidentPolicy
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
 }
@@ -93,6 +93,15 @@ func (s *Store) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// forUpdate locks the rows a transaction reads on PostgreSQL, where
+// several nodes write; SQLite has one writer.
+func (s *Store) forUpdate() string {
+	if s.dialect == Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // q rebinds '?' placeholders to '$n' for PostgreSQL.
