@@ -20,13 +20,58 @@ type ServerRecord struct {
 	ClockOffsetMS  int64
 }
 
-// Seen is a server's latest liveness, persisted write-behind.
-type Seen struct {
+// Watched reports whether the monitor keeps a deadline for the server: it
+// reports (ok) and was not revoked.
+func (r ServerRecord) Watched() bool { return r.State == ServerOK && !r.Revoked }
+
+// Partitions is how many parts the fleet is divided into for watching;
+// each part is leased to one node. The servers of one installation are in
+// the same part, so one node judges whether a whole site went silent.
+const Partitions = 64
+
+// PartitionOf is the part an installation's servers are watched in.
+func PartitionOf(installationID int64) int { return int(installationID % Partitions) }
+
+// Leases is the outcome of a node's lease round: the parts it holds, and
+// of those newly taken, which need the own-outage guard (their previous
+// holder died, or nobody held them: keepwatch may have been down).
+type Leases struct {
+	Held    []int
+	Guarded map[int]bool
+}
+
+// MaxSeq is the highest sequence number keepwatch accepts (it is stored
+// signed), and MaxSeqJump the largest step over the last accepted one. A
+// sender may number from a clock (microseconds: a jump of 2^42 is 51 days
+// of silence), but a bigger jump is a corrupt or hostile sender that must
+// not burn the number space and lock the real agent out.
+const (
+	MaxSeq     = 1<<62 - 1
+	MaxSeqJump = 1 << 42
+)
+
+// Beat is a heartbeat to commit: the compare-and-set of its sequence
+// number, with the time it was heard.
+type Beat struct {
 	ID         string
-	LastSeen   int64
-	LastSeq    uint64
+	Seq        uint64
+	At         time.Time
 	IntervalMS int64
 }
+
+// BeatOutcome is what committing a heartbeat did.
+type BeatOutcome int
+
+const (
+	// BeatAccepted: its sequence number was above the last and is spent.
+	BeatAccepted BeatOutcome = iota
+	// BeatReplayed: its sequence number was not above the stored one.
+	BeatReplayed
+	// BeatNeedsReport: the server is not simply reporting (unavailable,
+	// never reported, consent withdrawn, revoked): the heartbeat must be
+	// applied as a full report, which changes its state.
+	BeatNeedsReport
+)
 
 // Expiry is a server whose deadline passed, as the sweeper saw it.
 type Expiry struct {
@@ -38,9 +83,13 @@ type Expiry struct {
 	Window time.Duration
 }
 
-// Marked is the outcome of one expiry: OK is false when another writer got
-// there first (a newer report, or another node).
+// Marked is the outcome of one expiry. OK: the server was declared
+// unavailable (Change says so). Otherwise another writer got there first:
+// LastSeen is the newest report the store has (a heartbeat another node
+// took), and Watched whether the server still needs a deadline.
 type Marked struct {
-	Change Change
-	OK     bool
+	Change   Change
+	OK       bool
+	LastSeen int64
+	Watched  bool
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,8 +55,12 @@ type Config struct {
 
 	Now    func() time.Time
 	Logger *slog.Logger
-	// Monitor loop pacing, for tests (zero: monitor defaults).
-	FlushEvery, SweepEvery, ReloadEvery time.Duration
+	// SweepEvery paces the monitor's sweeper and ReloadEvery the reading
+	// of server changes made elsewhere (admin commands, other nodes), for
+	// tests (zero: defaults 100 ms and 2 s).
+	SweepEvery, ReloadEvery time.Duration
+	// Node names this node in the monitor's leases (default: random).
+	Node string
 }
 
 // App is a configured server.
@@ -81,6 +86,10 @@ type App struct {
 	ready       atomic.Bool
 	cluster     *live.Cluster // PostgreSQL: live updates across nodes
 	closing     chan struct{}
+	// stop ends the background work Start began; running waits for it.
+	stop         context.CancelFunc
+	running      sync.WaitGroup
+	serverCounts cachedCounts
 }
 
 // New opens the store and wires the components; nothing listens yet.
@@ -110,24 +119,26 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	st.Now = cfg.Now
 	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{})}
-	publish := a.Broker.Publish
-	var grace time.Duration
+	publish := func(changes []keepwatch.Change) {
+		for _, c := range changes {
+			a.Broker.Publish(c)
+		}
+	}
 	if st.Dialect() == store.Postgres {
 		// Several nodes may share this database: fan live updates out
-		// through LISTEN/NOTIFY, flush liveness often, and give other
-		// nodes' flushes time to land before declaring a server silent.
+		// through LISTEN/NOTIFY.
 		a.cluster = live.NewCluster(a.Broker, cfg.DB, st, cfg.Logger)
 		publish = a.cluster.Publish
-		if cfg.FlushEvery == 0 {
-			cfg.FlushEvery = 250 * time.Millisecond
-		}
-		grace = 3 * cfg.FlushEvery
+	}
+	if cfg.ReloadEvery == 0 {
+		cfg.ReloadEvery = 2 * time.Second
+		a.cfg.ReloadEvery = cfg.ReloadEvery
 	}
 	a.Monitor = monitor.New(monitor.Config{
 		Store: st, Interval: cfg.Interval, Tolerance: cfg.Tolerance, Now: cfg.Now, Logger: cfg.Logger,
-		OnChange: publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery, Grace: grace,
+		Publish: publish, SweepEvery: cfg.SweepEvery, Node: cfg.Node,
 	})
-	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: publish}, a.Metrics)
+	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
@@ -152,19 +163,24 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 }
 
 func (a *App) registerMetrics() {
-	a.Metrics.NewGaugeFunc("keepwatch_servers", "Recording servers known to this node, by state.", "state", func() map[string]float64 {
-		st := a.Monitor.Stats()
+	a.Metrics.NewGaugeFunc("keepwatch_servers", "Recording servers, by state (the whole fleet, read from the database at most every 10 s).", "state", func() map[string]float64 {
 		out := map[string]float64{}
 		for _, s := range []keepwatch.ServerState{keepwatch.ServerPending, keepwatch.ServerOK, keepwatch.ServerUnavailable, keepwatch.ServerConsentWithdrawn} {
-			out[string(s)] = float64(st.States[s])
+			out[string(s)] = 0
+		}
+		for k, v := range a.serverCounts.get(a.Store, a.cfg.Now()) {
+			out[k] = float64(v)
 		}
 		return out
 	})
+	a.Metrics.NewGaugeFunc("keepwatch_monitor_watched", "Servers whose deadlines this node watches (the servers of its parts that report).", "", func() map[string]float64 {
+		return map[string]float64{"": float64(a.Monitor.Stats().Watched)}
+	})
+	a.Metrics.NewGaugeFunc("keepwatch_monitor_parts", "Parts of the fleet this node holds a lease on (of 64).", "", func() map[string]float64 {
+		return map[string]float64{"": float64(a.Monitor.Stats().Parts)}
+	})
 	a.Metrics.NewGaugeFunc("keepwatch_sweeper_lag_seconds", "How late the last sweep declared its most overdue server.", "", func() map[string]float64 {
 		return map[string]float64{"": a.Monitor.Stats().Lag.Seconds()}
-	})
-	a.Metrics.NewGaugeFunc("keepwatch_liveness_unflushed", "Servers whose last heartbeat is not yet persisted.", "", func() map[string]float64 {
-		return map[string]float64{"": float64(a.Monitor.Stats().Dirty)}
 	})
 	a.Metrics.NewGaugeFunc("keepwatch_notifications", "Notifications in the outbox, by state.", "state", func() map[string]float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -181,6 +197,29 @@ func (a *App) registerMetrics() {
 	a.Metrics.NewGaugeFunc("keepwatch_live_subscribers", "Open live-update streams.", "", func() map[string]float64 {
 		return map[string]float64{"": float64(a.Broker.Subscribers())}
 	})
+}
+
+// cachedCounts keeps the fleet's server counts for scrapes: counting a
+// million rows on every scrape of every node would cost more than it is
+// worth.
+type cachedCounts struct {
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int
+}
+
+func (c *cachedCounts) get(st *store.Store, now time.Time) map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts != nil && now.Sub(c.at) < 10*time.Second {
+		return c.counts
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if counts, err := st.ServerCounts(ctx); err == nil {
+		c.counts, c.at = counts, now
+	}
+	return c.counts
 }
 
 // Handler is the whole HTTP surface, for tests that serve it themselves.
@@ -214,14 +253,16 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// Start loads the monitor and starts listening. It returns once the
-// listener is bound; URL tells where.
+// Start takes the monitor's leases, starts the background work and
+// starts listening. It returns once the listener is bound; URL tells
+// where.
 func (a *App) Start(ctx context.Context) error {
-	if err := a.Monitor.Start(ctx); err != nil {
+	if err := a.Monitor.Load(ctx); err != nil {
 		return err
 	}
-	if a.cluster != nil {
-		a.cluster.Start()
+	rev, err := a.Store.Revision(ctx)
+	if err != nil {
+		return err
 	}
 	if err := a.setupTLS(); err != nil {
 		return err
@@ -238,6 +279,14 @@ func (a *App) Start(ctx context.Context) error {
 	if a.cfg.PublicURL == "" {
 		a.Notify.SetPublicURL(a.URL())
 	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	a.goRun(func() { a.Ingest.Run(runCtx) })
+	a.goRun(func() { a.Monitor.Run(runCtx) })
+	a.goRun(func() { a.syncServers(runCtx, rev) })
+	if a.cluster != nil {
+		a.goRun(func() { a.cluster.Run(runCtx) })
+	}
 	a.Notify.Start()
 	a.server = &http.Server{
 		Handler:           a.handler,
@@ -249,7 +298,7 @@ func (a *App) Start(ctx context.Context) error {
 		TLSConfig:         a.tlsConfig,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
-	go func() {
+	a.goRun(func() {
 		var err error
 		if a.tlsConfig != nil {
 			err = a.server.ServeTLS(ln, "", "")
@@ -259,10 +308,46 @@ func (a *App) Start(ctx context.Context) error {
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("server stopped", "err", err)
 		}
-	}()
+	})
 	a.ready.Store(true)
-	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval)
+	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval, "node", a.Monitor.Node())
 	return nil
+}
+
+// goRun runs fn in a goroutine Shutdown waits for.
+func (a *App) goRun(fn func()) {
+	a.running.Add(1)
+	go func() {
+		defer a.running.Done()
+		fn()
+	}()
+}
+
+// syncServers applies what changed in the stored servers since rev —
+// enrollments, revocations, Care Plus dates, registrations, other nodes'
+// state changes — to ingest's credentials and the monitor, until ctx ends.
+func (a *App) syncServers(ctx context.Context, rev int64) {
+	t := time.NewTicker(a.cfg.ReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		recs, next, err := a.Store.ChangedServers(ctx, rev)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("reload servers", "err", err)
+			}
+			continue
+		}
+		a.Ingest.Apply(recs)
+		for _, r := range recs {
+			a.Monitor.Apply(r)
+		}
+		rev = max(rev, next)
+	}
 }
 
 func (a *App) setupTLS() error {
@@ -312,24 +397,35 @@ func (a *App) URL() string {
 	return fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(addr.Port)))
 }
 
-// Shutdown stops accepting connections, waits for in-flight requests
-// (reports being stored are finished, not cut off), persists unflushed
-// liveness and closes the store.
+// Shutdown stops accepting connections and waits for the requests in
+// flight (reports being stored are finished, not cut off), then stops the
+// background work — the monitor hands its leases back — and closes the
+// store, all within ctx's deadline.
 func (a *App) Shutdown(ctx context.Context) error {
-	var errs []error
 	select {
 	case <-a.closing:
 		return nil // already shut down
 	default:
 	}
 	close(a.closing)
+	var errs []error
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))
 	}
 	a.Notify.Stop()
-	if a.cluster != nil {
-		a.cluster.Stop()
+	if a.stop != nil {
+		a.stop()
 	}
-	errs = append(errs, a.Monitor.Stop(ctx), a.Store.Close())
+	done := make(chan struct{})
+	go func() {
+		a.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("shutdown: background work still running: %w", ctx.Err()))
+	}
+	errs = append(errs, a.Store.Close())
 	return errors.Join(errs...)
 }

@@ -75,10 +75,13 @@ func TestFullDataDiskRefusesCleanlyAndRecovers(t *testing.T) {
 	if refused == 0 {
 		t.Fatal("the full disk never refused a report")
 	}
-	// Heartbeats are still answered from memory.
-	if _, err := ag.Send(ctx, nil); err != nil {
-		t.Fatalf("heartbeat with a full disk: %v", err)
+	// A heartbeat is acknowledged only once its sequence number is
+	// committed: with the disk full it is refused too, as unavailable, and
+	// the agent keeps it.
+	if _, err := ag.Send(ctx, nil); err == nil || !strings.Contains(err.Error(), "unavailable") {
+		t.Fatalf("heartbeat with a full disk: %v, want unavailable", err)
 	}
+	ag.State.Seq--
 	os.Remove(filler)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -1,7 +1,9 @@
 // Package ingest serves the agents' side of keepwatch: enrollment and
-// sealed reports (protocol v1, see docs/protocol.md). A heartbeat from a
-// healthy server is answered from memory; anything that changes state is
-// stored durably before it is acknowledged.
+// sealed reports (protocol v1, see docs/protocol.md). It owns the servers'
+// credentials, sequence numbers and rate limits. Every report is answered
+// only after it is durable: a heartbeat's sequence number is spent by a
+// group commit, a status report is applied in its own transaction; then
+// the monitor learns the server is alive.
 package ingest
 
 import (
@@ -21,7 +23,6 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/metrics"
-	"keepwatch/internal/monitor"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/respond"
@@ -30,13 +31,22 @@ import (
 // maxEnrollBody bounds an enrollment request.
 const maxEnrollBody = 16 << 10
 
+// Liveness is the monitor, as ingest tells it what it committed.
+type Liveness interface {
+	Seen(id string, at time.Time)
+	Apply(r keepwatch.ServerRecord)
+}
+
 // Handler serves /ingest/v1/.
 type Handler struct {
 	Store    Store
-	Monitor  *monitor.Monitor
+	Liveness Liveness
+	// Interval is the heartbeat interval agents are told.
+	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
-	OnChange func(keepwatch.Change)
+	// Publish receives the changes of each applied report, once committed.
+	Publish func([]keepwatch.Change)
 
 	// Per-server pace: reports per second and burst (defaults 50/s, 500:
 	// far above any heartbeat, enough for a spool draining after an outage).
@@ -50,6 +60,9 @@ type Handler struct {
 	// or spraying forged reports soon is.
 	badEnrolls *ratelimit.Keyed
 	badReports *ratelimit.Keyed
+
+	creds     *creds
+	committer *committer
 }
 
 // NewHandler wires a handler and registers its metrics.
@@ -63,12 +76,32 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
 	}
+	if h.Publish == nil {
+		h.Publish = func([]keepwatch.Change) {}
+	}
+	h.creds, h.committer = newCreds(h.Store), newCommitter(h.Store)
 	h.badEnrolls = ratelimit.NewKeyed(10.0/60, 10)
 	h.badReports = ratelimit.NewKeyed(10, 100)
 	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
 	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
 	return &h
 }
+
+// Run commits heartbeats until ctx ends. Stop the HTTP server first: the
+// requests in flight wait for their commits.
+func (h *Handler) Run(ctx context.Context) { h.committer.run(ctx) }
+
+// Apply merges stored server records (enrollments, revocations, Care Plus
+// changes, other nodes' state changes) into the credentials this node
+// holds.
+func (h *Handler) Apply(recs []keepwatch.ServerRecord) {
+	for _, r := range recs {
+		h.creds.apply(r)
+	}
+}
+
+// Cached counts the servers whose credentials this node holds.
+func (h *Handler) Cached() int { return h.creds.len() }
 
 // Register adds the ingest routes to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
@@ -177,13 +210,13 @@ func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protoco
 	if err != nil {
 		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
 	}
-	interval := h.Monitor.Interval()
+	interval := h.Interval
 	if _, err := h.Store.Enroll(r.Context(), keepwatch.Enrollment{
 		InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion,
 	}); err != nil {
 		return resp, err
 	}
-	if _, err := h.Monitor.Refresh(r.Context(), id); err != nil {
+	if _, err := h.creds.refresh(r.Context(), id); err != nil {
 		return resp, err
 	}
 	h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
@@ -229,35 +262,39 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, resp)
 }
 
-// accept authenticates and applies one envelope.
+// accept authenticates and applies one envelope. It answers only what
+// the store committed.
 func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse, string, error) {
 	var resp protocol.ReportResponse
 	hdr, err := protocol.ParseHeader(body)
 	if err != nil {
 		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
 	}
-	e, err := h.Monitor.Lookup(r.Context(), hdr.ID)
+	c, err := h.creds.lookup(r.Context(), hdr.ID)
 	if err != nil {
 		return resp, "", err
 	}
-	e.Lock()
-	defer e.Unlock()
-	if e.Revoked {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revoked {
 		return resp, "", errForged
 	}
-	pt, err := protocol.Open(e.Key[:], body)
+	pt, err := protocol.Open(c.key[:], body)
 	if err != nil {
 		return resp, "", errForged
 	}
-	if hdr.Seq <= e.LastSeq {
-		return resp, "", keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", hdr.Seq)
+	if hdr.Seq <= c.lastSeq {
+		return resp, "", errReplayed(hdr.Seq)
+	}
+	if hdr.Seq > keepwatch.MaxSeq || c.lastSeq > 0 && hdr.Seq-c.lastSeq > keepwatch.MaxSeqJump {
+		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "sequence number %d jumps too far above the last accepted one", hdr.Seq)
 	}
 	now := h.Now()
-	if wait := e.Limit.Allow(now, h.ServerRate, h.ServerBurst); wait > 0 {
+	if wait := c.limit.Allow(now, h.ServerRate, h.ServerBurst); wait > 0 {
 		return resp, "", &limitError{wait}
 	}
-	if e.CarePlusUntil.Before(keepwatch.DateOf(now)) {
-		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", e.CarePlusUntil)
+	if c.carePlusUntil.Before(keepwatch.DateOf(now)) {
+		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", c.carePlusUntil)
 	}
 	rep, err := parsePayload(pt, now)
 	if err != nil {
@@ -265,39 +302,69 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
-	if e.State == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
+	if c.state == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
 		return resp, "", keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
 	}
-	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Monitor.Interval()
+	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
 	typ := "status"
-	state := e.State
-	if !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && e.State == keepwatch.ServerOK && !offsetChanged(e, rep) {
+	if !rep.Status {
 		typ = "heartbeat"
-		h.Monitor.Seen(e, hdr.Seq, now, keepwatch.ServerOK, false)
-	} else {
-		if !rep.Status {
-			typ = "heartbeat"
-		}
-		applied, err := h.Store.ApplyReport(r.Context(), rep)
-		if err != nil {
-			return resp, "", err
-		}
-		state = applied.State
-		if rep.ClockOffset != nil {
-			e.ClockOffsetMS = rep.ClockOffset.Milliseconds()
-		}
-		h.Monitor.Seen(e, hdr.Seq, now, state, true)
-		if h.OnChange != nil {
-			for _, c := range applied.Changes {
-				h.OnChange(c)
-			}
-		}
+	}
+	state, err := h.apply(r.Context(), c, rep)
+	if err != nil {
+		return resp, "", err
 	}
 	return protocol.ReportResponse{
 		Seq: hdr.Seq, State: string(state),
-		HeartbeatIntervalSeconds: int64(h.Monitor.Interval() / time.Second),
+		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
 	}, typ, nil
+}
+
+// apply makes a report durable: a plain heartbeat of a reporting server
+// through the group commit, anything else (a status report, events, a
+// consent change, a server coming back) in a transaction of its own. The
+// caller holds c.mu.
+func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (keepwatch.ServerState, error) {
+	plain := !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && c.state == keepwatch.ServerOK && !offsetChanged(c, rep)
+	if plain {
+		out, err := h.committer.commit(ctx, keepwatch.Beat{ID: rep.ServerID, Seq: rep.Seq, At: rep.ReceivedAt, IntervalMS: rep.Interval.Milliseconds()})
+		if err != nil {
+			return "", err
+		}
+		switch out {
+		case keepwatch.BeatAccepted:
+			c.lastSeq = rep.Seq
+			h.Liveness.Seen(rep.ServerID, rep.ReceivedAt)
+			return keepwatch.ServerOK, nil
+		case keepwatch.BeatReplayed:
+			return "", errReplayed(rep.Seq)
+		}
+		// The server's state changed meanwhile (another node declared it
+		// unavailable): the heartbeat brings it back, as a full report.
+	}
+	applied, err := h.Store.ApplyReport(ctx, rep)
+	if err != nil {
+		return "", err
+	}
+	c.lastSeq, c.state = rep.Seq, applied.State
+	if rep.ClockOffset != nil {
+		c.clockOffsetMS = rep.ClockOffset.Milliseconds()
+	}
+	if applied.State == keepwatch.ServerOK {
+		h.Liveness.Seen(rep.ServerID, rep.ReceivedAt)
+	} else {
+		h.Liveness.Apply(keepwatch.ServerRecord{ID: rep.ServerID, InstallationID: c.installationID, State: applied.State,
+			LastSeen: rep.ReceivedAt.UnixMilli(), CarePlusUntil: c.carePlusUntil})
+	}
+	if len(applied.Changes) > 0 {
+		h.Publish(applied.Changes)
+	}
+	return applied.State, nil
+}
+
+func errReplayed(seq uint64) error {
+	return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", seq)
 }
 
 // limitError is a server over its pace.
@@ -311,11 +378,11 @@ const SkewThreshold = 2 * time.Minute
 
 // offsetChanged reports whether a report moves the server's known clock
 // offset enough to store it.
-func offsetChanged(e *monitor.Entry, rep keepwatch.Report) bool {
+func offsetChanged(c *cred, rep keepwatch.Report) bool {
 	if rep.ClockOffset == nil {
 		return false
 	}
-	d := rep.ClockOffset.Milliseconds() - e.ClockOffsetMS
+	d := rep.ClockOffset.Milliseconds() - c.clockOffsetMS
 	return d >= 30_000 || d <= -30_000
 }
 
@@ -409,5 +476,7 @@ type Store interface {
 	EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Installation, []byte, error)
 	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
 	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
+	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
+	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)
 }

@@ -40,7 +40,11 @@ func newRigTB(t testing.TB) *rig {
 	if err := a.Monitor.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Store.Close() })
+	// Heartbeats are answered after their group commit: run the committer.
+	run, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Ingest.Run(run); close(done) }()
+	t.Cleanup(func() { stop(); <-done; a.Store.Close() })
 	key := "kwe_test-enrollment-key"
 	until, _ := keepwatch.ParseDate("2099-01-01")
 	if _, err := a.Store.CreateInstallation(ctx, keepwatch.Installation{SLC: "SITE-0001", Customer: "c", Product: "p", CarePlusUntil: until}, secret.Hash(key)); err != nil {

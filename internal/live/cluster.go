@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,7 +23,8 @@ type Notifier interface {
 }
 
 // Cluster fans changes out across keepwatch nodes sharing one PostgreSQL:
-// every change published on a node is NOTIFYed, and every node LISTENs and
+// the changes published on a node are NOTIFYed in batches (one NOTIFY per
+// flush, never one round trip per change), and every node LISTENs and
 // hands the changes of the other nodes to its local broker, so a browser
 // connected to any node sees what any node ingested.
 type Cluster struct {
@@ -33,75 +33,118 @@ type Cluster struct {
 	URL    string // PostgreSQL URL for the LISTEN connection
 	Notify Notifier
 	Logger *slog.Logger
+	// FlushEvery bounds how long a change waits to be sent (default 50 ms).
+	FlushEvery time.Duration
 
-	stop chan struct{}
-	done sync.WaitGroup
+	out chan keepwatch.Change
 }
 
 type wire struct {
-	Node         string           `json:"node"`
-	IntegratorID int64            `json:"integrator_id"`
-	Change       keepwatch.Change `json:"change"`
+	Node    string             `json:"node"`
+	Changes []keepwatch.Change `json:"changes"`
+	// Integrators holds each change's integrator (Change does not marshal
+	// it).
+	Integrators []int64 `json:"integrators"`
 }
+
+// maxPayload keeps one NOTIFY under PostgreSQL's 8000-byte limit.
+const maxPayload = 7000
 
 // NewCluster returns a cluster bridge with a random node id.
 func NewCluster(b *Broker, url string, n Notifier, log *slog.Logger) *Cluster {
 	id := make([]byte, 6)
 	rand.Read(id)
-	return &Cluster{Broker: b, Node: hex.EncodeToString(id), URL: url, Notify: n, Logger: log, stop: make(chan struct{})}
+	return &Cluster{Broker: b, Node: hex.EncodeToString(id), URL: url, Notify: n, Logger: log,
+		FlushEvery: 50 * time.Millisecond, out: make(chan keepwatch.Change, 65536)}
 }
 
-// Publish delivers c locally and to the other nodes.
-func (c *Cluster) Publish(ch keepwatch.Change) {
-	c.Broker.Publish(ch)
-	if ch.IntegratorID == 0 {
-		return
-	}
-	b, err := json.Marshal(wire{Node: c.Node, IntegratorID: ch.IntegratorID, Change: ch})
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Notify.Notify(ctx, PGChannel, string(b)); err != nil {
-		c.Logger.Warn("notify other nodes", "err", err)
-	}
-}
-
-// Start listens until Stop, reconnecting after failures.
-func (c *Cluster) Start() {
-	c.done.Add(1)
-	go func() {
-		defer c.done.Done()
-		backoff := time.Second
-		for {
-			err := c.listen()
-			select {
-			case <-c.stop:
-				return
-			case <-time.After(backoff):
-			}
-			c.Logger.Warn("live updates from other nodes interrupted; reconnecting", "err", err)
-			backoff = min(2*backoff, 30*time.Second)
+// Publish delivers changes locally at once and queues them for the other
+// nodes. A full queue drops changes for other nodes rather than slow
+// ingest down: their dashboards reload the state when they reconnect.
+func (c *Cluster) Publish(changes []keepwatch.Change) {
+	for _, ch := range changes {
+		c.Broker.Publish(ch)
+		if ch.IntegratorID == 0 {
+			continue
 		}
-	}()
-}
-
-func (c *Cluster) listen() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
 		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
+		case c.out <- ch:
+		default:
+			c.Logger.Warn("live updates to other nodes dropped: queue full")
 		}
+	}
+}
+
+// Run listens for the other nodes' changes and sends this node's, until
+// ctx ends.
+func (c *Cluster) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.send(ctx)
 	}()
+	backoff := time.Second
+	for {
+		err := c.listen(ctx)
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-time.After(backoff):
+		}
+		c.Logger.Warn("live updates from other nodes interrupted; reconnecting", "err", err)
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// send batches queued changes into as few NOTIFYs as fit.
+func (c *Cluster) send(ctx context.Context) {
+	t := time.NewTicker(c.FlushEvery)
+	defer t.Stop()
+	var batch []keepwatch.Change
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ch := <-c.out:
+			batch = append(batch, ch)
+			continue
+		case <-t.C:
+		}
+		for len(batch) > 0 {
+			w := wire{Node: c.Node}
+			size := 0
+			n := 0
+			for _, ch := range batch {
+				b, _ := json.Marshal(ch)
+				if size+len(b) > maxPayload && n > 0 {
+					break
+				}
+				size += len(b) + 10
+				w.Changes, w.Integrators = append(w.Changes, ch), append(w.Integrators, ch.IntegratorID)
+				n++
+			}
+			batch = batch[n:]
+			b, err := json.Marshal(w)
+			if err != nil {
+				continue
+			}
+			nctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := c.Notify.Notify(nctx, PGChannel, string(b)); err != nil && ctx.Err() == nil {
+				c.Logger.Warn("notify other nodes", "err", err)
+			}
+			cancel()
+		}
+		batch = batch[:0]
+	}
+}
+
+func (c *Cluster) listen(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, c.URL)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+PGChannel); err != nil {
 		return err
 	}
@@ -111,20 +154,12 @@ func (c *Cluster) listen() error {
 			return err
 		}
 		var w wire
-		if json.Unmarshal([]byte(n.Payload), &w) != nil || w.Node == c.Node {
+		if json.Unmarshal([]byte(n.Payload), &w) != nil || w.Node == c.Node || len(w.Integrators) != len(w.Changes) {
 			continue
 		}
-		w.Change.IntegratorID = w.IntegratorID
-		c.Broker.Publish(w.Change)
+		for i, ch := range w.Changes {
+			ch.IntegratorID = w.Integrators[i]
+			c.Broker.Publish(ch)
+		}
 	}
-}
-
-// Stop ends the listener.
-func (c *Cluster) Stop() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	c.done.Wait()
 }

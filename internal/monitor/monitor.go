@@ -1,25 +1,36 @@
-// Package monitor keeps every recording server's liveness in memory and
-// declares a server unavailable when it missed three heartbeats.
+// Package monitor keeps the deadlines of the recording servers this node
+// watches and declares a server unavailable when it missed three
+// heartbeats. It owns liveness only: credentials, sequence numbers and
+// rate limits belong to ingest, which commits every heartbeat before it
+// answers and then tells the monitor.
 //
-// Heartbeats are acknowledged from memory: the deadline heap is updated and
-// the new last_seen is persisted write-behind, once a second, in one sorted
-// batch. The sweeper pops only what expired, so its cost follows the
-// number of expiring servers, not the fleet size. State changes are
-// compare-and-set in the store, which writes the history row.
+// The fleet is divided into parts (keepwatch.Partitions) leased to nodes
+// through the database; a node watches only the servers of its parts. The
+// deadlines live in memory (a map and a heap): the sweeper pops only what
+// expired, so its cost follows the number of expiring servers, not the
+// fleet size. A declaration is compare-and-set in the store: a heartbeat
+// another node took, or a state another writer changed, wins.
 package monitor
 
 import (
 	"container/heap"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
 	"keepwatch"
-	"keepwatch/internal/protocol"
-	"keepwatch/internal/ratelimit"
 )
+
+// Store is what the monitor reads and writes.
+type Store interface {
+	Leases(ctx context.Context, node string, now time.Time, ttl time.Duration) (keepwatch.Leases, error)
+	ReleaseLeases(ctx context.Context, node string, now time.Time) error
+	PartitionServers(ctx context.Context, parts []int) ([]keepwatch.ServerRecord, error)
+	MarkUnavailable(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error)
+}
 
 // Config configures a Monitor.
 type Config struct {
@@ -31,70 +42,49 @@ type Config struct {
 	Tolerance float64
 	Now       func() time.Time
 	Logger    *slog.Logger
-	// OnChange receives every state change the monitor causes.
-	OnChange func(keepwatch.Change)
-	// FlushEvery, SweepEvery and ReloadEvery pace the background loops
-	// (defaults 1 s, 100 ms, 2 s).
-	FlushEvery, SweepEvery, ReloadEvery time.Duration
-	// Grace is how long past a deadline the sweeper waits before it acts.
-	// With several nodes, a heartbeat another node received reaches the
-	// store only with that node's next flush: the grace covers it.
-	Grace time.Duration
+	// Publish receives the changes of each sweep, once they are committed.
+	Publish func([]keepwatch.Change)
+	// Node names this node in the leases (default: random).
+	Node string
+	// LeaseTTL is how long a lease lasts unrenewed (default two intervals,
+	// at least two seconds): a node that dies loses its parts within it.
+	LeaseTTL time.Duration
+	// SweepEvery paces the sweeper (default 100 ms).
+	SweepEvery time.Duration
 }
 
-// Entry is the in-memory record of one server. Its fields are guarded by
-// mu, which also serializes the reports of that server.
-type Entry struct {
-	mu sync.Mutex
-
-	ID             protocol.ServerID
-	InstallationID int64
-	IntegratorID   int64
-	Key            [32]byte // inline: no separate allocation per server
-	LastSeq        uint64
-	LastSeen       int64 // Unix ms
-	IntervalMS     int64
-	State          keepwatch.ServerState
-	Revoked        bool
-	CarePlusUntil  keepwatch.Date
-	// ClockOffsetMS is how far the server's clock is ahead, as stored.
-	ClockOffsetMS int64
-	// Limit paces this server's reports (a misbehaving agent cannot
-	// monopolize ingest).
-	Limit ratelimit.Bucket
-
-	// guarded by Monitor.mu
-	deadline int64
-	heapPos  int // position in the deadline heap + 1; 0 when not in it
-	dirty    bool
+// entry is the liveness of one watched server. Every field is guarded by
+// Monitor.mu; nothing outside the package sees it.
+type entry struct {
+	id             string
+	installationID int64
+	lastSeen       int64 // Unix ms
+	intervalMS     int64
+	carePlusUntil  keepwatch.Date
+	watched        bool  // reporting and not revoked: has a deadline
+	floor          int64 // own-outage guard: not declared before (Unix ms)
+	deadline       int64
+	heapPos        int // position in the heap + 1; 0 when not in it
 }
 
-// Lock serializes work on the entry (one report of a server at a time).
-func (e *Entry) Lock()   { e.mu.Lock() }
-func (e *Entry) Unlock() { e.mu.Unlock() }
-
-// Monitor is the in-memory liveness table with its sweeper and flusher.
+// Monitor is the liveness table of this node's parts, with its sweeper.
 type Monitor struct {
 	cfg Config
 	log *slog.Logger
 
 	mu      sync.Mutex
-	servers map[protocol.ServerID]*Entry
+	servers map[string]*entry
+	held    [keepwatch.Partitions]bool
 	heap    deadlineHeap
-	dirty   []*Entry
-	// guardStart is when keepwatch (re)started watching or resumed after a
-	// stall: no server is declared unavailable before it had three
-	// intervals after guardStart to report.
+	// guardStart is when a stall of this node ended (or it started): no
+	// server is declared unavailable before it had three intervals after
+	// it to report.
 	guardStart int64
 	lastSweep  int64
 	lag        time.Duration
-	rev        int64
-
-	stop chan struct{}
-	done sync.WaitGroup
 }
 
-// New returns a monitor; call Start to load the servers and run it.
+// New returns a monitor; Load takes its first leases, Run keeps it going.
 func New(cfg Config) *Monitor {
 	if cfg.Tolerance == 0 {
 		cfg.Tolerance = 0.1
@@ -105,20 +95,28 @@ func New(cfg Config) *Monitor {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.FlushEvery == 0 {
-		cfg.FlushEvery = time.Second
+	if cfg.Node == "" {
+		b := make([]byte, 6)
+		rand.Read(b)
+		cfg.Node = hex.EncodeToString(b)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = max(2*cfg.Interval, 2*time.Second)
 	}
 	if cfg.SweepEvery == 0 {
 		cfg.SweepEvery = 100 * time.Millisecond
 	}
-	if cfg.ReloadEvery == 0 {
-		cfg.ReloadEvery = 2 * time.Second
+	if cfg.Publish == nil {
+		cfg.Publish = func([]keepwatch.Change) {}
 	}
-	return &Monitor{cfg: cfg, log: cfg.Logger, servers: map[protocol.ServerID]*Entry{}, stop: make(chan struct{})}
+	return &Monitor{cfg: cfg, log: cfg.Logger, servers: map[string]*entry{}}
 }
 
 // Interval is the heartbeat interval agents are told to use.
 func (m *Monitor) Interval() time.Duration { return m.cfg.Interval }
+
+// Node is this node's name in the leases.
+func (m *Monitor) Node() string { return m.cfg.Node }
 
 // window is how long a server may stay silent: three intervals plus the
 // tolerance.
@@ -126,200 +124,164 @@ func (m *Monitor) window(intervalMS int64) int64 {
 	return 3*intervalMS + int64(float64(intervalMS)*m.cfg.Tolerance)
 }
 
-// Load reads every server from the store and arms its deadline, applying
-// the own-outage guard from now. Start calls it; tests that drive the
-// monitor by hand call Load and then Sweep/Flush themselves.
+// Load takes this node's first leases and loads their servers, with the
+// own-outage guard from now. Tests that drive the monitor by hand call Load
+// and then Sweep themselves.
 func (m *Monitor) Load(ctx context.Context) error {
-	recs, rev, err := m.cfg.Store.ChangedServers(ctx, 0)
-	if err != nil {
-		return err
-	}
 	now := m.cfg.Now().UnixMilli()
 	m.mu.Lock()
-	m.guardStart, m.lastSweep, m.rev = now, now, rev
+	m.guardStart, m.lastSweep = now, now
 	m.mu.Unlock()
-	for _, r := range recs {
-		m.apply(r)
-	}
-	m.log.Info("monitor loaded", "servers", len(recs), "guard_until_at_least", time.UnixMilli(now+m.window(m.cfg.Interval.Milliseconds())).UTC())
-	return nil
-}
-
-// Start loads the servers and runs the sweeper, flusher and reloader until
-// Stop.
-func (m *Monitor) Start(ctx context.Context) error {
-	if err := m.Load(ctx); err != nil {
+	if err := m.RenewLeases(ctx); err != nil {
 		return err
 	}
-	m.loop(m.cfg.SweepEvery, func() { m.Sweep(context.Background()) })
-	m.loop(m.cfg.FlushEvery, func() {
-		if err := m.Flush(context.Background()); err != nil {
-			m.log.Error("flush last_seen", "err", err)
-		}
-	})
-	m.loop(m.cfg.ReloadEvery, func() {
-		if err := m.Reload(context.Background()); err != nil {
-			m.log.Warn("reload servers", "err", err)
-		}
-	})
+	st := m.Stats()
+	m.log.Info("monitor loaded", "node", m.cfg.Node, "parts", st.Parts, "servers", st.Tracked,
+		"guard_until_at_least", time.UnixMilli(now+m.window(m.cfg.Interval.Milliseconds())).UTC())
 	return nil
 }
 
-func (m *Monitor) loop(every time.Duration, fn func()) {
-	m.done.Add(1)
-	go func() {
-		defer m.done.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-				fn()
+// Run sweeps and renews the leases until ctx ends, then hands the leases
+// back so that other nodes take over at once.
+func (m *Monitor) Run(ctx context.Context) {
+	sweep := time.NewTicker(m.cfg.SweepEvery)
+	defer sweep.Stop()
+	lease := time.NewTicker(m.cfg.LeaseTTL / 4)
+	defer lease.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := m.cfg.Store.ReleaseLeases(rctx, m.cfg.Node, m.cfg.Now()); err != nil {
+				m.log.Warn("release leases", "err", err)
+			}
+			cancel()
+			return
+		case <-sweep.C:
+			m.Sweep(ctx)
+		case <-lease.C:
+			if err := m.RenewLeases(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("renew leases", "err", err)
 			}
 		}
-	}()
-}
-
-// Stop ends the loops and persists what is still unflushed.
-func (m *Monitor) Stop(ctx context.Context) error {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
 	}
-	m.done.Wait()
-	return m.Flush(ctx)
 }
 
-// apply merges a stored record into memory. Memory keeps the newer
-// liveness; the store's key, revocation and Care Plus win.
-func (m *Monitor) apply(r keepwatch.ServerRecord) *Entry {
-	id, err := protocol.ParseServerID(r.ID)
+// RenewLeases runs one lease round: it loads the servers of parts newly
+// taken (guarded when their previous holder died) and forgets those of
+// parts lost.
+func (m *Monitor) RenewLeases(ctx context.Context) error {
+	now := m.cfg.Now()
+	ls, err := m.cfg.Store.Leases(ctx, m.cfg.Node, now, m.cfg.LeaseTTL)
 	if err != nil {
-		m.log.Error("bad server id in store", "id", r.ID)
+		return err
+	}
+	var held [keepwatch.Partitions]bool
+	for _, p := range ls.Held {
+		held[p] = true
+	}
+	m.mu.Lock()
+	var taken, lost []int
+	for p := range keepwatch.Partitions {
+		switch {
+		case held[p] && !m.held[p]:
+			taken = append(taken, p)
+		case !held[p] && m.held[p]:
+			lost = append(lost, p)
+		}
+	}
+	m.held = held
+	if len(lost) > 0 {
+		for id, e := range m.servers {
+			if !held[keepwatch.PartitionOf(e.installationID)] {
+				m.unwatch(e)
+				delete(m.servers, id)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if len(taken) == 0 {
 		return nil
 	}
+	recs, err := m.cfg.Store.PartitionServers(ctx, taken)
+	if err != nil {
+		// Give the parts up in memory; the next round loads them again.
+		m.mu.Lock()
+		for _, p := range taken {
+			m.held[p] = false
+		}
+		m.mu.Unlock()
+		return err
+	}
+	floor := now.UnixMilli() + m.window(m.cfg.Interval.Milliseconds())
 	m.mu.Lock()
-	e, ok := m.servers[id]
-	if !ok {
-		e = &Entry{ID: id}
-		m.servers[id] = e
+	for _, r := range recs {
+		e := m.put(r)
+		if e != nil && ls.Guarded[keepwatch.PartitionOf(r.InstallationID)] {
+			e.floor = max(e.floor, floor)
+			m.arm(e)
+		}
 	}
 	m.mu.Unlock()
+	if len(lost)+len(taken) > 0 {
+		m.log.Info("monitor parts changed", "node", m.cfg.Node, "taken", taken, "lost", lost, "servers", len(recs))
+	}
+	return nil
+}
 
-	e.mu.Lock()
-	rekeyed := ok && string(e.Key[:]) != string(r.Key)
-	e.InstallationID, e.IntegratorID = r.InstallationID, r.IntegratorID
-	copy(e.Key[:], r.Key)
-	e.Revoked, e.CarePlusUntil, e.ClockOffsetMS = r.Revoked, r.CarePlusUntil, r.ClockOffsetMS
-	if !ok || rekeyed {
-		e.LastSeq = r.LastSeq
-	} else if r.LastSeq > e.LastSeq {
-		e.LastSeq = r.LastSeq
-	}
-	if r.LastSeen > e.LastSeen {
-		e.LastSeen = r.LastSeen
-	}
-	// The store is the authority on state: every local state change is
-	// written there first, and other nodes' changes arrive this way.
-	e.State = r.State
-	if !ok {
-		e.IntervalMS = r.IntervalMS
-	}
-	watch := e.State == keepwatch.ServerOK && !e.Revoked
-	deadline := e.LastSeen + m.window(e.IntervalMS)
-	e.mu.Unlock()
-
+// Apply merges a stored record: a server enrolled or changed (state,
+// revocation, Care Plus), by this node or another. Servers of parts this
+// node does not hold are ignored.
+func (m *Monitor) Apply(r keepwatch.ServerRecord) {
 	m.mu.Lock()
-	if watch {
-		m.schedule(e, deadline)
-	} else if e.heapPos > 0 {
-		heap.Remove(&m.heap, e.heapPos-1)
-	}
+	m.put(r)
 	m.mu.Unlock()
+}
+
+// put merges r into the table; m.mu is held. Memory keeps the newer
+// liveness; the store's state, revocation and Care Plus win.
+func (m *Monitor) put(r keepwatch.ServerRecord) *entry {
+	if !m.held[keepwatch.PartitionOf(r.InstallationID)] {
+		return nil
+	}
+	e, ok := m.servers[r.ID]
+	if !ok {
+		e = &entry{id: r.ID, intervalMS: r.IntervalMS}
+		m.servers[r.ID] = e
+	}
+	e.installationID, e.carePlusUntil = r.InstallationID, r.CarePlusUntil
+	e.lastSeen = max(e.lastSeen, r.LastSeen)
+	if r.IntervalMS > 0 {
+		e.intervalMS = r.IntervalMS
+	}
+	e.watched = r.Watched()
+	m.arm(e)
 	return e
 }
 
-// Lookup returns the entry of a server, loading it from the store when
-// this node has not seen it (enrolled elsewhere or since start).
-// Unknown servers are unauthorized.
-func (m *Monitor) Lookup(ctx context.Context, id protocol.ServerID) (*Entry, error) {
+// Seen records a committed heartbeat or report of a server that is
+// reporting: its deadline moves.
+func (m *Monitor) Seen(id string, at time.Time) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	e, ok := m.servers[id]
-	m.mu.Unlock()
-	if ok {
-		return e, nil
+	if !ok {
+		return // another node's part
 	}
-	return m.Refresh(ctx, id)
+	e.lastSeen = max(e.lastSeen, at.UnixMilli())
+	e.intervalMS = m.cfg.Interval.Milliseconds()
+	e.watched = true
+	m.arm(e)
 }
 
-// Refresh reloads one server from the store, as after its enrollment.
-func (m *Monitor) Refresh(ctx context.Context, id protocol.ServerID) (*Entry, error) {
-	r, err := m.cfg.Store.ServerRecord(ctx, id.String())
-	if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
-		return nil, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
+// arm sets e's deadline from its liveness, or takes it off the heap when
+// it is not watched; m.mu is held.
+func (m *Monitor) arm(e *entry) {
+	if !e.watched {
+		m.unwatch(e)
+		return
 	}
-	if err != nil {
-		return nil, err
-	}
-	if e := m.apply(r); e != nil {
-		return e, nil
-	}
-	return nil, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
-}
-
-// Reload applies what changed in the store since the last reload:
-// revocations, re-enrollments, Care Plus dates and registrations made by
-// admin commands or other nodes.
-func (m *Monitor) Reload(ctx context.Context) error {
-	m.mu.Lock()
-	since := m.rev
-	m.mu.Unlock()
-	recs, rev, err := m.cfg.Store.ChangedServers(ctx, since)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		m.apply(r)
-	}
-	m.mu.Lock()
-	if rev > m.rev {
-		m.rev = rev
-	}
-	m.mu.Unlock()
-	return nil
-}
-
-// Seen records a heartbeat or an accepted report. The caller holds e's
-// lock. persisted says whether the store already has this last_seen (a
-// status report); otherwise it is flushed write-behind.
-func (m *Monitor) Seen(e *Entry, seq uint64, at time.Time, state keepwatch.ServerState, persisted bool) {
-	ms := at.UnixMilli()
-	e.LastSeq = seq
-	if ms > e.LastSeen {
-		e.LastSeen = ms
-	}
-	e.IntervalMS = m.cfg.Interval.Milliseconds()
-	e.State = state
-	deadline := e.LastSeen + m.window(e.IntervalMS)
-	m.mu.Lock()
-	if state == keepwatch.ServerOK {
-		m.schedule(e, deadline)
-	} else if e.heapPos > 0 {
-		heap.Remove(&m.heap, e.heapPos-1)
-	}
-	if !persisted && !e.dirty {
-		e.dirty = true
-		m.dirty = append(m.dirty, e)
-	}
-	m.mu.Unlock()
-}
-
-// schedule sets e's deadline; m.mu must be held.
-func (m *Monitor) schedule(e *Entry, deadline int64) {
-	e.deadline = deadline
+	e.deadline = e.lastSeen + m.window(e.intervalMS)
 	if e.heapPos > 0 {
 		heap.Fix(&m.heap, e.heapPos-1)
 	} else {
@@ -327,43 +289,14 @@ func (m *Monitor) schedule(e *Entry, deadline int64) {
 	}
 }
 
-// Flush persists the last_seen of servers that sent heartbeats since the
-// previous flush, in one transaction sorted by id.
-func (m *Monitor) Flush(ctx context.Context) error {
-	m.mu.Lock()
-	dirty := m.dirty
-	m.dirty = nil
-	for _, e := range dirty {
-		e.dirty = false
+func (m *Monitor) unwatch(e *entry) {
+	if e.heapPos > 0 {
+		heap.Remove(&m.heap, e.heapPos-1)
 	}
-	m.mu.Unlock()
-	if len(dirty) == 0 {
-		return nil
-	}
-	batch := make([]keepwatch.Seen, len(dirty))
-	for i, e := range dirty {
-		e.mu.Lock()
-		batch[i] = keepwatch.Seen{ID: e.ID.String(), LastSeen: e.LastSeen, LastSeq: e.LastSeq, IntervalMS: e.IntervalMS}
-		e.mu.Unlock()
-	}
-	sort.Slice(batch, func(i, j int) bool { return batch[i].ID < batch[j].ID })
-	if err := m.cfg.Store.FlushSeen(ctx, batch); err != nil {
-		// Put them back so the next flush retries.
-		m.mu.Lock()
-		for _, e := range dirty {
-			if !e.dirty {
-				e.dirty = true
-				m.dirty = append(m.dirty, e)
-			}
-		}
-		m.mu.Unlock()
-		return err
-	}
-	return nil
 }
 
 // Sweep declares unavailable every watched server whose deadline passed.
-// It pops only expired entries.
+// It pops only expired entries and holds no lock while the store works.
 func (m *Monitor) Sweep(ctx context.Context) {
 	now := m.cfg.Now().UnixMilli()
 	m.mu.Lock()
@@ -374,149 +307,95 @@ func (m *Monitor) Sweep(ctx context.Context) {
 		m.guardStart = now
 	}
 	m.lastSweep = now
-	var expired []*Entry
+	today := keepwatch.DateOf(time.UnixMilli(now))
+	var batch []keepwatch.Expiry
 	m.lag = 0
-	for m.heap.Len() > 0 && m.heap[0].deadline+m.cfg.Grace.Milliseconds() < now { // unavailable when now > deadline
+	for m.heap.Len() > 0 && m.heap[0].deadline < now { // unavailable when now > deadline
 		e := m.heap[0]
-		if floor := m.guardStart + m.window(e.IntervalMS); floor > now {
-			m.schedule(e, floor)
+		if floor := max(e.floor, m.guardStart+m.window(e.intervalMS)); floor > now {
+			e.deadline = floor
+			heap.Fix(&m.heap, 0)
 			continue
 		}
-		if l := time.Duration(now-e.deadline) * time.Millisecond; l > m.lag {
-			m.lag = l
-		}
 		heap.Pop(&m.heap)
-		expired = append(expired, e)
+		if e.carePlusUntil.Before(today) {
+			continue // paused, never unavailable; armed again by its next report
+		}
+		m.lag = max(m.lag, time.Duration(now-e.deadline)*time.Millisecond)
+		batch = append(batch, keepwatch.Expiry{ID: e.id, LastSeen: e.lastSeen, Window: time.Duration(e.intervalMS) * time.Millisecond})
 	}
 	m.mu.Unlock()
 
 	at := time.UnixMilli(now).UTC()
-	for len(expired) > 0 {
-		n := min(len(expired), 256)
-		changes := m.expire(ctx, expired[:n], now, at)
-		expired = expired[n:]
-		if m.cfg.OnChange != nil {
-			for _, c := range changes { // published with no entry locked
-				m.cfg.OnChange(c)
-			}
-		}
+	for len(batch) > 0 {
+		n := min(len(batch), 1000)
+		m.expire(ctx, batch[:n], at)
+		batch = batch[n:]
 	}
 }
 
-// expire declares a batch of expired servers unavailable in one store
-// transaction. The entries stay locked meanwhile, so a report arriving in
-// that instant waits and then sees the new state.
-func (m *Monitor) expire(ctx context.Context, batch []*Entry, now int64, at time.Time) (changes []keepwatch.Change) {
-	var locked []*Entry
-	var xs []keepwatch.Expiry
-	defer func() {
-		for _, e := range locked {
-			e.mu.Unlock()
-		}
-	}()
-	for _, e := range batch {
-		e.mu.Lock()
-		if e.State != keepwatch.ServerOK || e.Revoked {
-			e.mu.Unlock()
-			continue
-		}
-		if d := e.LastSeen + m.window(e.IntervalMS); d+m.cfg.Grace.Milliseconds() >= now { // a report arrived meanwhile
-			m.mu.Lock()
-			if e.heapPos == 0 {
-				m.schedule(e, d)
-			}
-			m.mu.Unlock()
-			e.mu.Unlock()
-			continue
-		}
-		if e.CarePlusUntil.Before(keepwatch.DateOf(at)) {
-			e.mu.Unlock()
-			continue // paused, never unavailable; re-armed by its next accepted report
-		}
-		locked = append(locked, e)
-		xs = append(xs, keepwatch.Expiry{ID: e.ID.String(), LastSeen: e.LastSeen, Window: time.Duration(e.IntervalMS) * time.Millisecond})
-	}
-	if len(xs) == 0 {
-		return nil
-	}
-	marks, err := m.cfg.Store.MarkUnavailableBatch(ctx, at, xs)
+// expire declares a batch of expired servers in one store transaction and
+// applies the outcome.
+func (m *Monitor) expire(ctx context.Context, batch []keepwatch.Expiry, at time.Time) {
+	marks, err := m.cfg.Store.MarkUnavailable(ctx, at, batch)
+	m.mu.Lock()
 	if err != nil {
-		m.log.Error("mark unavailable", "servers", len(xs), "err", err)
-		m.mu.Lock()
-		for _, e := range locked {
-			if e.heapPos == 0 {
-				m.schedule(e, now+1000) // retry in a second
+		m.log.Error("mark unavailable", "servers", len(batch), "err", err)
+		for _, x := range batch {
+			if e, ok := m.servers[x.ID]; ok && e.heapPos == 0 && e.watched {
+				e.deadline = at.UnixMilli() + 1000 // retry in a second
+				heap.Push(&m.heap, e)
 			}
 		}
 		m.mu.Unlock()
-		return nil
-	}
-	for i, e := range locked {
-		if !marks[i].OK {
-			// Another node recorded a newer report, or declared the server
-			// first: take the stored state once this entry is unlocked.
-			go m.resync(e.ID)
-			continue
-		}
-		e.State = keepwatch.ServerUnavailable
-		m.log.Info("server unavailable", "server", e.ID.String(), "last_seen", time.UnixMilli(e.LastSeen).UTC())
-		changes = append(changes, marks[i].Change)
-	}
-	return changes
-}
-
-// resync replaces an entry's state by the stored one after a lost
-// compare-and-set.
-func (m *Monitor) resync(id protocol.ServerID) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := m.cfg.Store.ServerRecord(ctx, id.String())
-	if err != nil {
-		m.log.Warn("resync server", "server", id.String(), "err", err)
 		return
 	}
-	m.mu.Lock()
-	e := m.servers[id]
-	m.mu.Unlock()
-	if e != nil {
-		e.mu.Lock()
-		e.State = r.State
-		e.mu.Unlock()
+	var changes []keepwatch.Change
+	for i, x := range batch {
+		mk := marks[i]
+		e, ok := m.servers[x.ID]
+		if mk.OK {
+			changes = append(changes, mk.Change)
+			m.log.Info("server unavailable", "server", x.ID, "last_seen", time.UnixMilli(x.LastSeen).UTC())
+		}
+		if !ok {
+			continue
+		}
+		// A heartbeat taken meanwhile (here or on another node) re-arms
+		// the deadline from the store's last_seen.
+		e.lastSeen = max(e.lastSeen, mk.LastSeen)
+		e.watched = !mk.OK && mk.Watched
+		m.arm(e)
 	}
-	m.apply(r)
+	m.mu.Unlock()
+	if len(changes) > 0 {
+		m.cfg.Publish(changes)
+	}
 }
 
 // Stats is a snapshot for metrics.
 type Stats struct {
+	Parts   int
 	Tracked int
 	Watched int
-	Dirty   int
 	Lag     time.Duration
-	States  map[keepwatch.ServerState]int
 }
 
-// Stats counts servers by state. It walks the table, so it is for scrapes,
-// not hot paths.
+// Stats counts what this node watches.
 func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
-	entries := make([]*Entry, 0, len(m.servers))
-	for _, e := range m.servers {
-		entries = append(entries, e)
-	}
-	st := Stats{Tracked: len(m.servers), Watched: m.heap.Len(), Dirty: len(m.dirty), Lag: m.lag, States: map[keepwatch.ServerState]int{}}
-	m.mu.Unlock()
-	for _, e := range entries {
-		e.mu.Lock()
-		if !e.Revoked {
-			st.States[e.State]++
+	defer m.mu.Unlock()
+	st := Stats{Tracked: len(m.servers), Watched: m.heap.Len(), Lag: m.lag}
+	for _, h := range m.held {
+		if h {
+			st.Parts++
 		}
-		e.mu.Unlock()
 	}
 	return st
 }
 
 // deadlineHeap is a min-heap of entries by deadline.
-type deadlineHeap []*Entry
+type deadlineHeap []*entry
 
 func (h deadlineHeap) Len() int           { return len(h) }
 func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
@@ -526,7 +405,7 @@ func (h deadlineHeap) Swap(i, j int) {
 	h[j].heapPos = j + 1
 }
 func (h *deadlineHeap) Push(x any) {
-	e := x.(*Entry)
+	e := x.(*entry)
 	*h = append(*h, e)
 	e.heapPos = len(*h)
 }
@@ -537,12 +416,4 @@ func (h *deadlineHeap) Pop() any {
 	*h = old[:len(old)-1]
 	e.heapPos = 0
 	return e
-}
-
-// Store is what the monitor reads and writes.
-type Store interface {
-	ChangedServers(ctx context.Context, since int64) ([]keepwatch.ServerRecord, int64, error)
-	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
-	FlushSeen(ctx context.Context, batch []keepwatch.Seen) error
-	MarkUnavailableBatch(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error)
 }

@@ -21,7 +21,7 @@ var ctx = context.Background()
 const interval = 10 * time.Second
 
 // fleet enrolls n servers in one installation and reports each once at t0.
-func fleet(t *testing.T, s *store.Store, n int, t0 time.Time) []protocol.ServerID {
+func fleet(t testing.TB, s *store.Store, n int, t0 time.Time) []protocol.ServerID {
 	t.Helper()
 	until, _ := keepwatch.ParseDate("2099-01-01")
 	instID, err := s.CreateInstallation(ctx, keepwatch.Installation{SLC: "MON-0001", Customer: "c", Product: "p", CarePlusUntil: until}, secret.Hash("k"))
@@ -44,20 +44,21 @@ func fleet(t *testing.T, s *store.Store, n int, t0 time.Time) []protocol.ServerI
 
 func newMonitor(s *store.Store, clock *testutil.Clock, changes *[]keepwatch.Change) *monitor.Monitor {
 	return monitor.New(monitor.Config{Store: s, Interval: interval, Now: clock.Now,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnChange: func(c keepwatch.Change) { *changes = append(*changes, c) }})
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Publish: func(cs []keepwatch.Change) { *changes = append(*changes, cs...) }})
 }
 
-// heartbeat records a heartbeat as ingest does.
-func heartbeat(t *testing.T, m *monitor.Monitor, id protocol.ServerID, seq uint64, at time.Time) {
+// heartbeat records a heartbeat as ingest does: committed, then seen.
+func heartbeat(t *testing.T, s *store.Store, m *monitor.Monitor, id protocol.ServerID, seq uint64, at time.Time) {
 	t.Helper()
-	e, err := m.Lookup(ctx, id)
+	out, err := s.CommitHeartbeats(ctx, []keepwatch.Beat{{ID: id.String(), Seq: seq, At: at, IntervalMS: interval.Milliseconds()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Lock()
-	m.Seen(e, seq, at, keepwatch.ServerOK, false)
-	e.Unlock()
+	if out[0] != keepwatch.BeatAccepted {
+		t.Fatalf("heartbeat #%d of %s: outcome %d", seq, id, out[0])
+	}
+	m.Seen(id.String(), at)
 }
 
 // tick sweeps every 100 ms of simulated time from the clock's now to end.
@@ -83,7 +84,7 @@ func TestHeartbeatThirdMissMarksUnavailable(t *testing.T) {
 			// Server 0 beats every interval; server 1 goes silent after t0.
 			for i := 1; i <= 3; i++ {
 				tick(m, clock, interval)
-				heartbeat(t, m, ids[0], uint64(i+1), clock.Now())
+				heartbeat(t, s, m, ids[0], uint64(i+1), clock.Now())
 			}
 			// 30 s: server 1 missed three heartbeats but the 10 % grace holds.
 			if len(changes) != 0 {
@@ -100,9 +101,6 @@ func TestHeartbeatThirdMissMarksUnavailable(t *testing.T) {
 			tick(m, clock, time.Minute)
 			if n := len(changes); n != 2 { // server 0 stopped beating in this minute too
 				t.Fatalf("changes after another minute = %+v", changes)
-			}
-			if err := m.Flush(ctx); err != nil {
-				t.Fatal(err)
 			}
 			r, err := s.ServerRecord(ctx, ids[0].String())
 			if err != nil {
@@ -132,7 +130,7 @@ func TestRestartAfterDowntimeGivesThreeIntervals(t *testing.T) {
 	for _, id := range ids[:49] {
 		clock.Advance(400 * time.Millisecond)
 		m.Sweep(ctx)
-		heartbeat(t, m, id, 2, clock.Now())
+		heartbeat(t, s, m, id, 2, clock.Now())
 	}
 	if len(changes) != 0 {
 		t.Fatalf("%d alarms for servers that reported within three intervals of the restart", len(changes))
@@ -157,7 +155,7 @@ func TestStalledSweeperDoesNotRaiseFalseAlarms(t *testing.T) {
 	clock.Advance(5 * time.Minute)
 	m.Sweep(ctx)
 	for _, id := range ids {
-		heartbeat(t, m, id, 2, clock.Now().Add(time.Second))
+		heartbeat(t, s, m, id, 2, clock.Now().Add(time.Second))
 	}
 	tick(m, clock, 2*time.Second)
 	if len(changes) != 0 {
@@ -189,16 +187,14 @@ func BenchmarkHeartbeat(b *testing.B) {
 	s := testutil.Open(b, store.SQLite)
 	t0 := time.Now()
 	clock := testutil.NewClock(t0)
+	ids := fleet(b, s, 1000, t0)
 	var changes []keepwatch.Change
 	m := newMonitor(s, clock, &changes)
 	if err := m.Load(ctx); err != nil {
 		b.Fatal(err)
 	}
-	e := &monitor.Entry{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		e.Lock()
-		m.Seen(e, uint64(i+1), t0, keepwatch.ServerOK, true)
-		e.Unlock()
+		m.Seen(ids[i%len(ids)].String(), t0.Add(time.Duration(i)))
 	}
 }

@@ -104,12 +104,8 @@ func (x *site) report(id protocol.ServerID, recorded time.Time, conds []string) 
 	}
 	app, err := x.s.ApplyReport(ctx, r)
 	must(x.t, err)
-	if x.mon != nil {
-		e, err := x.mon.Lookup(ctx, id)
-		must(x.t, err)
-		e.Lock()
-		x.mon.Seen(e, x.seq[id], x.clock.Now(), app.State, true)
-		e.Unlock()
+	if x.mon != nil && app.State == keepwatch.ServerOK {
+		x.mon.Seen(id.String(), x.clock.Now())
 	}
 }
 

@@ -128,101 +128,6 @@ func (s *Store) ChangedServers(ctx context.Context, since int64) ([]keepwatch.Se
 	return rs, rev, err
 }
 
-// FlushSeen persists a batch of last_seen/last_seq values in one
-// transaction. Values only move forward, so a late batch cannot undo a
-// newer durable write. Callers pass the batch sorted by id, which keeps the
-// B-tree walk sequential.
-func (s *Store) FlushSeen(ctx context.Context, batch []keepwatch.Seen) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	if s.dialect == Postgres {
-		ids := make([]string, len(batch))
-		seen := make([]int64, len(batch))
-		seq := make([]int64, len(batch))
-		interval := make([]int64, len(batch))
-		for i, b := range batch {
-			ids[i], seen[i], seq[i], interval[i] = b.ID, b.LastSeen, int64(b.LastSeq), b.IntervalMS
-		}
-		_, err := s.write.ExecContext(ctx, `UPDATE servers SET last_seen = GREATEST(servers.last_seen, u.seen),
-			last_seq = GREATEST(servers.last_seq, u.seq), interval_ms = u.interval
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, seen, seq, interval) WHERE servers.id = u.id`, ids, seen, seq, interval)
-		return dbErr(err)
-	}
-	return s.tx(ctx, func(t *Tx) error {
-		stmt, err := t.tx.PrepareContext(ctx, `UPDATE servers SET last_seen = MAX(last_seen, ?), last_seq = MAX(last_seq, ?), interval_ms = ? WHERE id = ?`)
-		if err != nil {
-			return dbErr(err)
-		}
-		defer stmt.Close()
-		for _, b := range batch {
-			if _, err := stmt.ExecContext(ctx, b.LastSeen, int64(b.LastSeq), b.IntervalMS, b.ID); err != nil {
-				return dbErr(err)
-			}
-		}
-		return nil
-	})
-}
-
-// MarkUnavailable declares one silent server unavailable; see
-// MarkUnavailableBatch.
-func (s *Store) MarkUnavailable(ctx context.Context, id string, lastSeen int64, at time.Time, window time.Duration) (keepwatch.Change, bool, error) {
-	m, err := s.MarkUnavailableBatch(ctx, at, []keepwatch.Expiry{{ID: id, LastSeen: lastSeen, Window: window}})
-	if err != nil {
-		return keepwatch.Change{}, false, err
-	}
-	return m[0].Change, m[0].OK, nil
-}
-
-// MarkUnavailableBatch declares silent servers unavailable in one
-// transaction (one fsync for a whole site going dark). Each is
-// compare-and-set: only if it is still ok and nobody recorded a report
-// newer than LastSeen; each writes its state-change row and opens its
-// incident.
-func (s *Store) MarkUnavailableBatch(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error) {
-	out := make([]keepwatch.Marked, len(batch))
-	err := s.tx(ctx, func(t *Tx) error {
-		for i, x := range batch {
-			m, err := t.markUnavailable(x, at)
-			if err != nil {
-				return err
-			}
-			out[i] = m
-		}
-		return nil
-	})
-	return out, err
-}
-
-func (t *Tx) markUnavailable(x keepwatch.Expiry, at time.Time) (keepwatch.Marked, error) {
-	info, err := t.serverInfo(x.ID)
-	if err != nil {
-		return keepwatch.Marked{}, err
-	}
-	r, err := t.exec(`UPDATE servers SET state = ?, state_since = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END
-		WHERE id = ? AND state = ? AND last_seen <= ?`,
-		string(keepwatch.ServerUnavailable), at.UnixMilli(), x.LastSeen, x.LastSeen, x.ID, string(keepwatch.ServerOK), x.LastSeen)
-	if err != nil {
-		return keepwatch.Marked{}, err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return keepwatch.Marked{}, nil
-	}
-	if err := t.bumpServerRev(x.ID); err != nil {
-		return keepwatch.Marked{}, err
-	}
-	if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
-		return keepwatch.Marked{}, err
-	}
-	if _, err := t.raise(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
-		return keepwatch.Marked{}, err
-	}
-	if err := t.groupSite(info, at, x.Window); err != nil {
-		return keepwatch.Marked{}, err
-	}
-	return keepwatch.Marked{Change: info.change(keepwatch.KindServerUnavailable, "", true, at), OK: true}, nil
-}
-
 // serverInfo is what a transaction needs to know to record a change.
 type serverInfo struct {
 	id             string
@@ -241,12 +146,31 @@ func (i serverInfo) change(kind, subject string, active bool, at time.Time) keep
 		Kind: kind, Subject: subject, Active: active, At: at.UTC()}
 }
 
+// serverInfo reads a server for a transaction that changes it. On
+// PostgreSQL it locks the server's installation, then the server: every
+// writer takes them in that order, so concurrent reports, sweeps and site
+// decisions on several nodes serialize instead of deadlocking.
 func (t *Tx) serverInfo(id string) (serverInfo, error) {
 	var i serverInfo
 	var state string
 	var seq int64
+	lock := ""
+	if t.s.dialect == Postgres {
+		var inst int64
+		err := t.queryRow(`SELECT installation_id FROM servers WHERE id = ?`, id).Scan(&inst)
+		if errors.Is(err, sql.ErrNoRows) {
+			return i, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown server")
+		}
+		if err != nil {
+			return i, dbErr(err)
+		}
+		if err := t.lockInstallation(inst); err != nil {
+			return i, err
+		}
+		lock = " FOR UPDATE OF s"
+	}
 	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.last_seen, s.revoked_at IS NOT NULL
-		FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`, id).
+		FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`+lock, id).
 		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.lastSeen, &i.revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return i, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown server")
@@ -363,4 +287,30 @@ func (s *Store) EventTimes(ctx context.Context, kind string) (map[string]time.Ti
 		out[subject] = keepwatch.TimeFromMillis(at)
 	}
 	return out, dbErr(rows.Err())
+}
+
+// Revision is the store-wide revision counter: rows that nodes cache
+// (installations, servers) carry the revision of their last change.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	var rev int64
+	err := s.queryRow(ctx, `SELECT value FROM meta WHERE key = 'rev'`).Scan(&rev)
+	return rev, dbErr(err)
+}
+
+// ServerCounts counts the fleet's non-revoked servers by state
+// (operator-level, for metrics).
+func (s *Store) ServerCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.query(ctx, `SELECT state, COUNT(*) FROM servers WHERE revoked_at IS NULL GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	_, err = scanAll(rows, func(r scanner) (string, error) {
+		var st string
+		var n int
+		err := r.Scan(&st, &n)
+		out[st] = n
+		return st, err
+	})
+	return out, err
 }

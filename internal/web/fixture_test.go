@@ -59,7 +59,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	cfg := app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: quiet(), Addr: "127.0.0.1:0",
-		FlushEvery: 50 * time.Millisecond, SweepEvery: 50 * time.Millisecond}
+		SweepEvery: 50 * time.Millisecond}
 	if o.dialect == store.Postgres {
 		cfg.DB = testutil.DSN(t, o.dialect)
 	}

@@ -140,7 +140,7 @@ func seedDemo(f *fixture) {
 		case "storage_full":
 			// Ten days ago RS-01 was down for three hours.
 			clock = ago(10 * 24 * time.Hour)
-			_, _, err := s.MarkUnavailable(ctx, first, clock.UnixMilli(), clock, 0)
+			_, err := s.MarkUnavailable(ctx, clock, []keepwatch.Expiry{{ID: first, LastSeen: clock.UnixMilli()}})
 			must(t, err)
 			send(first, ago(10*24*time.Hour-3*time.Hour), true)
 			send(first, ago(26*time.Hour), true, "storage_low:E:\\Recordings")
@@ -179,11 +179,11 @@ func seedDemo(f *fixture) {
 			switch {
 			case st.scenario == "site":
 				send(id, ago(79*time.Minute), false)
-				_, _, err := s.MarkUnavailable(ctx, id, ago(79*time.Minute).UnixMilli(), ago(75*time.Minute), time.Minute)
+				_, err := s.MarkUnavailable(ctx, ago(75*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(79*time.Minute).UnixMilli(), Window: time.Minute}})
 				must(t, err)
 			case st.scenario == "unavailable":
 				send(id, ago(22*time.Minute), false)
-				_, _, err := s.MarkUnavailable(ctx, id, ago(22*time.Minute).UnixMilli(), ago(18*time.Minute), 0)
+				_, err := s.MarkUnavailable(ctx, ago(18*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(22*time.Minute).UnixMilli(), Window: 0}})
 				must(t, err)
 			case st.scenario == "consent":
 			default:

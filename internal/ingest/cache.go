@@ -1,0 +1,96 @@
+package ingest
+
+import (
+	"context"
+	"sync"
+
+	"keepwatch"
+	"keepwatch/internal/protocol"
+	"keepwatch/internal/ratelimit"
+)
+
+// cred is what ingest keeps in memory of one server to authenticate its
+// reports cheaply. mu serializes the reports of that server on this node;
+// every field is guarded by it. lastSeq is a hint that refuses an obvious
+// replay early: the store's compare-and-set decides.
+type cred struct {
+	mu             sync.Mutex
+	installationID int64
+	key            [32]byte // inline: no separate allocation per server
+	lastSeq        uint64
+	state          keepwatch.ServerState
+	revoked        bool
+	carePlusUntil  keepwatch.Date
+	clockOffsetMS  int64
+	// limit paces this server's reports (a misbehaving agent cannot
+	// monopolize ingest).
+	limit ratelimit.Bucket
+}
+
+// creds is ingest's cache of server credentials, loaded on first use and
+// kept current from the store's changes.
+type creds struct {
+	store Store
+	mu    sync.Mutex
+	m     map[protocol.ServerID]*cred
+}
+
+func newCreds(s Store) *creds { return &creds{store: s, m: map[protocol.ServerID]*cred{}} }
+
+// lookup returns the credentials of a server, loading them when this node
+// has not seen it. An unknown server is unauthorized.
+func (c *creds) lookup(ctx context.Context, id protocol.ServerID) (*cred, error) {
+	c.mu.Lock()
+	cr, ok := c.m[id]
+	c.mu.Unlock()
+	if ok {
+		return cr, nil
+	}
+	return c.refresh(ctx, id)
+}
+
+// refresh reloads one server from the store, as after its enrollment.
+func (c *creds) refresh(ctx context.Context, id protocol.ServerID) (*cred, error) {
+	r, err := c.store.ServerRecord(ctx, id.String())
+	if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
+		return nil, errForged
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.apply(r), nil
+}
+
+// apply merges a stored record: the store's key, state, revocation and
+// Care Plus win; the sequence hint only moves forward unless the key
+// changed (a new enrollment restarts the numbers).
+func (c *creds) apply(r keepwatch.ServerRecord) *cred {
+	id, err := protocol.ParseServerID(r.ID)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	cr, ok := c.m[id]
+	if !ok {
+		cr = &cred{}
+		c.m[id] = cr
+	}
+	c.mu.Unlock()
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if ok && string(cr.key[:]) != string(r.Key) {
+		cr.lastSeq = r.LastSeq
+	}
+	copy(cr.key[:], r.Key)
+	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
+	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
+	cr.lastSeq = max(cr.lastSeq, r.LastSeq)
+	return cr
+}
+
+// len counts the cached servers.
+func (c *creds) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
