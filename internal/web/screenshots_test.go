@@ -179,11 +179,11 @@ func seedDemo(f *fixture) {
 			switch {
 			case st.scenario == "site":
 				send(id, ago(79*time.Minute), false)
-				_, err := s.MarkUnavailable(ctx, ago(75*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(79*time.Minute).UnixMilli(), Window: time.Minute}})
+				_, err := s.MarkUnavailable(ctx, ago(75*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(79 * time.Minute).UnixMilli(), Window: time.Minute}})
 				must(t, err)
 			case st.scenario == "unavailable":
 				send(id, ago(22*time.Minute), false)
-				_, err := s.MarkUnavailable(ctx, ago(18*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(22*time.Minute).UnixMilli(), Window: 0}})
+				_, err := s.MarkUnavailable(ctx, ago(18*time.Minute), []keepwatch.Expiry{{ID: id, LastSeen: ago(22 * time.Minute).UnixMilli(), Window: 0}})
 				must(t, err)
 			case st.scenario == "consent":
 			default:
