@@ -12,7 +12,12 @@ import (
 )
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "demo", commands["demo"].usage)
+	fs := newFlags(e, "demo", "demo [--addr 127.0.0.1:8080] [--data DIR]", `Starts keepwatch on this machine with everything a first look needs: the
+server on an embedded SQLite database, a demo integrator (its URL, login
+and API token are printed), thirty installations in every state the
+dashboard knows, and their recording servers simulated in-process through
+the real protocol, raising and clearing conditions. Plain HTTP: the demo is
+for this machine.`)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (plain HTTP: the demo is for this machine)")
 	data := fs.String("data", "", "data directory (default: a new temporary directory)")
 	interval := fs.Duration("heartbeat-interval", 10*time.Second, "heartbeat interval of the demo fleet")
@@ -44,7 +49,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if err := a.Start(ctx); err != nil {
-		return err
+		return explain(err, hintContext{addr: *addr})
 	}
 	fleet := demo.NewFleet(a.URL(), "", a.Store, log, sites)
 	if err := fleet.Start(ctx); err != nil {
