@@ -51,6 +51,12 @@ func init() {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first Ctrl-C stops gracefully; a second one, while that
+		// takes its time, ends the process.
+		<-ctx.Done()
+		stop()
+	}()
 	fi, _ := os.Stdin.Stat()
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinIsPipe: fi != nil && fi.Mode()&os.ModeCharDevice == 0}
 	os.Exit(run(ctx, e, os.Args[1:]))
