@@ -95,7 +95,7 @@ func TestAgentSpoolSurvivesKill9AndDeliversEveryEventOnceInOrder(t *testing.T) {
 		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
 		return strings.TrimSpace(out)
 	}
-	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	admin("--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
 	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
 	const slc = "SPOOL-0001"
 	key := admin("license", "add", "--slc", slc, "--customer", "Harbor Logistics", "--product", "XProtect Corporate 2016", "--cameras", "48", "--care-plus-until", "2099-01-01")
@@ -243,7 +243,7 @@ func TestAgentCommandsRefuseMistakes(t *testing.T) {
 		{[]string{"agent", "status", "--state", t.TempDir()}, "not enrolled"},
 		{[]string{"agent", "send", "--state", t.TempDir(), "--condition", "Bad Kind"}, "kind"},
 		{[]string{"agent", "consent", "--state", dir, "maybe"}, "on or off"},
-		{[]string{"agent", "frobnicate"}, "unknown agent command"},
+		{[]string{"agent", "frobnicate"}, `unknown command "frobnicate"`},
 	} {
 		if msg := cliFails(t, c.args...); !strings.Contains(msg, c.want) {
 			t.Errorf("%v: %q, want it to mention %q", c.args, msg, c.want)

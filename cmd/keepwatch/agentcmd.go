@@ -16,75 +16,102 @@ import (
 	"keepwatch/internal/protocol"
 )
 
-const agentUsage = `usage: keepwatch agent <command>
+// agentCommand is one `keepwatch agent` command.
+type agentCommand struct {
+	name, synopsis, about string
+	run                   func(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
+}
 
-  enroll  --server URL --slc SLC --key KEY --name NAME --state DIR [--consent] [--ca FILE]
-  run     --state DIR [--config FILE] [--debug]
-          the agent daemon: built-in checks, local API, durable spool
-  send    --state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]
-          one status report whose active conditions are exactly those given
-          (none = all clear), or with --heartbeat an empty report; then exit.
-          Goes through the running daemon if there is one (which adds the
-          conditions its own checks find).
-  consent --state DIR on|off
-  status  --state DIR [--json]
-  install-service   --state DIR [--config FILE]   (Windows)
-  uninstall-service                               (Windows)
+var agentCommands = []agentCommand{
+	{"enroll", "--server URL --slc SLC --key KEY --name NAME --state DIR --consent [--ca FILE]", `Enrolls this recording server with keepwatch under its installation's SLC
+and enrollment key (from keepwatch admin license add): agrees a report key
+with keepwatch and keeps the server's identity and key in --state. Prints
+the server id on stdout. --consent records that the customer agreed to send
+status information; without it nothing may be sent.`, agentEnroll},
+	{"run", "--state DIR [--config FILE] [--debug]", `Runs the agent daemon until interrupted: heartbeats at the interval
+keepwatch dictates, the built-in checks of the configuration file (drives,
+media database, cameras, licences), the loopback API the VMS reports
+through, and a durable spool that keeps every report until keepwatch
+acknowledged it. Run it under systemd, or as the Windows service
+(agent install-service). docs/agent.md describes the configuration file.`, agentRun},
+	{"send", "--state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]", `Sends one status report whose active conditions are exactly those given
+(none = all clear), or with --heartbeat an empty report, then exits. Goes
+through the running daemon if there is one (which adds the conditions its
+own checks find). Kinds: camera_unreachable, storage_full, storage_low,
+media_db_write_failed, license_exceeded, and the events archive_delete_failed,
+file_delete_failed, archive_fatal_error, archive_operation_failed,
+archive_move_failed; a kind keepwatch does not know is shown as an error.`, agentSend},
+	{"consent", "--state DIR on|off", `Records that the customer consents (on) or withdraws consent (off), and
+tells keepwatch, which shows the server as "consent withdrawn" rather than
+unavailable. With consent off nothing else is sent.`, agentConsent},
+	{"status", "--state DIR [--json]", `Shows the agent's enrollment, consent, delivery, spool and conditions:
+from the running daemon if there is one, else as last recorded in --state.`, agentStatus},
+	{"install-service", "--state DIR [--config FILE]", `Windows: installs the agent as a service that starts with the machine and
+runs keepwatch agent run with these flags. Elsewhere run agent run under
+systemd (docs/agent.md).`, agentInstallService},
+	{"uninstall-service", "", `Windows: removes the agent's service.`, agentUninstallService},
+}
 
-docs/agent.md describes the configuration file and the local API.
-`
+func agentList(w io.Writer) {
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range agentCommands {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-17s %s", c.name, c.synopsis), " "))
+	}
+}
+
+func agentHelp(w io.Writer) {
+	helpHeader(w, "agent <command> [flags]", `The agent runs on every recording server: it enrolls once, then sends
+sealed heartbeats and status reports to keepwatch.`)
+	agentList(w)
+	fmt.Fprintln(w, "\nRun 'keepwatch agent <command> --help' for a command's flags; docs/agent.md\ndescribes the configuration file and the local API.")
+}
 
 func runAgent(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
-		fmt.Fprint(e.stderr, agentUsage)
-		if len(args) == 0 {
-			return usagef("missing command")
+	if len(args) == 0 {
+		var b strings.Builder
+		agentList(&b)
+		return usageError{cmd: "agent", msg: "missing command", more: b.String()}
+	}
+	if isHelp(args[0]) {
+		if args[0] == "help" && len(args) > 1 {
+			return runAgent(ctx, e, append(append([]string{}, args[1:]...), "--help"))
 		}
+		agentHelp(e.stdout)
 		return nil
 	}
-	fs := newFlags(e, "agent "+args[0], "agent "+args[0]+" …")
-	fs.Usage = func() { fmt.Fprint(e.stderr, agentUsage) }
-	switch args[0] {
-	case "enroll":
-		return agentEnroll(ctx, e, fs, args[1:])
-	case "run":
-		return agentRun(ctx, e, fs, args[1:])
-	case "send":
-		return agentSend(ctx, e, fs, args[1:])
-	case "consent":
-		return agentConsent(ctx, e, fs, args[1:])
-	case "status":
-		return agentStatus(ctx, e, fs, args[1:])
-	case "install-service":
-		return agentInstallService(e, fs, args[1:])
-	case "uninstall-service":
-		pos, err := parse(fs, args[1:])
-		if err != nil {
-			return err
+	for _, c := range agentCommands {
+		if c.name == args[0] {
+			name := "agent " + c.name
+			fs := newFlags(e, name, strings.TrimSpace(name+" "+c.synopsis), c.about)
+			return inCommand(name, c.run(ctx, e, fs, args[1:]))
 		}
-		if err := noArgs(pos); err != nil {
-			return err
-		}
-		if err := agent.UninstallService(); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stderr, "service %s removed\n", agent.ServiceName)
-		return nil
 	}
-	fmt.Fprint(e.stderr, agentUsage)
-	return usagef("unknown agent command %q", args[0])
+	var b strings.Builder
+	agentList(&b)
+	return usageError{cmd: "agent", msg: fmt.Sprintf("unknown command %q", args[0]), more: b.String()}
+}
+
+func agentUninstallService(_ context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	if err := flagsOnly(fs, args); err != nil {
+		return err
+	}
+	if err := agent.UninstallService(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "service %s removed\n", agent.ServiceName)
+	return nil
 }
 
 func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	var o agent.EnrollOptions
 	var dir string
-	fs.StringVar(&o.Server, "server", "", "keepwatch URL, e.g. https://keepwatch.example.com:8443")
-	fs.StringVar(&o.SLC, "slc", "", "the installation's Software License Code")
-	fs.StringVar(&o.Key, "key", "", "the installation's enrollment key")
-	fs.StringVar(&o.Name, "name", "", "this recording server's name")
-	fs.StringVar(&dir, "state", "", "state directory of this agent")
+	fs.StringVar(&o.Server, "server", "", "keepwatch's `URL`, e.g. https://keepwatch.example.com:8443")
+	fs.StringVar(&o.SLC, "slc", "", "the installation's Software License Code (`SLC`)")
+	fs.StringVar(&o.Key, "key", "", "the installation's enrollment `KEY` (from keepwatch admin license add)")
+	fs.StringVar(&o.Name, "name", "", "this recording server's `NAME`, as the dashboard shows it")
+	fs.StringVar(&dir, "state", "", "keep this agent's identity, key and spool in `DIR` (created if missing)")
 	fs.BoolVar(&o.Consent, "consent", false, "the customer consents to sending status information")
-	fs.StringVar(&o.CAFile, "ca", "", "extra CA certificate to trust (e.g. a self-signed server's cert.pem)")
+	fs.StringVar(&o.CAFile, "ca", "", "extra CA certificate `FILE` to trust, e.g. a self-signed keepwatch's <data>/tls/cert.pem")
 	if err := flagsOnly(fs, args, "server", "slc", "key", "name", "state"); err != nil {
 		return err
 	}
@@ -121,8 +148,8 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 }
 
 func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
-	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md); without it only heartbeats and the local API run")
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
+	cfgFile := fs.String("config", "", "configuration `FILE` (JSON, see docs/agent.md); without it only heartbeats and the local API run")
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
@@ -166,9 +193,9 @@ func openServiceLog(dir string) (*os.File, error) {
 
 func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	var conds, events multiFlag
-	dir := fs.String("state", "", "state directory of this agent")
-	fs.Var(&conds, "condition", "an active condition KIND[:SUBJECT] (repeatable)")
-	fs.Var(&events, "event", "an event KIND[:SUBJECT] that just happened (repeatable)")
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
+	fs.Var(&conds, "condition", "an active condition `KIND[:SUBJECT]` (repeatable)")
+	fs.Var(&events, "event", "an event `KIND[:SUBJECT]` that just happened (repeatable)")
 	heartbeat := fs.Bool("heartbeat", false, "send an empty heartbeat instead of a status report")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
@@ -219,7 +246,7 @@ func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 }
 
 func agentConsent(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	dir := fs.String("state", "", "state directory of this agent")
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -269,7 +296,7 @@ func agentConsent(ctx context.Context, e *env, fs *flag.FlagSet, args []string) 
 }
 
 func agentStatus(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	dir := fs.String("state", "", "state directory of this agent")
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
@@ -374,9 +401,9 @@ func printStatus(w io.Writer, s agent.Status, now time.Time) {
 	}
 }
 
-func agentInstallService(e *env, fs *flag.FlagSet, args []string) error {
-	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
-	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md)")
+func agentInstallService(_ context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
+	cfgFile := fs.String("config", "", "configuration `FILE` (JSON, see docs/agent.md)")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}

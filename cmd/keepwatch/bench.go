@@ -12,15 +12,19 @@ import (
 )
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench", commands["bench"].usage)
+	fs := newFlags(e, "bench", "bench [--servers N] [--duration D] [--store sqlite|postgres] [--json]", `Measures keepwatch on this machine: enrolls --servers recording servers,
+measures ingest over TLS against a bare TLS handler answering 204 (the
+ceiling of the machine), the delay in declaring silent servers
+unavailable, and the memory per tracked server. Progress goes to stderr,
+results to stdout.`)
 	var cfg bench.Config
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	fs.IntVar(&cfg.Servers, "servers", 10000, "distinct enrolled recording servers")
-	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of each throughput phase (baseline, keepwatch)")
-	fs.StringVar(&cfg.Store, "store", "sqlite", "sqlite or postgres")
-	fs.StringVar(&cfg.DB, "db", os.Getenv("KEEPWATCH_TEST_POSTGRES"), "PostgreSQL URL for --store postgres (a scratch schema is created and dropped)")
-	fs.IntVar(&cfg.Conns, "conns", 128, "concurrent keep-alive TLS connections")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.IntVar(&cfg.Servers, "servers", 10000, "enroll `N` distinct recording servers")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length `D` of each throughput phase (baseline, keepwatch)")
+	fs.StringVar(&cfg.Store, "store", "sqlite", "the database: sqlite or postgres")
+	fs.StringVar(&cfg.DB, "db", os.Getenv("KEEPWATCH_TEST_POSTGRES"), "PostgreSQL `URL` for --store postgres (a scratch schema is created and dropped)")
+	fs.IntVar(&cfg.Conns, "conns", 128, "`N` concurrent keep-alive TLS connections")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `FILE`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

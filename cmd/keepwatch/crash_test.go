@@ -90,7 +90,7 @@ func TestKill9LosesNoAcknowledgedReport(t *testing.T) {
 		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
 		return strings.TrimSpace(out)
 	}
-	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	admin("--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
 	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
 	key := admin("license", "add", "--slc", "CRASH-0001", "--customer", "c", "--product", "p", "--cameras", "1", "--care-plus-until", "2099-01-01")
 
@@ -190,7 +190,7 @@ func TestBackupOfARunningServerRestores(t *testing.T) {
 		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
 		return strings.TrimSpace(out)
 	}
-	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	admin("--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
 	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
 	key := admin("license", "add", "--slc", "BACK-0001", "--customer", "c", "--product", "p", "--cameras", "1", "--care-plus-until", "2099-01-01")
 	srv := startServer(t, data, freePort(t))

@@ -160,7 +160,7 @@ func newWorld(t *testing.T, dialect string, cfg app.Config) *world {
 		out, _ := cli(t, stdin, append(append([]string{"admin"}, dbFlag...), args...)...)
 		return strings.TrimSpace(out)
 	}
-	admin("alice-password-1\n", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	admin("alice-password-1\n", "--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
 	admin("bob-password-12\n", "integrator", "add", "Bob Alarms", "--owner-email", "owner@bob.example")
 	w.aliceToken = admin("", "token", "create", "--integrator", "Alice Security", "--name", "ops", "--role", "owner")
 	w.bobToken = admin("", "token", "create", "--integrator", "Bob Alarms", "--name", "ops", "--role", "owner")
@@ -389,7 +389,7 @@ func TestAdminCommandsValidateInput(t *testing.T) {
 			t.Errorf("%v failed silently", args)
 		}
 	}
-	out, _ := cli(t, "", "admin", "--data", data, "integrator", "add", "Solo", "--owner-email", "solo@example.com")
+	out, _ := cli(t, "", "admin", "--data", data, "--create", "integrator", "add", "Solo", "--owner-email", "solo@example.com")
 	if pw := strings.TrimSpace(out); len(pw) < 16 || strings.Contains(pw, " ") {
 		t.Fatalf("generated password output %q", out)
 	}

@@ -6,28 +6,44 @@ import (
 
 	"keepwatch/internal/app"
 	"keepwatch/internal/notify"
+	"keepwatch/internal/store"
 )
 
+const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://…] [--heartbeat-interval 60s]
+                       [--tls-cert F --tls-key F | --self-signed | --insecure-http]`
+
+const serveAbout = `Runs the keepwatch service: the ingest endpoints agents report to, the
+dashboard, the REST API, notifications and /healthz, /readyz and /metrics.
+The data directory holds the SQLite database (created on first start) and,
+with --self-signed, the certificate to give agents (<data>/tls/cert.pem).
+With --db, several nodes share one PostgreSQL database. SIGINT or SIGTERM
+drains in-flight requests and stops.`
+
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", commands["serve"].usage)
+	fs := newFlags(e, "serve", serveSynopsis, serveAbout)
 	var cfg app.Config
 	var debug bool
-	fs.StringVar(&cfg.Addr, "addr", ":8443", "listen address")
-	fs.StringVar(&cfg.DataDir, "data", "keepwatch-data", "data directory (SQLite database, self-signed certificate)")
-	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL URL (postgres://…); overrides --data for the database")
-	fs.DurationVar(&cfg.Interval, "heartbeat-interval", 60*time.Second, "heartbeat interval agents are told to use (minimum 1s)")
-	fs.Float64Var(&cfg.Tolerance, "tolerance", 0.1, "grace added to three intervals, as a fraction of the interval")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&cfg.Addr, "addr", ":8443", "listen on `HOST:PORT` (:PORT: every interface)")
+	fs.StringVar(&cfg.DataDir, "data", defaultDataDir, "data directory `DIR`: SQLite database, self-signed certificate")
+	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL `URL` (postgres://…); the database goes there instead of --data")
+	fs.DurationVar(&cfg.Interval, "heartbeat-interval", 60*time.Second, "heartbeat `INTERVAL` agents are told to use (minimum 1s)")
+	fs.Float64Var(&cfg.Tolerance, "tolerance", 0.1, "grace added to three intervals, as a `FRACTION` of the interval")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `FILE` (PEM, the chain)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
 	fs.BoolVar(&cfg.SelfSigned, "self-signed", false, "create once and reuse <data>/tls/cert.pem and key.pem")
 	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP (local experiments only)")
 	fs.BoolVar(&debug, "debug", false, "log at debug level")
-	smtpURL := fs.String("smtp-url", "", "mail relay for e-mail notifications: smtp://user:pass@host:587?from=alerts@example.com (STARTTLS required), smtps://… or ?security=none")
-	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's URL as users reach it, for links in notifications (default: the listen URL)")
-	if pos, err := parse(fs, args); err != nil {
+	smtpURL := fs.String("smtp-url", "", "mail relay `URL` for e-mail notifications: smtp://user:pass@host:587?from=alerts@example.com (STARTTLS required), smtps://… or ?security=none")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's `URL` as users reach it, for links in notifications (default: the listen URL)")
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if err := checkServeFlags(cfg); err != nil {
+		return err
 	}
 	if *smtpURL != "" {
 		c, err := notify.ParseSMTPURL(*smtpURL)
@@ -36,21 +52,63 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		cfg.SMTP = c
 	}
-	if cfg.Interval < app.MinInterval {
-		return usagef("--heartbeat-interval must be at least %s", app.MinInterval)
-	}
 	cfg.Logger = logger(e.stderr, debug)
+	// A start that fails leaves no new, empty data directory behind: the
+	// next attempt (with the mistake fixed, or another --data) must not
+	// find one that looks like an installation.
+	created := missingDir(cfg.DataDir)
+	failed := func(err error) error {
+		removeCreated(created)
+		return explain(err, hintContext{addr: cfg.Addr, db: cfg.DB, tlsCert: cfg.TLSCert, tlsKey: cfg.TLSKey, dataDir: cfg.DataDir})
+	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	if err := a.Start(ctx); err != nil {
 		a.Shutdown(context.Background())
-		return err
+		return failed(err)
 	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down: draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return a.Shutdown(sctx)
+}
+
+// checkServeFlags refuses flag combinations serve cannot start with,
+// before anything is created.
+func checkServeFlags(cfg app.Config) error {
+	if cfg.Interval < app.MinInterval {
+		return usagef("--heartbeat-interval must be at least %s", app.MinInterval)
+	}
+	if cfg.Tolerance < 0 {
+		return usagef("--tolerance must not be negative")
+	}
+	if cfg.DB != "" && !store.IsPostgresURL(cfg.DB) {
+		return usagef("--db takes a postgres:// URL; for a data directory use --data")
+	}
+	if cfg.DataDir == "" {
+		return usagef("--data needs a directory")
+	}
+	modes := 0
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return usagef("--tls-cert and --tls-key go together")
+		}
+		modes++
+	}
+	if cfg.SelfSigned {
+		modes++
+	}
+	if cfg.InsecureHTTP {
+		modes++
+	}
+	switch {
+	case modes == 0:
+		return usagef("choose --tls-cert/--tls-key, --self-signed, or (local experiments only) --insecure-http")
+	case modes > 1:
+		return usagef("choose one of --tls-cert/--tls-key, --self-signed and --insecure-http")
+	}
+	return nil
 }

@@ -14,11 +14,11 @@ import (
 	"keepwatch/internal/store"
 )
 
-const simulateUsage = `usage: keepwatch simulate --server URL --installations N --servers M [--interval D] [--faults RATE]
+const simulateSynopsis = `simulate --server URL --installations N --servers M [--interval D] [--faults RATE]
                           [--state DIR] [--ca FILE] [--data DIR | --db URL] [--integrator NAME]
-                          [--duration D] [--seed N] [--connections N]
+                          [--duration D] [--seed N] [--connections N]`
 
-Enrolls N installations of M recording servers each through the real ingest
+const simulateAbout = `Enrolls N installations of M recording servers each through the real ingest
 protocol and runs them: heartbeats at the interval keepwatch dictates, and
 faults at random (drives filling, cameras flapping, media database errors,
 archive failures, servers crashing, sites losing their Internet link and
@@ -34,30 +34,23 @@ each installation, and registers them. Enrolled credentials are cached in
 --state, so a rerun reuses them and needs the database only to enroll
 more. With database access, a run ends by comparing what keepwatch shows
 the integrator with what the fleet reported; it exits non-zero if they
-differ or a report was refused unexpectedly.
-
-flags:
-`
+differ or a report was refused unexpectedly.`
 
 func runSimulate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "simulate", "")
-	fs.Usage = func() {
-		fmt.Fprint(e.stderr, simulateUsage)
-		fs.PrintDefaults()
-	}
-	server := fs.String("server", "", "keepwatch base URL, e.g. https://localhost:8443")
-	installations := fs.Int("installations", 0, "number of installations (sites)")
-	servers := fs.Int("servers", 0, "recording servers per installation")
-	interval := fs.Duration("interval", 0, "heartbeat interval to use instead of the one keepwatch dictates (default: keepwatch's; a longer one makes servers unavailable)")
-	faults := fs.Float64("faults", 0.001, "probability that a fault starts on a server during one heartbeat interval (0 to 1)")
-	state := fs.String("state", "keepwatch-sim", "directory caching the fleet's enrolled credentials")
-	ca := fs.String("ca", "", "extra CA certificate to trust (a self-signed keepwatch's <data>/tls/cert.pem)")
-	data := fs.String("data", "", "data directory of keepwatch's SQLite database, for creating licences")
-	db := fs.String("db", "", "PostgreSQL URL of keepwatch's database, for creating licences")
-	integrator := fs.String("integrator", "Simulated Integrator", "integrator the installations are registered to (created if missing)")
-	duration := fs.Duration("duration", 0, "stop after this long (default: run until interrupted)")
-	seed := fs.Uint64("seed", 0, "seed of the fault generator, to replay the same faults (default: random)")
-	conns := fs.Int("connections", 32, "connections to keepwatch shared by the fleet")
+	fs := newFlags(e, "simulate", simulateSynopsis, simulateAbout)
+	server := fs.String("server", "", "keepwatch's base `URL`, e.g. https://localhost:8443")
+	installations := fs.Int("installations", 0, "`N` installations (sites)")
+	servers := fs.Int("servers", 0, "`M` recording servers per installation")
+	interval := fs.Duration("interval", 0, "heartbeat interval `D` to use instead of the one keepwatch dictates (default: keepwatch's; a longer one makes servers unavailable)")
+	faults := fs.Float64("faults", 0.001, "`RATE` (0 to 1): the probability that a fault starts on a server during one heartbeat interval")
+	state := fs.String("state", "keepwatch-sim", "`DIR` caching the fleet's enrolled credentials")
+	ca := fs.String("ca", "", "extra CA certificate `FILE` to trust (a self-signed keepwatch's <data>/tls/cert.pem)")
+	data := fs.String("data", "", "data directory `DIR` of keepwatch's SQLite database, for creating licences")
+	db := fs.String("db", "", "PostgreSQL `URL` of keepwatch's database, for creating licences")
+	integrator := fs.String("integrator", "Simulated Integrator", "register the installations to integrator `NAME` (created if missing)")
+	duration := fs.Duration("duration", 0, "stop after `D` (default: run until interrupted)")
+	seed := fs.Uint64("seed", 0, "seed `N` of the fault generator, to replay the same faults (default: random)")
+	conns := fs.Int("connections", 32, "`N` connections to keepwatch shared by the fleet")
 	debug := fs.Bool("debug", false, "log at debug level")
 	if err := flagsOnly(fs, args, "server", "state"); err != nil {
 		return err
@@ -91,6 +84,13 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	var st *store.Store
 	var integratorID int64
 	if dsn := *data + *db; dsn != "" {
+		if *data != "" {
+			// The database of the keepwatch the fleet talks to: a new one
+			// would hold licences that keepwatch never sees.
+			if err := hasDatabase(*data, false); err != nil {
+				return err
+			}
+		}
 		if st, err = store.Open(ctx, dsn); err != nil {
 			return err
 		}

@@ -158,8 +158,8 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2:\n%s", tc, code, errOut)
 		}
 	}
-	if code, _, errOut := simulateRun("--help"); code != 0 || !strings.Contains(errOut, "--faults") || !strings.Contains(errOut, "Ctrl-C") {
-		t.Fatalf("--help: exit %d:\n%s", code, errOut)
+	if code, out, errOut := simulateRun("--help"); code != 0 || !strings.Contains(out, "--faults") || !strings.Contains(out, "Ctrl-C") || errOut != "" {
+		t.Fatalf("--help: exit %d:\n%s\nstderr: %s", code, out, errOut)
 	}
 }
 

@@ -4,7 +4,8 @@
 // in every state the dashboard knows (errors of each kind, a warning, a
 // site offline, one paused, one never reported, one whose customer
 // withdrew consent) and the rest healthy, with faults coming and going
-// and a technician who acknowledges and resolves archive incidents.
+// and a technician who acknowledges and resolves archive incidents; and
+// one licence left unregistered, to try the registration center with.
 package demo
 
 import (
@@ -28,9 +29,16 @@ const (
 	Technician = "user:sam@demo.keepwatch.example"
 )
 
+// UnregisteredSLC is a demo licence no integrator holds: the demo offers
+// it to try the registration center with.
+const UnregisteredSLC = "DEMO-4242-9001"
+
 // Credentials are what the demo prints.
 type Credentials struct {
 	Email, Password, Token string
+	// UnregisteredSLC is licensed but not registered, as a new customer's
+	// SLC is before the integrator registers it.
+	UnregisteredSLC string
 }
 
 // Sites are the demo installations, registered to the demo integrator.
@@ -137,11 +145,38 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 	if err == nil {
 		_, err = st.SetMaintenance(ctx, in.ID, m)
 	}
-	return creds, sites, err
+	if err != nil {
+		return creds, nil, err
+	}
+	if err := offerUnregistered(ctx, st, in.ID, today); err != nil {
+		return creds, nil, err
+	}
+	creds.UnregisteredSLC = UnregisteredSLC
+	return creds, sites, nil
 }
 
 // maintained is the pinned site the demo puts in a maintenance window.
 const maintained = 11
+
+// offerUnregistered makes sure the licence of UnregisteredSLC exists and
+// that the demo integrator does not hold it, also when a previous run on
+// the same data registered it: every run offers it afresh. No server of
+// it reports, so once registered it shows as never reported.
+func offerUnregistered(ctx context.Context, st *store.Store, integratorID int64, today keepwatch.Date) error {
+	lic := keepwatch.Installation{SLC: UnregisteredSLC, Customer: "Juniper Dental Clinic", Product: "XProtect Professional 2013",
+		Cameras: 12, CarePlusUntil: today.AddDays(365)}
+	_, err := st.CreateInstallation(ctx, lic, secret.Hash(secret.New("kwe_")))
+	if keepwatch.ErrorCode(err) != keepwatch.ECONFLICT {
+		return err
+	}
+	if err := st.SetCarePlus(ctx, lic.SLC, lic.CarePlusUntil); err != nil {
+		return err
+	}
+	if err := st.Release(ctx, integratorID, lic.SLC); keepwatch.ErrorCode(err) != keepwatch.ENOTFOUND {
+		return err
+	}
+	return nil
+}
 
 // FaultRate and Mix of the demo's unpinned sites: about one new fault a
 // minute at the default 10-second interval, mostly ones that clear by
