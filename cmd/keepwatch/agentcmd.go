@@ -19,7 +19,7 @@ import (
 const agentUsage = `usage: keepwatch agent <command>
 
   enroll  --server URL --slc SLC --key KEY --name NAME --state DIR [--consent] [--ca FILE]
-  run     --state DIR [--config FILE] [--debug]
+  run     --state DIR [--config FILE] [--debug] [--enroll-file FILE]
           the agent daemon: built-in checks, local API, durable spool
   send    --state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]
           one status report whose active conditions are exactly those given
@@ -124,6 +124,7 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	dir := fs.String("state", "", "state directory of this agent (from agent enroll)")
 	cfgFile := fs.String("config", "", "configuration file (JSON, see docs/agent.md); without it only heartbeats and the local API run")
 	debug := fs.Bool("debug", false, "debug logging")
+	enrollFile := fs.String("enroll-file", "", "when the state directory is not enrolled, enroll from this file first (the Windows installer writes it), waiting for it and retrying until keepwatch answers")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
@@ -134,8 +135,10 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
-	if _, err := agent.Load(*dir); err != nil {
-		return err
+	if *enrollFile == "" {
+		if _, err := agent.Load(*dir); err != nil {
+			return err
+		}
 	}
 	logOut := e.stderr
 	if agent.IsService() {
@@ -148,10 +151,14 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		logOut = f
 	}
 	d := &agent.Daemon{Dir: *dir, Config: cfg, Logger: logger(logOut, *debug)}
-	if agent.IsService() {
-		return agent.RunService(d.Run)
+	run := d.Run
+	if *enrollFile != "" {
+		run = enrollThenRun(d, *enrollFile)
 	}
-	return d.Run(ctx)
+	if agent.IsService() {
+		return agent.RunService(run)
+	}
+	return run(ctx)
 }
 
 // openServiceLog opens <dir>/agent.log for appending, keeping one older
