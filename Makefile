@@ -40,6 +40,9 @@ test: deps vet
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzRequestBodies -fuzztime 10s ./internal/api
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzLocalAPIBodies -fuzztime 10s ./internal/agent
+	# The Grafana dashboard and alert rules, checked with Prometheus' own
+	# parser in a module of their own (deploy/check/go.mod).
+	cd deploy/check && $(GO) vet ./... && KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 ./...
 
 # Ten minutes of a fleet at full rate while the overview is read: memory
 # flat, no goroutine left behind, heartbeat p99 reported.
