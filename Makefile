@@ -19,6 +19,7 @@ build:
 deps:
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-packaging.sh
 
 vet:
 	$(GO) vet ./...
@@ -39,6 +40,9 @@ test: deps vet
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzPayload -fuzztime 10s ./internal/ingest
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzRequestBodies -fuzztime 10s ./internal/api
 	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -run '^$$' -fuzz FuzzLocalAPIBodies -fuzztime 10s ./internal/agent
+	# The Grafana dashboard and alert rules, checked with Prometheus' own
+	# parser in a module of their own (deploy/check/go.mod).
+	cd deploy/check && $(GO) vet ./... && KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 ./...
 
 # Ten minutes of a fleet at full rate while the overview is read: memory
 # flat, no goroutine left behind, heartbeat p99 reported.
@@ -57,6 +61,19 @@ demo:
 
 clean:
 	rm -rf bin
+	rm -rf $(DIST)
+
+# Release artifacts, reproducible (same commit, same bytes): the Debian
+# package, the Windows agent's MSI, a CycloneDX SBOM of each and
+# SHA256SUMS, into $(DIST). VERSION defaults to keepwatch.Version (plus the
+# commit for a -dev version); SIGN_CERT and SIGN_KEY (PEM) sign the MSI and
+# keepwatch.exe. See scripts/packages.sh.
+DIST ?= dist
+.PHONY: packages
+packages:
+	bash scripts/ensure-packaging.sh
+	OUT='$(DIST)' VERSION='$(VERSION)' SIGN_CERT='$(SIGN_CERT)' SIGN_KEY='$(SIGN_KEY)' \
+		SIGN_PASS_FILE='$(SIGN_PASS_FILE)' SIGN_URL='$(SIGN_URL)' bash scripts/packages.sh
 
 # Screenshots of the dashboard (laptop and phone) for the README and docs.
 screenshots: deps

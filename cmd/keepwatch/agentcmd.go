@@ -28,12 +28,14 @@ and enrollment key (from keepwatch admin license add): agrees a report key
 with keepwatch and keeps the server's identity and key in --state. Prints
 the server id on stdout. --consent records that the customer agreed to send
 status information; without it nothing may be sent.`, agentEnroll},
-	{"run", "--state DIR [--config FILE] [--debug]", `Runs the agent daemon until interrupted: heartbeats at the interval
+	{"run", "--state DIR [--config FILE] [--debug] [--enroll-file FILE]", `Runs the agent daemon until interrupted: heartbeats at the interval
 keepwatch dictates, the built-in checks of the configuration file (drives,
 media database, cameras, licences), the loopback API the VMS reports
 through, and a durable spool that keeps every report until keepwatch
 acknowledged it. Run it under systemd, or as the Windows service
-(agent install-service). docs/agent.md describes the configuration file.`, agentRun},
+(agent install-service). docs/agent.md describes the configuration file.
+With --enroll-file (what the Windows installer writes), a server not yet
+enrolled waits for that file, enrolls from it, then deletes it.`, agentRun},
 	{"send", "--state DIR [--condition KIND[:SUBJECT]]… [--event KIND[:SUBJECT]]… [--heartbeat]", `Sends one status report whose active conditions are exactly those given
 (none = all clear), or with --heartbeat an empty report, then exits. Goes
 through the running daemon if there is one (which adds the conditions its
@@ -151,6 +153,7 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
 	cfgFile := fs.String("config", "", "configuration `FILE` (JSON, see docs/agent.md); without it only heartbeats and the local API run")
 	debug := fs.Bool("debug", false, "debug logging")
+	enrollFile := fs.String("enroll-file", "", "when the state directory is not enrolled, enroll from this `FILE` first (the Windows installer writes it), waiting for it and retrying until keepwatch answers")
 	if err := flagsOnly(fs, args, "state"); err != nil {
 		return err
 	}
@@ -161,8 +164,10 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if err != nil {
 		return err
 	}
-	if _, err := agent.Load(*dir); err != nil {
-		return err
+	if *enrollFile == "" {
+		if _, err := agent.Load(*dir); err != nil {
+			return err
+		}
 	}
 	logOut := e.stderr
 	if agent.IsService() {
@@ -175,10 +180,14 @@ func agentRun(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 		logOut = f
 	}
 	d := &agent.Daemon{Dir: *dir, Config: cfg, Logger: logger(logOut, *debug)}
-	if agent.IsService() {
-		return agent.RunService(d.Run)
+	run := d.Run
+	if *enrollFile != "" {
+		run = enrollThenRun(d, *enrollFile)
 	}
-	return d.Run(ctx)
+	if agent.IsService() {
+		return agent.RunService(run)
+	}
+	return run(ctx)
 }
 
 // openServiceLog opens <dir>/agent.log for appending, keeping one older
