@@ -21,7 +21,7 @@ import (
 func TestAgentRunEnrollsFromTheInstallersFileOnceKeepwatchAnswers(t *testing.T) {
 	data, dir := t.TempDir(), t.TempDir()
 	admin := func(args ...string) string {
-		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
+		out, _ := cli(t, "", append([]string{"admin", "--data", data, "--create"}, args...)...)
 		return strings.TrimSpace(out)
 	}
 	admin("integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
