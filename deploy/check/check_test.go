@@ -352,7 +352,7 @@ func runAndScrape() (map[string]metric, error) {
 		}
 		return strings.TrimSpace(string(out)), err
 	}
-	if _, err := kw("", "admin", "--data", data, "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example"); err != nil {
+	if _, err := kw("", "admin", "--data", data, "--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example"); err != nil {
 		return nil, err
 	}
 	key, err := kw("", "admin", "--data", data, "license", "add", "--slc", "MET-0001", "--customer", "Harbor Logistics",
