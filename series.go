@@ -195,8 +195,9 @@ func target(p SeriesPoint, now time.Time) Resolution {
 // PlanCompaction works out, for one drive's stored points at now, which
 // raw samples fold into which hourly bucket, which hourly buckets into
 // which day, and what to delete: expired points, surplus raw samples of a
-// 5-minute slot, and everything folded. Running it again on the result
-// plans nothing.
+// 5-minute slot, and everything folded. points are distinct by key, as a
+// store's primary key keeps them. Running the plan's result through it
+// again plans nothing.
 func PlanCompaction(points []SeriesPoint, now time.Time) CompactionPlan {
 	type key struct {
 		res Resolution
@@ -206,13 +207,7 @@ func PlanCompaction(points []SeriesPoint, now time.Time) CompactionPlan {
 	var movers []SeriesPoint
 	targets := map[key]Resolution{}
 	slots := map[int64]SeriesPoint{} // raw points staying raw: the last of each slot
-	seen := make(map[key]bool, len(points))
 	for _, p := range points {
-		k := key{p.Res, p.At.UnixNano()}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
 		t := target(p, now)
 		switch {
 		case t == "":
