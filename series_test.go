@@ -183,10 +183,17 @@ func TestCompactionFoldsLateSamplesIntoTheirResolution(t *testing.T) {
 }
 
 func TestSeriesRangePicksTheResolution(t *testing.T) {
-	// A year of compacted history.
+	// A year of compacted history (sampled every 5 minutes where raw
+	// samples are still kept).
 	var s seriesStore
 	now := time.Date(2026, 6, 1, 12, 2, 0, 0, time.UTC)
-	for at := now.Add(-365 * 24 * time.Hour); !at.After(now); at = at.Add(5 * time.Minute) {
+	step := func(at time.Time) time.Duration { // 5-minute samples for the last 2 days, 30 before
+		if now.Sub(at) > 48*time.Hour {
+			return 30 * time.Minute
+		}
+		return 5 * time.Minute
+	}
+	for at := now.Add(-365 * 24 * time.Hour); !at.After(now); at = at.Add(step(at)) {
 		used := uint64(at.Sub(now.Add(-365 * 24 * time.Hour)).Hours()) // one byte an hour
 		s.add(PointOf(DriveSample{At: at, Capacity: 1 << 40, Free: 1<<40 - used}))
 		if at.Minute() == 0 && at.Hour()%6 == 0 {
