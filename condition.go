@@ -32,6 +32,10 @@ const (
 	// an installation going silent together (the Internet link, most
 	// likely).
 	KindSiteUnreachable = "site_unreachable"
+	// KindStorageForecast and KindRetentionShort are keepwatch's verdicts
+	// on a drive's samples (drive.go); their subject is the drive's path.
+	KindStorageForecast = "storage_forecast"
+	KindRetentionShort  = "retention_short"
 )
 
 var knownSeverity = map[string]Severity{
@@ -47,6 +51,10 @@ var knownSeverity = map[string]Severity{
 	KindArchiveOperationFailed: SeverityError,
 	KindArchiveMoveFailed:      SeverityError,
 	KindSiteUnreachable:        SeverityError,
+	KindStorageForecast:        SeverityWarning,
+	// An error when under half the required days: RetentionSeverity
+	// decides for each instance.
+	KindRetentionShort: SeverityWarning,
 }
 
 // SeverityOf returns the severity of a kind; unknown kinds are errors.

@@ -166,7 +166,7 @@ func (d *driveCheck) run(ctx context.Context, now time.Time) ([]protocol.Payload
 
 func (d *driveCheck) classify(dr Drive, u DiskUsage, noSpace bool) (kind, msg string) {
 	role := "drive"
-	if dr.Role != "" {
+	if dr.Role != "" && dr.Role != "other" {
 		role = dr.Role + " drive"
 	}
 	if noSpace {

@@ -39,15 +39,32 @@ type Config struct {
 	Spool    SpoolConfig `json:"spool,omitzero"`
 }
 
-// Drive is a recording or archive drive watched for free space.
+// Drive is a recording or archive drive watched for free space, and
+// sampled for keepwatch's forecasts.
 type Drive struct {
 	Path string `json:"path"`
-	// Role is "recording" or "archive"; it only shapes the message.
+	// Role is "recording", "archive" or "other"; it shapes the message
+	// and tells keepwatch which drives are held to the required retention.
 	Role string `json:"role,omitempty"`
 	// Per-drive thresholds; zero takes Config.Thresholds.
 	StorageLowPercent  float64 `json:"storage_low_percent,omitempty"`
 	StorageFullPercent float64 `json:"storage_full_percent,omitempty"`
+	// Recordings is the directory holding the recorder's footage on this
+	// drive; with it, samples carry the time of the oldest recording.
+	Recordings string `json:"recordings,omitempty"`
+	// Layout says how that time is found: "oldest-file" (default) or
+	// "dated-folders".
+	Layout string `json:"layout,omitempty"`
+	// Folders is the dated-folders pattern below Recordings (drivesample.go);
+	// default "YYYY-MM-DD|YYYYMMDD".
+	Folders string `json:"folders,omitempty"`
 }
+
+// Layouts of a recordings directory.
+const (
+	LayoutOldestFile   = "oldest-file"
+	LayoutDatedFolders = "dated-folders"
+)
 
 // Camera is a camera whose reachability is checked.
 type Camera struct {
@@ -71,6 +88,14 @@ type Checks struct {
 	MediaDatabase CheckSchedule `json:"media_database,omitzero"`
 	Cameras       CameraChecks  `json:"cameras,omitzero"`
 	Licenses      CheckSchedule `json:"licenses,omitzero"`
+	DriveSamples  SampleChecks  `json:"drive_samples,omitzero"`
+}
+
+// SampleChecks sets how often drives are sampled for keepwatch's
+// forecasts, and how often an oldest-file layout is walked in full.
+type SampleChecks struct {
+	Every  Duration `json:"every,omitzero"`
+	Rescan Duration `json:"rescan,omitzero"`
 }
 
 // CheckSchedule is a check's interval.
@@ -126,6 +151,11 @@ const (
 	DefaultStorageLowPercent  = 10.0
 	DefaultStorageFullPercent = 1.0
 	DefaultMaxReports         = 10000
+	// DefaultSampleEvery: keepwatch keeps one raw sample per drive per
+	// 5 minutes (keepwatch.SeriesRawSlot); sampling faster sends more
+	// and keeps nothing more.
+	DefaultSampleEvery = 5 * time.Minute
+	DefaultRescan      = 24 * time.Hour
 )
 
 // LoadConfig reads and validates a configuration file.
@@ -179,6 +209,9 @@ func (c *Config) normalize() error {
 	if err := checkThresholds("thresholds", t.StorageLowPercent, t.StorageFullPercent); err != nil {
 		return err
 	}
+	if len(c.Drives) > keepwatch.MaxDrives {
+		return bad("at most %d drives", keepwatch.MaxDrives)
+	}
 	seen := map[string]bool{}
 	for i := range c.Drives {
 		d := &c.Drives[i]
@@ -192,8 +225,11 @@ func (c *Config) normalize() error {
 			return bad("drives[%d]: %s is listed twice", i, d.Path)
 		}
 		seen[d.Path] = true
-		if d.Role != "" && d.Role != "recording" && d.Role != "archive" {
-			return bad("drives[%d]: role must be recording or archive", i)
+		if d.Role != "" && d.Role != "recording" && d.Role != "archive" && d.Role != "other" {
+			return bad("drives[%d]: role must be recording, archive or other", i)
+		}
+		if err := normalizeRecordings(d); err != nil {
+			return bad("drives[%d] (%s): %s", i, d.Path, keepwatch.ErrorMessage(err))
 		}
 		if d.StorageLowPercent == 0 {
 			d.StorageLowPercent = t.StorageLowPercent
@@ -263,6 +299,14 @@ func (c *Config) normalize() error {
 		if d.D() < 10*time.Millisecond || d.D() > 24*time.Hour {
 			return bad("%s must be between 10ms and 24h", name)
 		}
+	}
+	defaultEvery(&ch.DriveSamples.Every, DefaultSampleEvery)
+	defaultEvery(&ch.DriveSamples.Rescan, DefaultRescan)
+	if e := ch.DriveSamples.Every.D(); e < time.Minute || e > time.Hour {
+		return bad("checks.drive_samples.every must be between 1m and 1h")
+	}
+	if r := ch.DriveSamples.Rescan.D(); r < time.Hour || r > 7*24*time.Hour {
+		return bad("checks.drive_samples.rescan must be between 1h and 168h")
 	}
 	if ch.Cameras.Attempts < 1 || ch.Cameras.Attempts > 10 {
 		return bad("checks.cameras.attempts must be 1 to 10")

@@ -45,6 +45,7 @@ type Daemon struct {
 	spool   *Spool
 	courier *courier
 	checks  []check
+	sampler *driveSampler
 	addr    string
 
 	mu         sync.Mutex
@@ -57,6 +58,7 @@ type Daemon struct {
 	lastStatus time.Time
 	delivery   deliveryState
 	skewWarned time.Time
+	drives     []protocol.PayloadDrive // sampled, not yet in a recorded report
 
 	wake    chan struct{} // a report was recorded
 	nudge   chan struct{} // consent changed: stop waiting out a pause
@@ -145,6 +147,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.checks = buildChecks(d.Config, d.Probes)
+	if d.sampler = newDriveSampler(d.Config, d.Probes); d.sampler != nil {
+		d.checks = append(d.checks, d.samplerCheck())
+	}
 	ln, err := net.Listen("tcp", d.Config.LocalAPI)
 	if err != nil {
 		return fmt.Errorf("local API: %w", err)
@@ -385,12 +390,12 @@ func (d *Daemon) recordStatusLocked(events []protocol.PayloadEvent, force bool) 
 	}
 	now := d.Now().UTC()
 	on := true
-	p := &protocol.Payload{SentAt: &now, AgentVersion: agentVersion(), Consent: &on, Conditions: &active, Events: events}
+	p := &protocol.Payload{SentAt: &now, AgentVersion: agentVersion(), Consent: &on, Conditions: &active, Events: events, Drives: d.drives}
 	seq, err := d.spool.Record(KindStatus, now, p)
 	if err != nil {
 		return 0, err
 	}
-	d.reported, d.lastRec, d.lastStatus = keys, now, now
+	d.reported, d.lastRec, d.lastStatus, d.drives = keys, now, now, nil
 	poke(d.wake)
 	return seq, nil
 }
@@ -672,6 +677,7 @@ func (d *Daemon) Status() (Status, error) {
 	s := statusOf(d.state, sp)
 	s.Running, s.LocalAPI, s.Delivery = true, d.addr, d.delivery
 	s.Conditions = d.activeLocked()
+	s.Drives = d.sampler.latest()
 	for _, c := range d.checks {
 		r, ok := d.results[c.name]
 		cs := CheckStatus{Name: c.name, Every: c.every.String(), Error: r.err}

@@ -31,7 +31,9 @@ type Status struct {
 	Delivery   deliveryState               `json:"delivery,omitzero"`
 	Conditions []protocol.PayloadCondition `json:"conditions"`
 	Checks     []CheckStatus               `json:"checks,omitempty"`
-	Spool      SpoolStats                  `json:"spool"`
+	// Drives is the latest round of drive samples.
+	Drives []protocol.PayloadDrive `json:"drives,omitempty"`
+	Spool  SpoolStats              `json:"spool"`
 }
 
 // CheckStatus is a built-in check's last run.

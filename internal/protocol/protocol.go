@@ -187,6 +187,25 @@ type Payload struct {
 	Consent       *bool               `json:"consent,omitempty"`
 	Conditions    *[]PayloadCondition `json:"conditions,omitempty"`
 	Events        []PayloadEvent      `json:"events,omitempty"`
+	// Drives are measurements of the server's drives (at most
+	// keepwatch.MaxDrives), from which keepwatch forecasts when each is
+	// full and how much footage it keeps. They change no condition: a
+	// report is a status report by its "conditions" alone.
+	Drives []PayloadDrive `json:"drives,omitempty"`
+}
+
+// PayloadDrive is one measurement of a drive. Sizes are bytes.
+type PayloadDrive struct {
+	Path string `json:"path"`
+	// Role is recording, archive or other (absent: other).
+	Role string `json:"role,omitempty"`
+	// At is when the drive was measured; absent, the report's sent_at.
+	At       *time.Time `json:"at,omitempty"`
+	Capacity uint64     `json:"capacity"`
+	Free     uint64     `json:"free"`
+	// OldestRecordingAt is the time of the oldest footage on the drive,
+	// absent when it is not measured.
+	OldestRecordingAt *time.Time `json:"oldest_recording_at,omitempty"`
 }
 
 // PayloadCondition is an active state condition as the agent reports it.
