@@ -11,6 +11,14 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
+// sqliteDir is the data directory a SQLite dsn names.
+func sqliteDir(dsn string) string {
+	if dsn == "" {
+		return "keepwatch-data"
+	}
+	return dsn
+}
+
 // DBFile is the name of the SQLite database inside a data directory.
 const DBFile = "keepwatch.db"
 
@@ -21,9 +29,7 @@ const DBFile = "keepwatch.db"
 // before a report is acknowledged. busy_timeout lets admin commands and a
 // running server share the file.
 func openSQLite(ctx context.Context, dir string) (*Store, error) {
-	if dir == "" {
-		dir = "keepwatch-data"
-	}
+	dir = sqliteDir(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
