@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"keepwatch"
+	"keepwatch/internal/app"
 	"keepwatch/internal/notify"
+	"keepwatch/internal/sealed"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 )
@@ -24,6 +26,11 @@ const adminUsage = `usage: keepwatch admin [--data DIR | --db URL] <command>
   license rotate-key --slc SLC                 → prints the new enrollment key
   server revoke --id SERVER_ID
   backup --to FILE                             (SQLite: a consistent copy while keepwatch runs)
+  rotate-secrets                               (seal every report key and webhook secret under the
+                                               current secret key; see docs/operations.md)
+
+Credentials: --db-file FILE or KEEPWATCH_DB_URL instead of --db;
+--secret-key-file FILE or KEEPWATCH_SECRET_KEY for the secret key.
 
 Commands that produce a value print only that value on stdout; messages go
 to stderr. Admin commands work on the data dir of a running server.
@@ -32,22 +39,30 @@ to stderr. Admin commands work on the data dir of a running server.
 func runAdmin(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "admin", "admin [--data DIR | --db URL] <command>")
 	fs.Usage = func() { fmt.Fprint(e.stderr, adminUsage) }
-	data := fs.String("data", "keepwatch-data", "data directory")
-	db := fs.String("db", "", "PostgreSQL URL")
+	dbFlags := addDatabaseFlags(fs, "data directory")
+	keyFile := secretKeyFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	rest := fs.Args()
-	if len(rest) >= 1 && rest[0] == "backup" {
-		rest = append([]string{"backup", ""}, rest[1:]...)
+	if len(rest) >= 1 && (rest[0] == "backup" || rest[0] == "rotate-secrets") {
+		rest = append([]string{rest[0], ""}, rest[1:]...)
 	}
 	if len(rest) < 2 {
 		fmt.Fprint(e.stderr, adminUsage)
 		return usagef("missing command")
 	}
-	dsn := *data
-	if *db != "" {
-		dsn = *db
+	data, db, err := dbFlags.resolve(fs)
+	if err != nil {
+		return err
+	}
+	dsn := data
+	if db != "" {
+		dsn = db
+	}
+	keys, err := secretKey(*keyFile)
+	if err != nil {
+		return err
 	}
 	run, ok := adminCommands[strings.TrimSpace(rest[0]+" "+rest[1])]
 	if !ok {
@@ -55,7 +70,18 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 		return usagef("unknown admin command %q", rest[0]+" "+rest[1])
 	}
 	fs2 := newFlags(e, "admin "+rest[0]+" "+rest[1], "admin "+rest[0]+" "+rest[1]+" …")
-	return run(ctx, e, fs2, rest[2:], func() (*store.Store, error) { return store.Open(ctx, dsn) })
+	return run(ctx, e, fs2, rest[2:], func() (*store.Store, error) {
+		// Admin commands write no secrets but rotate-secrets, which needs
+		// the key; PostgreSQL without one opens without a keyring.
+		var kr *sealed.Keyring
+		if keys != "" || !store.IsPostgresURL(dsn) {
+			var err error
+			if kr, err = app.Keyring(app.Config{SecretKey: keys, DataDir: data, DB: db}); err != nil {
+				return nil, err
+			}
+		}
+		return store.OpenWith(ctx, dsn, store.Options{Keyring: kr})
+	})
 }
 
 type adminFunc func(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error
@@ -69,6 +95,7 @@ var adminCommands = map[string]adminFunc{
 	"license rotate-key": adminLicenseRotateKey,
 	"server revoke":      adminServerRevoke,
 	"backup":             adminBackup,
+	"rotate-secrets":     adminRotateSecrets,
 }
 
 func adminBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {

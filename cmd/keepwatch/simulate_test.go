@@ -53,7 +53,7 @@ func simServer(t *testing.T, dialect string, interval time.Duration) (*app.App, 
 	cfg := app.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", SelfSigned: true, Interval: interval, Logger: testLogger(t)}
 	dbFlag := []string{"--data", cfg.DataDir}
 	if dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, dialect)
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, dialect), testutil.SecretKey
 		dbFlag = []string{"--db", cfg.DB}
 	}
 	a, err := app.New(context.Background(), cfg)

@@ -46,7 +46,7 @@ func setup(t *testing.T, dialect string) *tenants {
 	t.Helper()
 	cfg := app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, dialect)
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, dialect), testutil.SecretKey
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {

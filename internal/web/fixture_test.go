@@ -61,7 +61,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	cfg := app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: quiet(), Addr: "127.0.0.1:0",
 		FlushEvery: 50 * time.Millisecond, SweepEvery: 50 * time.Millisecond}
 	if o.dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, o.dialect)
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, o.dialect), testutil.SecretKey
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
