@@ -51,6 +51,9 @@ type Config struct {
 	// IdleTimeout ends a session unused for this long (default 12 h);
 	// MaxAge ends any session this long after sign-in (default 7 days).
 	IdleTimeout, MaxAge time.Duration
+	// MaxStreams bounds the event streams one user or token holds open on
+	// this node (default DefaultMaxStreams).
+	MaxStreams int
 }
 
 // Sign-in limits: a token bucket per source address (every attempt) and
@@ -83,6 +86,8 @@ type Service struct {
 	// burst of sign-ins cannot exhaust memory.
 	passwordChecks chan struct{}
 	dummyHash      func() string
+	changes        changes
+	streams        streams
 }
 
 // New returns a Service.
@@ -98,6 +103,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = 7 * 24 * time.Hour
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
 	}
 	return &Service{
 		cfg: cfg, log: cfg.Logger,
@@ -150,10 +158,12 @@ func (s *Service) CrossOrigin(r *http.Request) error {
 func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		if ss, _, err := s.Session(r); err == nil {
+		if ss, hash, err := s.Session(r); err == nil {
 			unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
 			if !unsafe || s.cop.Check(r) == nil && ValidCSRF(r.Header.Get("X-CSRF-Token"), ss.CSRF) {
-				return ss.Principal(), nil
+				p := ss.Principal()
+				p.Credential = sessionCredential(hash)
+				return p, nil
 			}
 		}
 	}
@@ -161,7 +171,10 @@ func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	if !ok || token == "" {
 		return keepwatch.Principal{}, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "send an API token as 'Authorization: Bearer <token>'")
 	}
-	return s.cfg.Store.PrincipalByTokenHash(r.Context(), secret.Hash(strings.TrimSpace(token)))
+	hash := secret.Hash(strings.TrimSpace(token))
+	p, err := s.cfg.Store.PrincipalByTokenHash(r.Context(), hash)
+	p.Credential = tokenCredential(hash)
+	return p, err
 }
 
 // ValidCSRF compares a submitted CSRF token with the session's in
@@ -266,6 +279,7 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 
 // Logout ends the session with hash idHash.
 func (s *Service) Logout(ctx context.Context, idHash []byte) error {
+	defer s.CredentialsChanged()
 	return s.cfg.Store.RevokeSession(ctx, idHash)
 }
 
