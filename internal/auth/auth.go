@@ -33,7 +33,7 @@ const touchEvery = time.Minute
 
 // Store is what auth keeps in the database.
 type Store interface {
-	UserForLogin(ctx context.Context, email string) (keepwatch.LoginUser, error)
+	UsersForLogin(ctx context.Context, email string) ([]keepwatch.LoginUser, error)
 	CreateSession(ctx context.Context, n keepwatch.NewSession) error
 	SessionByHash(ctx context.Context, idHash []byte, idleSince time.Time) (keepwatch.Session, error)
 	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
@@ -226,6 +226,32 @@ func (e *Limited) As(target any) bool {
 // errBadLogin is the one answer to an unknown e-mail and a wrong password.
 var errBadLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "Wrong e-mail or password.")
 
+// errAmbiguousLogin is a password that opens accounts with several
+// integrators under one e-mail address.
+var errAmbiguousLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED,
+	"This e-mail address and password open accounts with more than one integrator. Give each account its own password (ask an owner of one of them to reset yours), then sign in again.")
+
+// checkPassword checks password against every account of an e-mail
+// address (its integrators') and returns the matching one and how many
+// matched. An unknown address is checked against a dummy hash, so that it
+// takes as long as a known one.
+func (s *Service) checkPassword(candidates []keepwatch.LoginUser, password string) (keepwatch.LoginUser, int) {
+	s.passwordChecks <- struct{}{}
+	defer func() { <-s.passwordChecks }()
+	if len(candidates) == 0 {
+		secret.CheckPassword(s.dummyHash(), password)
+		return keepwatch.LoginUser{}, 0
+	}
+	var match keepwatch.LoginUser
+	n := 0
+	for _, c := range candidates {
+		if secret.CheckPassword(c.PasswordHash, password) {
+			match, n = c, n+1
+		}
+	}
+	return match, n
+}
+
 // Login checks an e-mail and password and opens a session. It returns the
 // cookie value (never stored) and the user. A refusal is *Limited or
 // unauthorized; the two kinds of wrong (e-mail, password) look the same.
@@ -249,20 +275,21 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 	if wait := s.accounts.Allow(account, now); wait > 0 {
 		return "", keepwatch.LoginUser{}, &Limited{wait}
 	}
-	u, err := s.cfg.Store.UserForLogin(ctx, email)
-	if err != nil && keepwatch.ErrorCode(err) != keepwatch.EUNAUTHORIZED {
-		return "", u, err
-	}
-	hash := u.PasswordHash
+	candidates, err := s.cfg.Store.UsersForLogin(ctx, email)
 	if err != nil {
-		hash = s.dummyHash()
+		return "", keepwatch.LoginUser{}, err
 	}
-	s.passwordChecks <- struct{}{}
-	ok := secret.CheckPassword(hash, password) && err == nil
-	<-s.passwordChecks
-	if !ok {
+	u, matches := s.checkPassword(candidates, password)
+	switch {
+	case matches == 0:
 		s.log.Info("sign-in failed", "ip", remote)
 		return "", keepwatch.LoginUser{}, errBadLogin
+	case matches > 1:
+		// The same address and password open accounts with several
+		// integrators: which one is meant cannot be told, and guessing
+		// would sign a person in to the wrong tenant.
+		s.log.Info("sign-in ambiguous: one e-mail and password for several integrators", "ip", remote)
+		return "", keepwatch.LoginUser{}, errAmbiguousLogin
 	}
 	s.accounts.Reset(account)
 	value := RandomToken()
