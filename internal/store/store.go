@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/fileutil"
 	"keepwatch/internal/sealed"
 )
 
@@ -393,14 +394,19 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	if s.dialect != SQLite {
 		return keepwatch.Errorf(keepwatch.EINVALID, "back up PostgreSQL with pg_dump (see docs/operations.md)")
 	}
-	if _, err := os.Stat(path); err == nil {
+	// A copy is created empty with mode 0600 first (VACUUM INTO fills an
+	// empty file), so it is never readable by other local users.
+	if err := fileutil.CreatePrivate(path); errors.Is(err, os.ErrExist) {
 		return keepwatch.Errorf(keepwatch.ECONFLICT, "%s exists; choose a new file", path)
+	} else if err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	_, err := s.write.ExecContext(ctx, `VACUUM INTO ?`, path)
 	if err != nil {
+		os.Remove(path)
 		return fmt.Errorf("backup: %w", err)
 	}
-	return nil
+	return fileutil.PrivateFile(path)
 }
 
 // IntegrityCheck runs SQLite's integrity check ("ok" when sound).
