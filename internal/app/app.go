@@ -304,7 +304,7 @@ func (a *App) setupTLS() error {
 		}
 	case a.cfg.SelfSigned:
 		var err error
-		if certFile, keyFile, err = tlsutil.SelfSigned(a.cfg.DataDir); err != nil {
+		if certFile, keyFile, err = tlsutil.SelfSigned(a.cfg.DataDir, a.certNames()...); err != nil {
 			return fmt.Errorf("self-signed certificate: %w", err)
 		}
 	case a.cfg.InsecureHTTP:
@@ -321,7 +321,7 @@ func (a *App) setupTLS() error {
 	if abs, err := filepath.Abs(certFile); err == nil {
 		a.CertFile = abs
 	}
-	a.log.Info("TLS certificate", "file", a.CertFile, "sha256", fp)
+	a.logCertificate(fp)
 	return nil
 }
 
