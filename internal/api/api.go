@@ -316,6 +316,9 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, p keepwatch.P
 	if err := decode(w, r, &b); err != nil {
 		return err
 	}
+	if err := h.Auth.RegistrationAttempt(p, auth.ClientIP(r)); err != nil {
+		return err
+	}
 	slc, err := keepwatch.NormalizeSLC(b.SLC)
 	if err != nil {
 		return err

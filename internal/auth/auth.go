@@ -88,6 +88,8 @@ type Service struct {
 	dummyHash      func() string
 	changes        changes
 	streams        streams
+	regIntegrators *ratelimit.Keyed
+	regAddresses   *ratelimit.Keyed
 }
 
 // New returns a Service.
@@ -110,6 +112,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		cfg: cfg, log: cfg.Logger,
 		addresses: addressLimit.keyed(), accounts: accountLimit.keyed(),
+		regIntegrators: registrationIntegratorLimit.keyed(), regAddresses: registrationAddressLimit.keyed(),
 		cop:            http.NewCrossOriginProtection(),
 		passwordChecks: make(chan struct{}, 2),
 		// Checked against when the e-mail is unknown, so that a wrong
@@ -204,6 +207,9 @@ func ClientIP(r *http.Request) string {
 type Limited struct{ Wait time.Duration }
 
 func (e *Limited) Error() string { return "rate limited: " + e.Message() }
+
+// RetryAfter is how long to wait before trying again.
+func (e *Limited) RetryAfter() time.Duration { return e.Wait }
 
 // Message says how long to wait, the way people say it.
 func (e *Limited) Message() string {
