@@ -8,9 +8,7 @@ import (
 	"strings"
 
 	"keepwatch"
-	"keepwatch/internal/app"
 	"keepwatch/internal/notify"
-	"keepwatch/internal/sealed"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 )
@@ -56,10 +54,6 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	dsn := data
-	if db != "" {
-		dsn = db
-	}
 	keys, err := secretKey(*keyFile)
 	if err != nil {
 		return err
@@ -70,18 +64,7 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 		return usagef("unknown admin command %q", rest[0]+" "+rest[1])
 	}
 	fs2 := newFlags(e, "admin "+rest[0]+" "+rest[1], "admin "+rest[0]+" "+rest[1]+" …")
-	return run(ctx, e, fs2, rest[2:], func() (*store.Store, error) {
-		// Admin commands write no secrets but rotate-secrets, which needs
-		// the key; PostgreSQL without one opens without a keyring.
-		var kr *sealed.Keyring
-		if keys != "" || !store.IsPostgresURL(dsn) {
-			var err error
-			if kr, err = app.Keyring(app.Config{SecretKey: keys, DataDir: data, DB: db}); err != nil {
-				return nil, err
-			}
-		}
-		return store.OpenWith(ctx, dsn, store.Options{Keyring: kr})
-	})
+	return run(ctx, e, fs2, rest[2:], func() (*store.Store, error) { return openStore(ctx, data, db, keys) })
 }
 
 type adminFunc func(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
 	"strings"
+
+	"keepwatch/internal/app"
+	"keepwatch/internal/sealed"
+	"keepwatch/internal/store"
 )
 
 // getenv reads the environment (a variable so tests can replace it).
@@ -109,4 +114,24 @@ func secretKey(file string) (string, error) {
 		return strings.TrimSpace(getenv(envSecretKey)), nil
 	}
 	return readCredentialFile("secret-key-file", file)
+}
+
+// openStore opens the database for an operator command (admin, simulate)
+// with the secret key if one is configured, or on SQLite the data
+// directory's own. Operator commands write no sealed secrets, so
+// PostgreSQL without a key opens without one (sealed values then cannot
+// be read).
+func openStore(ctx context.Context, data, db, keys string) (*store.Store, error) {
+	dsn := data
+	if db != "" {
+		dsn = db
+	}
+	var kr *sealed.Keyring
+	if keys != "" || !store.IsPostgresURL(dsn) {
+		var err error
+		if kr, err = app.Keyring(app.Config{SecretKey: keys, DataDir: data, DB: db}); err != nil {
+			return nil, err
+		}
+	}
+	return store.OpenWith(ctx, dsn, store.Options{Keyring: kr})
 }

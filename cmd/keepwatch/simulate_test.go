@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,7 +55,11 @@ func simServer(t *testing.T, dialect string, interval time.Duration) (*app.App, 
 	dbFlag := []string{"--data", cfg.DataDir}
 	if dialect == store.Postgres {
 		cfg.DB, cfg.SecretKey = testutil.DSN(t, dialect), testutil.SecretKey
-		dbFlag = []string{"--db", cfg.DB}
+		keyFile := filepath.Join(t.TempDir(), "secret.key")
+		if err := os.WriteFile(keyFile, []byte(testutil.SecretKey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dbFlag = []string{"--db", cfg.DB, "--secret-key-file", keyFile}
 	}
 	a, err := app.New(context.Background(), cfg)
 	if err != nil {
