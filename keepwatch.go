@@ -58,6 +58,10 @@ type Principal struct {
 	IntegratorID int64
 	Role         Role
 	Actor        string // "user:alice@example.com" or "token:ci-export"
+	// Credential names what authenticated the request (a session or a
+	// token, by hash), so that a long request such as an event stream
+	// can check that it still works.
+	Credential string
 }
 
 // TimeFromMillis converts a stored Unix-millisecond value; 0 is the zero time.

@@ -55,6 +55,10 @@ The id is the one keepwatch agent status and the dashboard show.`, adminServerRe
 Restore it by stopping keepwatch and putting the copy in place as
 keepwatch.db in the data directory (removing stale -wal and -shm files).
 For PostgreSQL use pg_dump.`, adminBackup},
+	{"rotate-secrets", "", `Seals every report key and webhook secret under the current secret key
+(the first of --secret-key-file or KEEPWATCH_SECRET_KEY): values stored in
+the clear by an older keepwatch, and values sealed under a key being
+retired. Afterwards only the current key is needed (docs/operations.md).`, adminRotateSecrets},
 }
 
 // adminGroups are the first words of two-word admin commands.

@@ -436,7 +436,10 @@ func TestServeFailureHints(t *testing.T) {
 		t.Errorf("certificate not PEM: exit %d:\n%s", code, errOut)
 	}
 	pg := closedPort(t)
-	code, _, errOut = runCLI(ctx, "serve", "--db", "postgres://postgres@"+pg+"/test?sslmode=disable", "--addr", "127.0.0.1:0", "--insecure-http")
+	// PostgreSQL needs the nodes' shared secret key.
+	keyFile := filepath.Join(base, "secret.key")
+	os.WriteFile(keyFile, []byte(testutil.SecretKey), 0o600)
+	code, _, errOut = runCLI(ctx, "serve", "--db", "postgres://postgres@"+pg+"/test?sslmode=disable", "--secret-key-file", keyFile, "--addr", "127.0.0.1:0", "--insecure-http")
 	if code != 1 || !strings.Contains(errOut, "hint: nothing answers at "+pg+": is PostgreSQL running") {
 		t.Errorf("PostgreSQL unreachable: exit %d:\n%s", code, errOut)
 	}
@@ -451,7 +454,7 @@ func TestServeFailureHints(t *testing.T) {
 			dsn = testutil.DefaultPostgres
 		}
 		missing := regexp.MustCompile(`/[^/?]+(\?|$)`).ReplaceAllString(dsn, "/keepwatch_no_such_db$1")
-		code, _, errOut = runCLI(ctx, "serve", "--db", missing, "--addr", "127.0.0.1:0", "--insecure-http")
+		code, _, errOut = runCLI(ctx, "serve", "--db", missing, "--secret-key-file", keyFile, "--addr", "127.0.0.1:0", "--insecure-http")
 		if code != 1 || !strings.Contains(errOut, "database keepwatch_no_such_db does not exist") {
 			t.Errorf("missing database: exit %d:\n%s", code, errOut)
 		}

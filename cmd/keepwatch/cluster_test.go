@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,9 +43,14 @@ func TestThreeNodesShareTheSweepAndLiveUpdates(t *testing.T) {
 		ca string
 	}
 	var nodes []node
+	// Every node shares one secret key, as operators must configure it.
+	keyFile := filepath.Join(t.TempDir(), "secret.key")
+	if err := os.WriteFile(keyFile, []byte(testutil.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 3; i++ {
 		data := t.TempDir()
-		p := startServer(t, data, freePort(t), "--db", dsn, "--heartbeat-interval", "1s")
+		p := startServer(t, data, freePort(t), "--db", dsn, "--heartbeat-interval", "1s", "--secret-key-file", keyFile)
 		nodes = append(nodes, node{p, filepath.Join(data, "tls", "cert.pem")})
 	}
 	api := func(n int) *apiClient { return newAPIClient(t, nodes[n].p.url, nodes[n].ca, token) }

@@ -222,6 +222,15 @@ func TestBackupOfARunningServerRestores(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(restored, store.DBFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The secret key is backed up apart from the database (without it the
+	// copy holds no usable report key) and restored with it.
+	k, err := os.ReadFile(filepath.Join(data, store.SecretKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, store.SecretKeyFile), k, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	srv2 := startServer(t, restored, freePort(t))
 	_, inst := newAPIClient(t, srv2.url, filepath.Join(restored, "tls", "cert.pem"), token).do("GET", "/api/v1/installations/BACK-0001", nil)
 	if inst["status"] != "error" {

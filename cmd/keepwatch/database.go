@@ -23,6 +23,8 @@ const defaultDataDir = "keepwatch-data"
 // work on the database of a running keepwatch (admin, simulate).
 type dbFlags struct {
 	data, db string
+	dbFile   string
+	keyFile  string
 	dataSet  bool
 	create   bool
 	// allowCreate offers --create (admin); without it the database must
@@ -44,11 +46,19 @@ func (d *dbFlags) add(set *flag.FlagSet) {
 		d.data, d.dataSet = v, true
 		return nil
 	})
-	set.Func("db", "PostgreSQL `URL` (postgres://…), instead of --data", func(v string) error {
+	set.Func("db", "PostgreSQL `URL` (postgres://…), instead of --data; prefer --db-file or "+envDBURL+", which other users cannot read in ps", func(v string) error {
 		if !store.IsPostgresURL(v) {
 			return errors.New("want a postgres:// URL; for a data directory use --data")
 		}
 		d.db = v
+		return nil
+	})
+	set.Func("db-file", "`FILE` holding the PostgreSQL URL", func(v string) error {
+		d.dbFile = v
+		return nil
+	})
+	set.Func("secret-key-file", "`FILE` holding the keys that seal report keys and webhook secrets, current first (default "+envSecretKey+"; SQLite without either: <data>/secret.key)", func(v string) error {
+		d.keyFile = v
 		return nil
 	})
 	if d.allowCreate {
@@ -61,18 +71,34 @@ func (d *dbFlags) add(set *flag.FlagSet) {
 }
 
 // isDBFlag tells the database flags from a command's own.
-func isDBFlag(name string) bool { return name == "data" || name == "db" || name == "create" }
+func isDBFlag(name string) bool {
+	return name == "data" || name == "db" || name == "db-file" || name == "secret-key-file" || name == "create"
+}
 
 // open opens the database the flags name. An SQLite data directory must
 // already hold a database unless --create was given: a mistyped --data
 // would otherwise start a new, empty database that no server reads.
 func (d *dbFlags) open(ctx context.Context, msgs io.Writer) (*store.Store, error) {
-	if d.db != "" {
-		if d.dataSet {
+	db, err := credential("db", d.db, "db-file", d.dbFile, envDBURL)
+	if err != nil {
+		return nil, err
+	}
+	if d.db == "" && d.dbFile == "" && d.dataSet {
+		db = "" // an explicit --data beats the environment
+	}
+	keys, err := secretKey(d.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if db != "" {
+		if d.dataSet && (d.db != "" || d.dbFile != "") {
 			return nil, usagef("give --data or --db, not both")
 		}
-		s, err := store.Open(ctx, d.db)
-		return s, explain(err, hintContext{db: d.db})
+		if !store.IsPostgresURL(db) {
+			return nil, usagef("the database URL must be a postgres:// URL")
+		}
+		s, err := openStore(ctx, d.data, db, keys)
+		return s, explain(err, hintContext{db: db})
 	}
 	created := false
 	if err := hasDatabase(d.data, d.allowCreate); err != nil {
@@ -81,7 +107,7 @@ func (d *dbFlags) open(ctx context.Context, msgs io.Writer) (*store.Store, error
 		}
 		created = true
 	}
-	s, err := store.Open(ctx, d.data)
+	s, err := openStore(ctx, d.data, "", keys)
 	if err == nil && created {
 		fmt.Fprintf(msgs, "created a new keepwatch database in %s\n", d.data)
 	}

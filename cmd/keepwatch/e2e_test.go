@@ -175,7 +175,7 @@ func newWorld(t *testing.T, dialect string, cfg app.Config) *world {
 
 	cfg.DataDir, cfg.Addr, cfg.SelfSigned = w.data, "127.0.0.1:0", true
 	if dialect == store.Postgres {
-		cfg.DB = w.dsn
+		cfg.DB, cfg.SecretKey = w.dsn, testutil.SecretKey
 	}
 	cfg.Logger = testLogger(t)
 	a, err := app.New(context.Background(), cfg)

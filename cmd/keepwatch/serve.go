@@ -9,8 +9,9 @@ import (
 	"keepwatch/internal/store"
 )
 
-const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://…] [--heartbeat-interval 60s]
-                       [--tls-cert F --tls-key F | --self-signed | --insecure-http]`
+const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s]
+                       [--tls-cert F --tls-key F | --self-signed | --insecure-http]
+                       [--allow-outbound CIDR|host]… [--secret-key-file FILE] [--smtp-url-file FILE]`
 
 const serveAbout = `Runs the keepwatch service: the ingest endpoints agents report to, the
 dashboard, the REST API, notifications and /healthz, /readyz and /metrics.
@@ -25,7 +26,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var debug bool
 	fs.StringVar(&cfg.Addr, "addr", ":8443", "listen on `HOST:PORT` (:PORT: every interface)")
 	fs.StringVar(&cfg.DataDir, "data", defaultDataDir, "data directory `DIR`: SQLite database, self-signed certificate")
-	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL `URL` (postgres://…); the database goes there instead of --data")
+	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL `URL` (postgres://…); the database goes there instead of --data. Prefer --db-file or "+envDBURL+": other users can read a command line in ps")
+	dbFile := fs.String("db-file", "", "`FILE` holding the PostgreSQL URL")
 	fs.DurationVar(&cfg.Interval, "heartbeat-interval", 60*time.Second, "heartbeat `INTERVAL` agents are told to use (minimum 1s)")
 	fs.Float64Var(&cfg.Tolerance, "tolerance", 0.1, "grace added to three intervals, as a `FRACTION` of the interval")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `FILE` (PEM, the chain)")
@@ -33,7 +35,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&cfg.SelfSigned, "self-signed", false, "create once and reuse <data>/tls/cert.pem and key.pem")
 	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP (local experiments only)")
 	fs.BoolVar(&debug, "debug", false, "log at debug level")
-	smtpURL := fs.String("smtp-url", "", "mail relay `URL` for e-mail notifications: smtp://user:pass@host:587?from=alerts@example.com (STARTTLS required), smtps://… or ?security=none")
+	smtpURL := fs.String("smtp-url", "", "mail relay `URL` for e-mail notifications: smtp://user:pass@host:587?from=alerts@example.com (STARTTLS required), smtps://… or ?security=none; prefer --smtp-url-file or "+envSMTPURL)
+	smtpURLFile := fs.String("smtp-url-file", "", "`FILE` holding the SMTP URL")
+	keyFile := secretKeyFlag(fs)
+	var allow multiFlag
+	fs.Var(&allow, "allow-outbound", "a `CIDR` or host name webhooks may reach besides public addresses, e.g. an on-premise receiver (repeatable; none by default)")
+	metricsTokenFile := fs.String("metrics-token-file", "", "`FILE` holding a bearer token /metrics then requires (default "+envMetricsToken+"; none: /metrics is open)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics only on this separate `HOST:PORT` (e.g. 127.0.0.1:9464), not on --addr")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's `URL` as users reach it, for links in notifications (default: the listen URL)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -42,17 +50,41 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
+	db, err := credential("db", cfg.DB, "db-file", *dbFile, envDBURL)
+	if err != nil {
+		return err
+	}
+	if cfg.DB == "" && *dbFile == "" && flagGiven(fs, "data") {
+		db = "" // an explicit --data beats the environment
+	}
+	cfg.DB = db
 	if err := checkServeFlags(cfg); err != nil {
 		return err
 	}
-	if *smtpURL != "" {
-		c, err := notify.ParseSMTPURL(*smtpURL)
+	smtp, err := credential("smtp-url", *smtpURL, "smtp-url-file", *smtpURLFile, envSMTPURL)
+	if err != nil {
+		return err
+	}
+	if smtp != "" {
+		c, err := notify.ParseSMTPURL(smtp)
 		if err != nil {
 			return usagef("%s", err)
 		}
 		cfg.SMTP = c
 	}
+	if cfg.SecretKey, err = secretKey(*keyFile); err != nil {
+		return err
+	}
+	if cfg.MetricsToken, err = credential("metrics-token", "", "metrics-token-file", *metricsTokenFile, envMetricsToken); err != nil {
+		return err
+	}
+	cfg.AllowOutbound = allow
 	cfg.Logger = logger(e.stderr, debug)
+	for _, f := range []string{*keyFile, *smtpURLFile, *dbFile, *metricsTokenFile} {
+		if f != "" && readableByOthers(f) {
+			cfg.Logger.Warn("a credential file is readable by other users; chmod 600 it", "file", f)
+		}
+	}
 	// A start that fails leaves no new, empty data directory behind: the
 	// next attempt (with the mistake fixed, or another --data) must not
 	// find one that looks like an installation.

@@ -52,6 +52,7 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 0, "seed `N` of the fault generator, to replay the same faults (default: random)")
 	conns := fs.Int("connections", 32, "`N` connections to keepwatch shared by the fleet")
 	debug := fs.Bool("debug", false, "log at debug level")
+	keyFile := secretKeyFlag(fs)
 	if err := flagsOnly(fs, args, "server", "state"); err != nil {
 		return err
 	}
@@ -91,7 +92,11 @@ func runSimulate(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-		if st, err = store.Open(ctx, dsn); err != nil {
+		keys, err := secretKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		if st, err = openStore(ctx, *data, *db, keys); err != nil {
 			return err
 		}
 		defer st.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,8 +54,12 @@ func simServer(t *testing.T, dialect string, interval time.Duration) (*app.App, 
 	cfg := app.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", SelfSigned: true, Interval: interval, Logger: testLogger(t)}
 	dbFlag := []string{"--data", cfg.DataDir}
 	if dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, dialect)
-		dbFlag = []string{"--db", cfg.DB}
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, dialect), testutil.SecretKey
+		keyFile := filepath.Join(t.TempDir(), "secret.key")
+		if err := os.WriteFile(keyFile, []byte(testutil.SecretKey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dbFlag = []string{"--db", cfg.DB, "--secret-key-file", keyFile}
 	}
 	a, err := app.New(context.Background(), cfg)
 	if err != nil {

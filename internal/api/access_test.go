@@ -30,6 +30,13 @@ const (
 	bobSLC        = "BOB-0001"
 )
 
+// A key in alice's webhook URLs, and their signing secret: only her
+// owners may ever read the first, nobody the second.
+const (
+	hookKey    = "alice-hook-key-8d1f"
+	hookSecret = "whsec_alice_secret_5c2e"
+)
+
 // tenants is three integrators' worth of data behind a real TLS server.
 type tenants struct {
 	srv      *httptest.Server
@@ -46,7 +53,7 @@ func setup(t *testing.T, dialect string) *tenants {
 	t.Helper()
 	cfg := app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, dialect)
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, dialect), testutil.SecretKey
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
@@ -100,7 +107,8 @@ func setup(t *testing.T, dialect string) *tenants {
 		}
 	}
 	for i, name := range []string{"ops mail", "ops hook"} {
-		c, err := s.CreateChannel(ctx, tn.aliceID, keepwatch.Channel{Name: name, Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
+		c, err := s.CreateChannel(ctx, tn.aliceID, keepwatch.Channel{Name: name, Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook?key=" + hookKey,
+			Secret: hookSecret, Enabled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,6 +248,8 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				{"alice-technician", "POST", "/api/v1/registrations", `{"slc":"` + aliceSLC + `"}`, 403},
 				{"alice-technician", "DELETE", "/api/v1/registrations/" + aliceSLC, "", 403},
 				{"alice-viewer", "DELETE", "/api/v1/registrations/" + aliceSLC, "", 403},
+				{"alice-technician", "GET", "/api/v1/channels", "", 403},
+				{"alice-viewer", "GET", "/api/v1/channels", "", 403},
 			} {
 				status, body := tn.call(t, rc.who, rc.method, rc.path, rc.body)
 				if status != rc.want || (rc.want == 403 && code(body) != "forbidden") {

@@ -51,6 +51,9 @@ type Handler struct {
 	KeepAlive time.Duration
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
+	// RecheckEvery paces the re-check of an event stream's credential
+	// (default 800 ms, so that a stream ends within a second).
+	RecheckEvery time.Duration
 }
 
 // auditTargetKey carries, in a request's context, what a state-changing
@@ -313,6 +316,9 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, p keepwatch.P
 	if err := decode(w, r, &b); err != nil {
 		return err
 	}
+	if err := h.Auth.RegistrationAttempt(p, auth.ClientIP(r)); err != nil {
+		return err
+	}
 	slc, err := keepwatch.NormalizeSLC(b.SLC)
 	if err != nil {
 		return err
@@ -340,7 +346,16 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request, p keepwatch.Pr
 }
 
 // events streams the integrator's state changes as Server-Sent Events.
+// The stream re-checks its credential every RecheckEvery, and at once when
+// this node changes a credential: signing out, revoking the token,
+// removing the user or changing its role ends it (the client reconnects
+// with what rights it has now).
 func (h *Handler) events(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
+	release, err := h.Auth.OpenStream(p)
+	if err != nil {
+		return err
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
 	changes, cancel := h.Broker.Subscribe(p.IntegratorID)
@@ -359,6 +374,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, p keepwatch.Pri
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	recheckEvery := h.RecheckEvery
+	if recheckEvery == 0 {
+		recheckEvery = 800 * time.Millisecond
+	}
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	credChanged := h.Auth.Changed()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -370,11 +392,38 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, p keepwatch.Pri
 		case c := <-changes:
 			b, _ := json.Marshal(c)
 			fmt.Fprintf(w, "event: change\ndata: %s\n\n", b)
+		case <-credChanged:
+			credChanged = h.Auth.Changed()
+			if h.credentialEnded(r, p) {
+				return nil
+			}
+			continue
+		case <-recheck.C:
+			if h.credentialEnded(r, p) {
+				return nil
+			}
+			continue
 		}
 		if err := rc.Flush(); err != nil {
 			return nil
 		}
 	}
+}
+
+// credentialEnded re-checks a stream's credential; a database failure
+// does not end the stream (it is checked again next time).
+func (h *Handler) credentialEnded(r *http.Request, p keepwatch.Principal) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := h.Auth.StillValid(ctx, p)
+	if auth.CredentialEnded(err) {
+		h.Logger.Info("event stream closed: credential ended or changed", "integrator", p.IntegratorID, "actor", p.Actor, "why", keepwatch.ErrorMessage(err))
+		return true
+	}
+	if err != nil {
+		h.Logger.Warn("event stream: re-check credential", "err", err)
+	}
+	return false
 }
 
 func (h *Handler) openapi(w http.ResponseWriter, r *http.Request, _ keepwatch.Principal) error {

@@ -15,7 +15,9 @@ func (h *Handler) notifyRoutes() []Route {
 	return []Route{
 		{"GET", "/api/v1/incidents/{id}/history", keepwatch.RoleViewer, h.incidentHistory, ""},
 		{"GET", "/api/v1/notifications", keepwatch.RoleViewer, h.listNotifications, ""},
-		{"GET", "/api/v1/channels", keepwatch.RoleTechnician, h.listChannels, ""},
+		// Where channels deliver (addresses, URLs that may carry keys) is
+		// for owners only.
+		{"GET", "/api/v1/channels", keepwatch.RoleOwner, h.listChannels, ""},
 		{"POST", "/api/v1/channels", keepwatch.RoleOwner, h.createChannel, "channel.create"},
 		{"POST", "/api/v1/channels/{id}/test", keepwatch.RoleOwner, h.testChannel, "channel.test"},
 		{"DELETE", "/api/v1/channels/{id}", keepwatch.RoleOwner, h.deleteChannel, "channel.delete"},

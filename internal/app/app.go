@@ -24,6 +24,7 @@ import (
 	"keepwatch/internal/metrics"
 	"keepwatch/internal/monitor"
 	"keepwatch/internal/notify"
+	"keepwatch/internal/outbound"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 	"keepwatch/internal/web"
@@ -52,6 +53,19 @@ type Config struct {
 	SMTP notify.SMTPConfig
 	// Notify overrides notifier settings in tests (zero values: defaults).
 	NotifyEvery, NotifyRetryBase time.Duration
+	// AllowOutbound lists destinations webhooks may reach besides public
+	// addresses: CIDRs or host names (serve --allow-outbound).
+	AllowOutbound []string
+	// SecretKey holds the keys that seal report keys and webhook secrets in
+	// the database, current first (the contents of --secret-key-file or
+	// KEEPWATCH_SECRET_KEY). Empty: SQLite generates <data>/secret.key;
+	// PostgreSQL refuses to start, since every node needs the same key.
+	SecretKey string
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// MetricsAddr, when set, serves /metrics on this address (plain HTTP,
+	// meant for loopback or a monitoring network) instead of Addr.
+	MetricsAddr string
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -83,8 +97,10 @@ type App struct {
 	tlsConfig   *tls.Config
 	CertFile    string // the certificate agents should trust, if TLS
 	Fingerprint string
+	MetricsURL  string // where /metrics is served when MetricsAddr is set
 	ready       atomic.Bool
 	cluster     *live.Cluster // PostgreSQL: live updates across nodes
+	metricsSrv  *http.Server  // on MetricsAddr, if set
 	closing     chan struct{}
 	// stop ends the background work Start began; running waits for it.
 	stop         context.CancelFunc
@@ -113,7 +129,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if dsn == "" {
 		dsn = cfg.DataDir
 	}
-	st, err := store.Open(ctx, dsn)
+	keys, err := Keyring(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hooks, err := outbound.New(outbound.Config{Allow: cfg.AllowOutbound})
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.OpenWith(ctx, dsn, store.Options{Keyring: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
-		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance,
+		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,
 	})
 	a.registerMetrics()
 
@@ -157,7 +181,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.Handle("GET /metrics", a.Metrics.Handler())
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", a.metricsHandler())
+	}
 	a.handler = securityHeaders(mux)
 	return a, nil
 }
@@ -288,6 +314,10 @@ func (a *App) Start(ctx context.Context) error {
 		a.goRun(func() { a.cluster.Run(runCtx) })
 	}
 	a.Notify.Start()
+	if err := a.startMetrics(); err != nil {
+		ln.Close()
+		return err
+	}
 	a.server = &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -359,7 +389,7 @@ func (a *App) setupTLS() error {
 		}
 	case a.cfg.SelfSigned:
 		var err error
-		if certFile, keyFile, err = tlsutil.SelfSigned(a.cfg.DataDir); err != nil {
+		if certFile, keyFile, err = tlsutil.SelfSigned(a.cfg.DataDir, a.certNames()...); err != nil {
 			return fmt.Errorf("self-signed certificate: %w", err)
 		}
 	case a.cfg.InsecureHTTP:
@@ -376,7 +406,7 @@ func (a *App) setupTLS() error {
 	if abs, err := filepath.Abs(certFile); err == nil {
 		a.CertFile = abs
 	}
-	a.log.Info("TLS certificate", "file", a.CertFile, "sha256", fp)
+	a.logCertificate(fp)
 	return nil
 }
 
@@ -411,6 +441,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))
+	}
+	if a.metricsSrv != nil {
+		errs = append(errs, a.metricsSrv.Shutdown(ctx))
 	}
 	a.Notify.Stop()
 	if a.stop != nil {

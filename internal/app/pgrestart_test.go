@@ -71,7 +71,7 @@ func privatePostgres(t *testing.T) (string, func(up bool)) {
 // keepwatch resumes by itself and every report the agents retried is in.
 func TestPostgresRestartUnderLoad(t *testing.T) {
 	url, ctl := privatePostgres(t)
-	a := start(t, app.Config{DataDir: t.TempDir(), DB: url, InsecureHTTP: true, Interval: time.Minute})
+	a := start(t, app.Config{DataDir: t.TempDir(), DB: url, SecretKey: testutil.SecretKey, InsecureHTTP: true, Interval: time.Minute})
 	defer a.Shutdown(ctx)
 	agents := enrolled(t, a, 3)
 

@@ -33,7 +33,7 @@ const touchEvery = time.Minute
 
 // Store is what auth keeps in the database.
 type Store interface {
-	UserForLogin(ctx context.Context, email string) (keepwatch.LoginUser, error)
+	UsersForLogin(ctx context.Context, email string) ([]keepwatch.LoginUser, error)
 	CreateSession(ctx context.Context, n keepwatch.NewSession) error
 	SessionByHash(ctx context.Context, idHash []byte, idleSince time.Time) (keepwatch.Session, error)
 	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
@@ -51,6 +51,9 @@ type Config struct {
 	// IdleTimeout ends a session unused for this long (default 12 h);
 	// MaxAge ends any session this long after sign-in (default 7 days).
 	IdleTimeout, MaxAge time.Duration
+	// MaxStreams bounds the event streams one user or token holds open on
+	// this node (default DefaultMaxStreams).
+	MaxStreams int
 }
 
 // Sign-in limits: a token bucket per source address (every attempt) and
@@ -83,6 +86,10 @@ type Service struct {
 	// burst of sign-ins cannot exhaust memory.
 	passwordChecks chan struct{}
 	dummyHash      func() string
+	changes        changes
+	streams        streams
+	regIntegrators *ratelimit.Keyed
+	regAddresses   *ratelimit.Keyed
 }
 
 // New returns a Service.
@@ -99,9 +106,13 @@ func New(cfg Config) *Service {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = 7 * 24 * time.Hour
 	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	return &Service{
 		cfg: cfg, log: cfg.Logger,
 		addresses: addressLimit.keyed(), accounts: accountLimit.keyed(),
+		regIntegrators: registrationIntegratorLimit.keyed(), regAddresses: registrationAddressLimit.keyed(),
 		cop:            http.NewCrossOriginProtection(),
 		passwordChecks: make(chan struct{}, 2),
 		// Checked against when the e-mail is unknown, so that a wrong
@@ -150,10 +161,12 @@ func (s *Service) CrossOrigin(r *http.Request) error {
 func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		if ss, _, err := s.Session(r); err == nil {
+		if ss, hash, err := s.Session(r); err == nil {
 			unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
 			if !unsafe || s.cop.Check(r) == nil && ValidCSRF(r.Header.Get("X-CSRF-Token"), ss.CSRF) {
-				return ss.Principal(), nil
+				p := ss.Principal()
+				p.Credential = sessionCredential(hash)
+				return p, nil
 			}
 		}
 	}
@@ -161,7 +174,10 @@ func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	if !ok || token == "" {
 		return keepwatch.Principal{}, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "send an API token as 'Authorization: Bearer <token>'")
 	}
-	return s.cfg.Store.PrincipalByTokenHash(r.Context(), secret.Hash(strings.TrimSpace(token)))
+	hash := secret.Hash(strings.TrimSpace(token))
+	p, err := s.cfg.Store.PrincipalByTokenHash(r.Context(), hash)
+	p.Credential = tokenCredential(hash)
+	return p, err
 }
 
 // ValidCSRF compares a submitted CSRF token with the session's in
@@ -192,6 +208,9 @@ type Limited struct{ Wait time.Duration }
 
 func (e *Limited) Error() string { return "rate limited: " + e.Message() }
 
+// RetryAfter is how long to wait before trying again.
+func (e *Limited) RetryAfter() time.Duration { return e.Wait }
+
 // Message says how long to wait, the way people say it.
 func (e *Limited) Message() string {
 	secs := int(math.Ceil(e.Wait.Seconds()))
@@ -212,6 +231,32 @@ func (e *Limited) As(target any) bool {
 
 // errBadLogin is the one answer to an unknown e-mail and a wrong password.
 var errBadLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "Wrong e-mail or password.")
+
+// errAmbiguousLogin is a password that opens accounts with several
+// integrators under one e-mail address.
+var errAmbiguousLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED,
+	"This e-mail address and password open accounts with more than one integrator. Give each account its own password (ask an owner of one of them to reset yours), then sign in again.")
+
+// checkPassword checks password against every account of an e-mail
+// address (its integrators') and returns the matching one and how many
+// matched. An unknown address is checked against a dummy hash, so that it
+// takes as long as a known one.
+func (s *Service) checkPassword(candidates []keepwatch.LoginUser, password string) (keepwatch.LoginUser, int) {
+	s.passwordChecks <- struct{}{}
+	defer func() { <-s.passwordChecks }()
+	if len(candidates) == 0 {
+		secret.CheckPassword(s.dummyHash(), password)
+		return keepwatch.LoginUser{}, 0
+	}
+	var match keepwatch.LoginUser
+	n := 0
+	for _, c := range candidates {
+		if secret.CheckPassword(c.PasswordHash, password) {
+			match, n = c, n+1
+		}
+	}
+	return match, n
+}
 
 // Login checks an e-mail and password and opens a session. It returns the
 // cookie value (never stored) and the user. A refusal is *Limited or
@@ -236,20 +281,21 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 	if wait := s.accounts.Allow(account, now); wait > 0 {
 		return "", keepwatch.LoginUser{}, &Limited{wait}
 	}
-	u, err := s.cfg.Store.UserForLogin(ctx, email)
-	if err != nil && keepwatch.ErrorCode(err) != keepwatch.EUNAUTHORIZED {
-		return "", u, err
-	}
-	hash := u.PasswordHash
+	candidates, err := s.cfg.Store.UsersForLogin(ctx, email)
 	if err != nil {
-		hash = s.dummyHash()
+		return "", keepwatch.LoginUser{}, err
 	}
-	s.passwordChecks <- struct{}{}
-	ok := secret.CheckPassword(hash, password) && err == nil
-	<-s.passwordChecks
-	if !ok {
+	u, matches := s.checkPassword(candidates, password)
+	switch {
+	case matches == 0:
 		s.log.Info("sign-in failed", "ip", remote)
 		return "", keepwatch.LoginUser{}, errBadLogin
+	case matches > 1:
+		// The same address and password open accounts with several
+		// integrators: which one is meant cannot be told, and guessing
+		// would sign a person in to the wrong tenant.
+		s.log.Info("sign-in ambiguous: one e-mail and password for several integrators", "ip", remote)
+		return "", keepwatch.LoginUser{}, errAmbiguousLogin
 	}
 	s.accounts.Reset(account)
 	value := RandomToken()
@@ -266,6 +312,7 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 
 // Logout ends the session with hash idHash.
 func (s *Service) Logout(ctx context.Context, idHash []byte) error {
+	defer s.CredentialsChanged()
 	return s.cfg.Store.RevokeSession(ctx, idHash)
 }
 

@@ -32,6 +32,7 @@ import (
 	"keepwatch"
 	"keepwatch/internal/app"
 	"keepwatch/internal/protocol"
+	"keepwatch/internal/sealed"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
@@ -151,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	runtime.ReadMemStats(&before)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := app.New(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: dir, DB: map[bool]string{true: dsn}[cfg.Store == store.Postgres],
-		SelfSigned: true, Interval: interval, Logger: quiet})
+		SelfSigned: true, Interval: interval, Logger: quiet, SecretKey: sealed.NewKey()})
 	if err != nil {
 		return res, err
 	}

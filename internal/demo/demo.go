@@ -95,7 +95,7 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 		}
 	} else if err != nil {
 		return creds, nil, err
-	} else if err := st.SetPassword(ctx, OwnerEmail, secret.HashPassword(creds.Password)); err != nil {
+	} else if err := st.SetPassword(ctx, in.ID, OwnerEmail, secret.HashPassword(creds.Password)); err != nil {
 		return creds, nil, err
 	}
 	creds.Token = secret.New("kw_")

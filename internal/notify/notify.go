@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/outbound"
 )
 
 // Notification types.
@@ -51,7 +52,8 @@ type Config struct {
 	// PublicURL is the dashboard's base URL, for links in messages.
 	PublicURL string
 	SMTP      SMTPConfig
-	// HTTP sends webhooks (default: 10 s timeout).
+	// HTTP sends webhooks (default: the guarded outbound client with no
+	// allowed internal destinations).
 	HTTP *http.Client
 	// Every paces the loop (default 1 s).
 	Every time.Duration
@@ -90,7 +92,7 @@ func New(cfg Config) *Notifier {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTP = outbound.MustNew(outbound.Config{})
 	}
 	if cfg.Every == 0 {
 		cfg.Every = time.Second
@@ -436,7 +438,7 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 	}
 	msg, why, err := n.compose(ctx, d, now)
 	if err != nil {
-		finish("pending", false, err.Error(), now.Add(n.cfg.RetryBase))
+		finish("pending", false, outbound.Class(err), now.Add(n.cfg.RetryBase))
 		return
 	}
 	if why != "" {
@@ -464,7 +466,7 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 	attempt := d.Attempts + 1
 	if attempt >= n.cfg.MaxAttempts {
 		n.log.Warn("notification given up", "notification", d.ID, "attempts", attempt, "err", err)
-		finish("failed", true, err.Error(), now)
+		finish("failed", true, outbound.Class(err), now)
 		return
 	}
 	backoff := n.cfg.RetryBase << (attempt - 1)
@@ -473,7 +475,7 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 	}
 	backoff += time.Duration(rand.Int64N(int64(backoff)/5 + 1)) // up to +20 % jitter
 	n.log.Warn("notification failed, will retry", "notification", d.ID, "attempt", attempt, "in", backoff, "err", err)
-	finish("pending", true, err.Error(), now.Add(backoff))
+	finish("pending", true, outbound.Class(err), now.Add(backoff))
 }
 
 // Store is what the notifier reads and writes.

@@ -17,6 +17,7 @@ import (
 	"keepwatch"
 	"keepwatch/internal/monitor"
 	"keepwatch/internal/notify"
+	"keepwatch/internal/outbound"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
@@ -86,8 +87,12 @@ func (x *site) start() {
 	x.mon = monitor.New(monitor.Config{Store: x.s, Interval: interval, Now: x.clock.Now, Logger: quiet()})
 	must(x.t, x.mon.Load(ctx))
 	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, PublicURL: "https://keepwatch.example",
-		RetryBase: time.Second, InMaintenance: x.s.InMaintenance})
+		RetryBase: time.Second, InMaintenance: x.s.InMaintenance, HTTP: loopbackClient})
 }
+
+// loopbackClient is the guarded outbound client with the test receivers'
+// loopback address allowed, as an operator would with --allow-outbound.
+var loopbackClient = outbound.MustNew(outbound.Config{Allow: []string{"127.0.0.1/32"}})
 
 // report stores a status report (conds non-nil) or heartbeat as ingest
 // does; recorded is the agent's sent_at.
@@ -254,7 +259,7 @@ func TestWebhookRetriesUntilDeliveredOnceWithValidSignature(t *testing.T) {
 func TestWebhookGivesUpAfterTheLimitAndSaysWhy(t *testing.T) {
 	x := newSite(t, store.SQLite, 1, 0)
 	x.hook.failFirst = 1000
-	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, RetryBase: time.Second, MaxAttempts: 3})
+	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, RetryBase: time.Second, MaxAttempts: 3, HTTP: loopbackClient})
 	x.report(x.servers[0], x.clock.Now(), []string{"media_db_write_failed"})
 	x.run(time.Minute, func(int) { x.report(x.servers[0], x.clock.Now(), nil) })
 	ns, err := x.s.Notifications(ctx, x.integ, 10)
@@ -329,7 +334,8 @@ func TestEmailIsAMultipartMessageOverSTARTTLSWithAuth(t *testing.T) {
 	must(t, err)
 	tc.ServerName = "127.0.0.1"
 	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, PublicURL: "https://keepwatch.example",
-		SMTP: notify.SMTPConfig{Addr: mail.ln.Addr().String(), Username: mail.user, Password: mail.pass, From: "alerts@keepwatch.example", Security: "starttls", TLSConfig: tc}})
+		SMTP: notify.SMTPConfig{Addr: mail.ln.Addr().String(), Username: mail.user, Password: mail.pass, From: "alerts@keepwatch.example", Security: "starttls", TLSConfig: tc},
+		HTTP: loopbackClient})
 	must(t, notify.DefaultRouting(ctx, x.s, x.integ, "owner@alice.example"))
 	x.report(x.servers[0], x.clock.Now(), []string{"license_exceeded"})
 	x.run(90*time.Second, func(int) { x.report(x.servers[0], x.clock.Now(), []string{"license_exceeded"}) })

@@ -7,13 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/outbound"
 )
 
 // Webhook headers. The signature is "v1=" + hex(HMAC-SHA256(secret,
@@ -78,7 +78,7 @@ func (n *Notifier) sendWebhook(ctx context.Context, ch keepwatch.Channel, m Mess
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
+		return outbound.StatusError(resp.StatusCode)
 	}
 	return nil
 }

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"keepwatch"
 )
@@ -58,6 +61,7 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if code == keepwatch.EUNAVAILABLE {
 		w.Header().Set("Retry-After", "5")
 	}
+	SetRetryAfter(w, err)
 	var body struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -86,4 +90,13 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error 
 		return keepwatch.Errorf(keepwatch.EINVALID, "request body has data after the JSON value")
 	}
 	return nil
+}
+
+// SetRetryAfter sets Retry-After when err says how long to wait (a rate
+// limit's refusal).
+func SetRetryAfter(w http.ResponseWriter, err error) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ra.RetryAfter().Seconds()))))
+	}
 }

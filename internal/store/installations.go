@@ -96,9 +96,12 @@ func (s *Store) Register(ctx context.Context, integratorID int64, slc string) er
 		if err != nil {
 			return err
 		}
-		r, err := t.exec(`UPDATE installations SET integrator_id = ?, registered_at = ?, rev = ?
+		// Registering again keeps the registration time: the holder's
+		// history starts when it first registered the installation.
+		r, err := t.exec(`UPDATE installations SET integrator_id = ?, rev = ?,
+				registered_at = CASE WHEN integrator_id IS NULL OR registered_at IS NULL THEN ? ELSE registered_at END
 			WHERE slc = ? AND (integrator_id IS NULL OR integrator_id = ?)`,
-			integratorID, s.now().UnixMilli(), rev, slc, integratorID)
+			integratorID, rev, s.now().UnixMilli(), slc, integratorID)
 		if err != nil {
 			return err
 		}

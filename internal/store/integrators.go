@@ -43,7 +43,7 @@ func (s *Store) CreateUser(ctx context.Context, integratorID int64, email, passw
 		id, err = t.insert(`INSERT INTO users (integrator_id, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)`,
 			integratorID, email, passwordHash, string(role), s.now().UnixMilli())
 		if isUniqueViolation(err) {
-			return keepwatch.Errorf(keepwatch.ECONFLICT, "a user with e-mail %q exists", email)
+			return keepwatch.Errorf(keepwatch.ECONFLICT, "this integrator has a user with e-mail %q", email)
 		}
 		return err
 	})
@@ -91,10 +91,11 @@ func (s *Store) UserPasswordHash(ctx context.Context, email string) (p keepwatch
 	return p, hash, dbErr(err)
 }
 
-// SetPassword replaces a user's password hash (operator use).
-func (s *Store) SetPassword(ctx context.Context, email, passwordHash string) error {
+// SetPassword replaces the password hash of an integrator's user
+// (operator use).
+func (s *Store) SetPassword(ctx context.Context, integratorID int64, email, passwordHash string) error {
 	return s.tx(ctx, func(t *Tx) error {
-		r, err := t.exec(`UPDATE users SET password_hash = ? WHERE email = ?`, passwordHash, email)
+		r, err := t.exec(`UPDATE users SET password_hash = ? WHERE integrator_id = ? AND email = ?`, passwordHash, integratorID, email)
 		if err != nil {
 			return err
 		}

@@ -360,7 +360,7 @@ func (s *Store) PartitionServers(ctx context.Context, parts []int) ([]keepwatch.
 	if err != nil {
 		return nil, err
 	}
-	return scanServerRecords(rows)
+	return s.scanServerRecords(rows)
 }
 
 // LeaseHolders returns which node holds each part (for operators and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -28,9 +29,14 @@ func b2i(b bool) int {
 func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwatch.Channel) (keepwatch.Channel, error) {
 	c.CreatedAt = s.now().UTC()
 	err := s.tx(ctx, func(t *Tx) error {
-		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, digest, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			integratorID, c.Name, c.Type, c.Target, c.Secret, b2i(c.Digest), b2i(c.Enabled), c.CreatedAt.UnixMilli())
+		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, digest, enabled, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?)`,
+			integratorID, c.Name, c.Type, c.Target, b2i(c.Digest), b2i(c.Enabled), c.CreatedAt.UnixMilli())
+		if err != nil {
+			return err
+		}
 		c.ID = id
+		// Sealed once the row has its id, which the sealed value is bound to.
+		_, err = t.exec(`UPDATE channels SET secret = ? WHERE id = ?`, s.sealSecret(id, c.Secret), id)
 		return err
 	})
 	return c, err
@@ -38,12 +44,17 @@ func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwat
 
 const channelCols = `id, name, type, target, secret, digest, enabled, created_at`
 
-func scanChannel(r scanner) (keepwatch.Channel, error) {
+func (s *Store) scanChannel(r scanner) (keepwatch.Channel, error) {
 	var c keepwatch.Channel
 	var digest, enabled int
 	var created int64
 	err := r.Scan(&c.ID, &c.Name, &c.Type, &c.Target, &c.Secret, &digest, &enabled, &created)
 	c.Digest, c.Enabled, c.CreatedAt = digest == 1, enabled == 1, keepwatch.TimeFromMillis(created)
+	if err == nil {
+		if c.Secret, err = s.openSecret(c.ID, c.Secret); err != nil {
+			err = fmt.Errorf("secret of channel %d: %w", c.ID, err)
+		}
+	}
 	return c, err
 }
 
@@ -53,12 +64,12 @@ func (s *Store) Channels(ctx context.Context, integratorID int64) ([]keepwatch.C
 	if err != nil {
 		return nil, err
 	}
-	return scanAll(rows, scanChannel)
+	return scanAll(rows, s.scanChannel)
 }
 
 // keepwatch.Channel returns one of an integrator's channels.
 func (s *Store) Channel(ctx context.Context, integratorID, id int64) (keepwatch.Channel, error) {
-	c, err := scanChannel(s.queryRow(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? AND id = ?`, integratorID, id))
+	c, err := s.scanChannel(s.queryRow(ctx, `SELECT `+channelCols+` FROM channels WHERE integrator_id = ? AND id = ?`, integratorID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, keepwatch.Errorf(keepwatch.ENOTFOUND, "no such channel in your account")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"keepwatch"
@@ -25,7 +26,7 @@ func (s *Store) Enroll(ctx context.Context, e keepwatch.Enrollment) (string, err
 		case errors.Is(err, sql.ErrNoRows):
 			_, err = t.exec(`INSERT INTO servers (id, installation_id, name, report_key, state, state_since, consent, interval_ms, agent_version, enrolled_at, rev)
 				VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
-				id, e.InstallationID, e.Name, e.Key, string(keepwatch.ServerPending), now, e.Interval.Milliseconds(), e.AgentVersion, now, rev)
+				id, e.InstallationID, e.Name, s.sealReportKey(id, e.Key), string(keepwatch.ServerPending), now, e.Interval.Milliseconds(), e.AgentVersion, now, rev)
 			return err
 		case err != nil:
 			return dbErr(err)
@@ -39,7 +40,7 @@ func (s *Store) Enroll(ctx context.Context, e keepwatch.Enrollment) (string, err
 		// it starts over as pending (monitored from its first report).
 		_, err = t.exec(`UPDATE servers SET report_key = ?, last_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ?,
 			state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
-			e.Key, e.AgentVersion, now, rev, id)
+			s.sealReportKey(id, e.Key), e.AgentVersion, now, rev, id)
 		return err
 	})
 	return id, err
@@ -76,7 +77,7 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 
 const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms`
 
-func scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
+func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 	defer rows.Close()
 	var out []keepwatch.ServerRecord
 	for rows.Next() {
@@ -88,6 +89,11 @@ func scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 		}
 		r.State, r.LastSeq = keepwatch.ServerState(state), uint64(seq)
 		r.CarePlusUntil, _ = keepwatch.ParseDate(until)
+		key, err := s.openReportKey(r.ID, r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("report key of server %s: %w", r.ID, err)
+		}
+		r.Key = key
 		out = append(out, r)
 	}
 	return out, dbErr(rows.Err())
@@ -99,7 +105,7 @@ func (s *Store) ServerRecord(ctx context.Context, id string) (keepwatch.ServerRe
 	if err != nil {
 		return keepwatch.ServerRecord{}, err
 	}
-	rs, err := scanServerRecords(rows)
+	rs, err := s.scanServerRecords(rows)
 	if err != nil {
 		return keepwatch.ServerRecord{}, err
 	}
@@ -124,7 +130,7 @@ func (s *Store) ChangedServers(ctx context.Context, since int64) ([]keepwatch.Se
 	if err != nil {
 		return nil, 0, err
 	}
-	rs, err := scanServerRecords(rows)
+	rs, err := s.scanServerRecords(rows)
 	return rs, rev, err
 }
 
@@ -205,7 +211,7 @@ func (s *Store) ImportServers(ctx context.Context, installationID int64, servers
 			defer stmt.Close()
 			ms := lastSeen.UnixMilli()
 			for _, sv := range servers[start:end] {
-				if _, err := stmt.ExecContext(ctx, sv.ID, installationID, sv.Name, sv.Key, ms, interval.Milliseconds(), ms, ms, rev); err != nil {
+				if _, err := stmt.ExecContext(ctx, sv.ID, installationID, sv.Name, s.sealReportKey(sv.ID, sv.Key), ms, interval.Milliseconds(), ms, ms, rev); err != nil {
 					return dbErr(err)
 				}
 			}

@@ -9,21 +9,21 @@ import (
 	"keepwatch"
 )
 
-// errBadLogin is the one answer to an unknown e-mail and a wrong password.
-var errBadLogin = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "wrong e-mail or password")
-
-// UserForLogin returns the user with that e-mail for a login attempt;
-// unauthorized if there is none.
-func (s *Store) UserForLogin(ctx context.Context, email string) (keepwatch.LoginUser, error) {
-	var u keepwatch.LoginUser
-	var role string
-	err := s.queryRow(ctx, `SELECT id, integrator_id, email, role, password_hash FROM users WHERE email = ?`, email).
-		Scan(&u.ID, &u.IntegratorID, &u.Email, &role, &u.PasswordHash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return u, errBadLogin
+// UsersForLogin returns the users with that e-mail for a sign-in attempt:
+// one per integrator the address has an account with (at most 10, oldest
+// first); none is an empty list.
+func (s *Store) UsersForLogin(ctx context.Context, email string) ([]keepwatch.LoginUser, error) {
+	rows, err := s.query(ctx, `SELECT id, integrator_id, email, role, password_hash FROM users WHERE email = ? ORDER BY id LIMIT 10`, email)
+	if err != nil {
+		return nil, err
 	}
-	u.Role = keepwatch.Role(role)
-	return u, dbErr(err)
+	return scanAll(rows, func(r scanner) (keepwatch.LoginUser, error) {
+		var u keepwatch.LoginUser
+		var role string
+		err := r.Scan(&u.ID, &u.IntegratorID, &u.Email, &role, &u.PasswordHash)
+		u.Role = keepwatch.Role(role)
+		return u, err
+	})
 }
 
 // CreateSession stores a new session.

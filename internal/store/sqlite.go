@@ -3,13 +3,24 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"keepwatch/internal/fileutil"
 )
+
+// sqliteDir is the data directory a SQLite dsn names.
+func sqliteDir(dsn string) string {
+	if dsn == "" {
+		return "keepwatch-data"
+	}
+	return dsn
+}
 
 // DBFile is the name of the SQLite database inside a data directory.
 const DBFile = "keepwatch.db"
@@ -21,13 +32,16 @@ const DBFile = "keepwatch.db"
 // before a report is acknowledged. busy_timeout lets admin commands and a
 // running server share the file.
 func openSQLite(ctx context.Context, dir string) (*Store, error) {
-	if dir == "" {
-		dir = "keepwatch-data"
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir = sqliteDir(dir)
+	// The database holds every tenant's data and (sealed) keys: the
+	// directory and its files are the owner's alone, whatever they were.
+	if err := fileutil.PrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
+	if err := privateDBFiles(path); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	write, err := sql.Open("sqlite", base+"&_txlock=immediate")
@@ -47,4 +61,21 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 	}
 	read.SetMaxOpenConns(8)
 	return &Store{dialect: SQLite, write: write, read: read}, nil
+}
+
+// privateDBFiles creates the database file with mode 0600 before SQLite
+// does (SQLite gives its WAL and shared-memory files the database file's
+// mode), and narrows existing ones.
+func privateDBFiles(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := fileutil.CreatePrivate(path); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := fileutil.PrivateFile(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

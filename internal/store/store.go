@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/fileutil"
+	"keepwatch/internal/sealed"
 )
 
 //go:embed migrations
@@ -43,12 +46,32 @@ type Store struct {
 	Policy keepwatch.IncidentPolicy
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
+	keys    *sealed.Keyring
 }
+
+// Options are the optional settings of OpenWith.
+type Options struct {
+	// Keyring seals report keys and webhook secrets before they are
+	// stored. Without one, a SQLite data directory's own key file
+	// (SecretKeyFile) is used if there is one; else secrets are stored as
+	// they are (tests, tools that write no secrets) and sealed values
+	// cannot be read.
+	Keyring *sealed.Keyring
+}
+
+// SecretKeyFile is the key file keepwatch generates in a SQLite data
+// directory when no secret key is configured.
+const SecretKeyFile = "secret.key"
 
 // Open opens (and migrates) the database named by dsn: a postgres:// or
 // postgresql:// URL, or else the path of a data directory that holds the
 // SQLite database keepwatch.db.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dsn string, o Options) (*Store, error) {
 	var s *Store
 	var err error
 	if IsPostgresURL(dsn) {
@@ -58,6 +81,16 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	s.keys = o.Keyring
+	if s.keys == nil && s.dialect == SQLite {
+		path := filepath.Join(sqliteDir(dsn), SecretKeyFile)
+		if _, err := os.Stat(path); err == nil {
+			if s.keys, _, err = sealed.LoadOrCreate(path); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	if err := s.Migrate(ctx, 0); err != nil {
 		s.Close()
@@ -361,14 +394,19 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	if s.dialect != SQLite {
 		return keepwatch.Errorf(keepwatch.EINVALID, "back up PostgreSQL with pg_dump (see docs/operations.md)")
 	}
-	if _, err := os.Stat(path); err == nil {
+	// A copy is created empty with mode 0600 first (VACUUM INTO fills an
+	// empty file), so it is never readable by other local users.
+	if err := fileutil.CreatePrivate(path); errors.Is(err, os.ErrExist) {
 		return keepwatch.Errorf(keepwatch.ECONFLICT, "%s exists; choose a new file", path)
+	} else if err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	_, err := s.write.ExecContext(ctx, `VACUUM INTO ?`, path)
 	if err != nil {
+		os.Remove(path)
 		return fmt.Errorf("backup: %w", err)
 	}
-	return nil
+	return fileutil.PrivateFile(path)
 }
 
 // IntegrityCheck runs SQLite's integrity check ("ok" when sound).

@@ -200,6 +200,9 @@ func (s *Store) InMaintenance(ctx context.Context, installationID int64, at time
 // Timeline returns the most recent history of one of the integrator's
 // installations, newest first: conditions raised and cleared (with server
 // availability), events, and incidents acknowledged or resolved by people.
+// Only what happened while the integrator held the installation (since
+// registered_at) is shown: a new holder of an SLC does not learn its
+// earlier holder's history.
 func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, limit int) ([]keepwatch.TimelineEntry, error) {
 	var out []keepwatch.TimelineEntry
 	read := func(q string, scan func(*sql.Rows) (keepwatch.TimelineEntry, error)) error {
@@ -219,7 +222,7 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	}
 	err := read(`SELECT c.at, c.active, s.name, c.kind, c.subject, c.severity
 		FROM state_changes c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = c.installation_id
-		WHERE i.integrator_id = ? AND i.slc = ? ORDER BY c.at DESC, c.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
+		WHERE i.integrator_id = ? AND i.slc = ? AND c.at >= COALESCE(i.registered_at, 0) ORDER BY c.at DESC, c.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
 		var e keepwatch.TimelineEntry
 		var at int64
 		var active bool
@@ -234,7 +237,7 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	if err == nil {
 		err = read(`SELECT e.occurred_at, s.name, e.kind, e.subject, e.severity, e.message
 			FROM events e JOIN servers s ON s.id = e.server_id JOIN installations i ON i.id = e.installation_id
-			WHERE i.integrator_id = ? AND i.slc = ? ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
+			WHERE i.integrator_id = ? AND i.slc = ? AND e.occurred_at >= COALESCE(i.registered_at, 0) ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?`, func(r *sql.Rows) (keepwatch.TimelineEntry, error) {
 			var e keepwatch.TimelineEntry
 			var at int64
 			var sev string
@@ -276,27 +279,48 @@ func (s *Store) Timeline(ctx context.Context, integratorID int64, slc string, li
 	return out, nil
 }
 
-// AvailabilityHistory returns every availability change of the servers of
-// one of the integrator's installations, oldest first; uptime is computed
-// from it.
+// AvailabilityHistory returns the availability changes of the servers of
+// one of the integrator's installations since it registered the
+// installation, oldest first; uptime is computed from it. A server that
+// was unavailable when the integrator registered the installation starts
+// with a change at the registration; nothing earlier is returned.
 func (s *Store) AvailabilityHistory(ctx context.Context, integratorID int64, slc string) ([]keepwatch.Flip, error) {
-	rows, err := s.query(ctx, `SELECT c.server_id, c.active, c.at FROM state_changes c JOIN installations i ON i.id = c.installation_id
+	rows, err := s.query(ctx, `SELECT c.server_id, c.active, c.at, COALESCE(i.registered_at, 0) FROM state_changes c JOIN installations i ON i.id = c.installation_id
 		WHERE i.integrator_id = ? AND i.slc = ? AND c.kind = ? ORDER BY c.at, c.id`, integratorID, slc, keepwatch.KindServerUnavailable)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []keepwatch.Flip
+	before := map[string]bool{} // state at registration, from earlier changes
+	var order []string
+	var since time.Time
 	for rows.Next() {
 		var f keepwatch.Flip
-		var at int64
-		if err := rows.Scan(&f.ServerID, &f.Unavailable, &at); err != nil {
+		var at, registered int64
+		if err := rows.Scan(&f.ServerID, &f.Unavailable, &at, &registered); err != nil {
 			return nil, dbErr(err)
 		}
-		f.At = keepwatch.TimeFromMillis(at)
+		f.At, since = keepwatch.TimeFromMillis(at), keepwatch.TimeFromMillis(registered)
+		if at < registered {
+			if _, ok := before[f.ServerID]; !ok {
+				order = append(order, f.ServerID)
+			}
+			before[f.ServerID] = f.Unavailable
+			continue
+		}
 		out = append(out, f)
 	}
-	return out, dbErr(rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	var carried []keepwatch.Flip
+	for _, id := range order {
+		if before[id] {
+			carried = append(carried, keepwatch.Flip{ServerID: id, Unavailable: true, At: since})
+		}
+	}
+	return append(carried, out...), nil
 }
 
 // ConsentWithdrawn counts, per SLC of the integrator's installations, the

@@ -25,6 +25,10 @@ const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // RequireAll reports whether every test must run (no skipping).
 func RequireAll() bool { return os.Getenv("KEEPWATCH_REQUIRE_ALL") == "1" }
 
+// SecretKey is the secret key tests give keepwatch on PostgreSQL, where
+// one must be configured (SQLite generates its own).
+const SecretKey = "Xp3PtVWCPdC3nZiiHhbu87mMqJ7yQ0bLcYm4H0u1cHY="
+
 // Dialects lists the store dialects tests run against.
 var Dialects = []string{store.SQLite, store.Postgres}
 

@@ -20,21 +20,27 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"keepwatch/internal/fileutil"
 )
 
 // SelfSigned returns the paths of <dir>/tls/cert.pem and key.pem, creating
-// them on first use (ECDSA P-256, valid ten years, for localhost, the
-// loopback addresses, the host name and any extra names given).
+// them on first use: a self-signed leaf certificate (ECDSA P-256, valid ten
+// years, CA:FALSE, for server authentication only) for localhost, the
+// loopback addresses, the host name and any extra names given. Being no
+// CA, it can vouch for nothing but keepwatch itself, even where it is
+// trusted (agent enroll --ca). The directory is made 0700 and the key
+// 0600 on every call, whatever they were.
 func SelfSigned(dir string, names ...string) (certFile, keyFile string, err error) {
 	tdir := filepath.Join(dir, "tls")
 	certFile, keyFile = filepath.Join(tdir, "cert.pem"), filepath.Join(tdir, "key.pem")
+	if err := fileutil.PrivateDir(tdir); err != nil {
+		return "", "", err
+	}
 	if _, err := os.Stat(certFile); err == nil {
 		if _, err := os.Stat(keyFile); err == nil {
-			return certFile, keyFile, nil
+			return certFile, keyFile, fileutil.PrivateFile(keyFile)
 		}
-	}
-	if err := os.MkdirAll(tdir, 0o700); err != nil {
-		return "", "", err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,10 +53,10 @@ func SelfSigned(dir string, names ...string) (certFile, keyFile string, err erro
 		Subject:               pkix.Name{CommonName: "keepwatch", Organization: []string{"keepwatch self-signed"}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		IsCA:                  false,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
@@ -106,7 +112,41 @@ func ServerConfig(certFile, keyFile string) (*tls.Config, string, error) {
 	if len(cert.Certificate) == 0 {
 		return nil, "", errors.New("no certificate in " + certFile)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, Fingerprint(cert.Certificate[0]), nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: CipherSuites, Certificates: []tls.Certificate{cert}}, Fingerprint(cert.Certificate[0]), nil
+}
+
+// CipherSuites are the TLS 1.2 suites keepwatch accepts: forward-secret
+// key exchange and AEAD only (TLS 1.3's suites are all of that kind and
+// are not configurable).
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// Names lists the host names and addresses a certificate covers, and
+// whether it is a CA certificate.
+func Names(certFile string) (names []string, isCA bool, err error) {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, false, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, false, errors.New("no PEM certificate in " + certFile)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, false, err
+	}
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names, c.IsCA, nil
 }
 
 // ClientConfig trusts the system roots plus, if caFile is set, the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"keepwatch"
@@ -24,9 +25,31 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request, _ *request) 
 	return h.render(w, http.StatusOK, "login", p)
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: a path on this
+// origin as a browser will read it. Browsers drop tabs and newlines from
+// URLs, read a backslash as a slash and collapse what follows, so
+// "/\t/evil.example" becomes "//evil.example", another site. Anything
+// outside printable ASCII, any backslash, a leading "//" before or after
+// unescaping, or anything with a scheme or host is refused.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if next == "" || len(next) > 2048 || next[0] != '/' {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return "/"
+	}
+	path, err := url.PathUnescape(u.EscapedPath())
+	if err != nil || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.ContainsAny(path, "\\\t\r\n") {
+		return "/"
+	}
+	if l := strings.ToLower(next); strings.HasPrefix(l, "/%2f") || strings.HasPrefix(l, "/%5c") || strings.Contains(l, "%09") ||
+		strings.Contains(l, "%0a") || strings.Contains(l, "%0d") {
 		return "/"
 	}
 	return next

@@ -29,6 +29,8 @@ const (
 	bobSLC        = "BOB-0001"
 	freeSLC       = "FREE-0001" // licensed, registered to nobody
 	password      = "correct horse battery"
+	hookKey       = "alice-web-hook-key-41c9" // in alice's webhook URL: for her owners' eyes only
+	hookSecret    = "whsec_alice_web_7e02"    // the webhook's signing secret: nobody's eyes
 )
 
 // fixture is two integrators' worth of data in a running keepwatch.
@@ -61,7 +63,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	cfg := app.Config{Interval: time.Minute, InsecureHTTP: true, DataDir: t.TempDir(), Logger: quiet(), Addr: "127.0.0.1:0",
 		SweepEvery: 50 * time.Millisecond}
 	if o.dialect == store.Postgres {
-		cfg.DB = testutil.DSN(t, o.dialect)
+		cfg.DB, cfg.SecretKey = testutil.DSN(t, o.dialect), testutil.SecretKey
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
@@ -132,7 +134,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatalf("alice's incidents: %+v", ins)
 	}
 	f.incident = ins[0].ID
-	ch, err := s.CreateChannel(ctx, f.alice, keepwatch.Channel{Name: "alice hook", Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook", Secret: "s", Enabled: true})
+	ch, err := s.CreateChannel(ctx, f.alice, keepwatch.Channel{Name: "alice hook", Type: keepwatch.ChannelWebhook, Target: "https://127.0.0.1:9/hook?key=" + hookKey, Secret: hookSecret, Enabled: true})
 	must(t, err)
 	f.channel = ch.ID
 	rl, err := s.CreateRule(ctx, f.alice, keepwatch.Rule{Name: "alice all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning, Enabled: true})

@@ -39,13 +39,22 @@ func (h *Handler) renderNotifications(w http.ResponseWriter, r *http.Request, rq
 	for _, c := range d.Channels {
 		d.ChannelNames[c.ID] = c.Name
 	}
+	switch {
+	case p.Role.Allows(keepwatch.RoleOwner):
+	case p.Role.Allows(keepwatch.RoleTechnician):
+		// Technicians see which channels and rules exist; where a channel
+		// delivers (an address, a URL that may carry a key) is for owners.
+		for i := range d.Channels {
+			d.Channels[i].Target, d.Channels[i].Secret = "", ""
+		}
+	default:
+		// Viewers see what was sent, not where to.
+		d.Channels = nil
+	}
 	if p.Role.Allows(keepwatch.RoleTechnician) {
 		if d.Rules, err = h.Store.Rules(ctx, p.IntegratorID); err != nil {
 			return err
 		}
-	} else {
-		// Viewers see what was sent, not where to.
-		d.Channels = nil
 	}
 	pg := h.newPage(r, rq, "Notifications", "notifications", d)
 	pg.Error = errMsg

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"keepwatch"
+	"keepwatch/internal/auth"
 )
 
 // carePlusHorizon is how far ahead the registration center warns of Care
@@ -73,6 +74,9 @@ func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq
 
 func (h *Handler) register(w http.ResponseWriter, r *http.Request, rq *request) error {
 	raw := strings.TrimSpace(r.PostFormValue("slc"))
+	if err := h.Auth.RegistrationAttempt(rq.principal(), auth.ClientIP(r)); err != nil {
+		return err
+	}
 	slc, err := keepwatch.NormalizeSLC(raw)
 	if err == nil {
 		p := rq.principal()

@@ -109,6 +109,7 @@ func (h *Handler) setUserRole(w http.ResponseWriter, r *http.Request, rq *reques
 	if err := h.Store.SetUserRole(r.Context(), p.IntegratorID, id, role); err != nil {
 		return h.refused(w, r, rq, settingsData{}, err)
 	}
+	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "user.role", u.Email, string(u.Role)+" → "+string(role))
 	redirectDone(w, r, "/settings", "role")
 	return nil
@@ -127,6 +128,7 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, rq *request
 	if err := h.Store.DeleteUser(r.Context(), p.IntegratorID, id); err != nil {
 		return h.refused(w, r, rq, settingsData{}, err)
 	}
+	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "user.remove", u.Email, "")
 	if id == rq.session.UserID {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -165,6 +167,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, rq *reques
 	if err != nil {
 		return h.refused(w, r, rq, settingsData{}, err)
 	}
+	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "token.revoke", name, "")
 	redirectDone(w, r, "/settings", "revoked")
 	return nil

@@ -37,8 +37,9 @@ type Handler struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 
-	pages  map[string]*template.Template
-	static http.Handler
+	pages    map[string]*template.Template
+	static   http.Handler
+	staticFS fs.FS
 }
 
 // Route is one dashboard route with the least role it needs ("" for
@@ -117,7 +118,7 @@ func (h *Handler) init() error {
 	if err != nil {
 		return err
 	}
-	h.static = http.FileServerFS(sub)
+	h.static, h.staticFS = http.FileServerFS(sub), sub
 	return h.parseTemplates()
 }
 
@@ -195,9 +196,14 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err er
 }
 
 func (h *Handler) serveStatic(w http.ResponseWriter, r *http.Request, _ *request) error {
+	// Files only: a directory (/static/ itself) is not listed.
+	name := r.PathValue("file")
+	if fi, err := fs.Stat(h.staticFS, name); name == "" || err != nil || fi.IsDir() {
+		return keepwatch.Errorf(keepwatch.ENOTFOUND, "there is no page at this address")
+	}
 	// Assets are embedded in the binary: they change only with it.
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	r.URL.Path = "/" + r.PathValue("file")
+	r.URL.Path = "/" + name
 	h.static.ServeHTTP(w, r)
 	return nil
 }
@@ -259,6 +265,7 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, rq *reques
 	if code == keepwatch.EUNAVAILABLE {
 		w.Header().Set("Retry-After", "5")
 	}
+	respond.SetRetryAfter(w, err)
 	title := map[int]string{400: "Check your input", 401: "Please sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 429: "Too many attempts"}[status]
 	if title == "" {
 		title = "Something went wrong"
