@@ -49,6 +49,14 @@ type Config struct {
 	PublicURL string
 	// SMTP is the mail relay for e-mail notifications (zero: no e-mail).
 	SMTP notify.SMTPConfig
+	// SecretsKey seals TOTP seeds and identity providers' client secrets
+	// (32 bytes). Nil: KEEPWATCH_SECRETS_KEY (base64), else
+	// <DataDir>/secrets.key, made on first start. Nodes sharing a database
+	// need the same key.
+	SecretsKey []byte
+	// OutboundHTTP reaches integrators' identity providers (nil: public
+	// addresses only).
+	OutboundHTTP *http.Client
 	// Notify overrides notifier settings in tests (zero values: defaults).
 	NotifyEvery, NotifyRetryBase time.Duration
 
@@ -128,7 +136,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		OnChange: publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery, Grace: grace,
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: publish}, a.Metrics)
-	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger})
+	sealer, err := newSealer(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
+		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: sealer, HTTP: cfg.OutboundHTTP})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
@@ -239,6 +253,7 @@ func (a *App) Start(ctx context.Context) error {
 		a.Notify.SetPublicURL(a.URL())
 	}
 	a.Notify.Start()
+	a.Auth.Start()
 	a.server = &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -327,6 +342,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.server.Shutdown(ctx))
 	}
 	a.Notify.Stop()
+	a.Auth.Stop()
 	if a.cluster != nil {
 		a.cluster.Stop()
 	}

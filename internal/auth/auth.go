@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/mail"
 	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/secret"
 )
@@ -41,6 +42,7 @@ type Store interface {
 	DeleteEndedSessions(ctx context.Context, before time.Time) error
 	PrincipalByTokenHash(ctx context.Context, hash []byte) (keepwatch.Principal, error)
 	Audit(ctx context.Context, e keepwatch.AuditEntry) error
+	CredentialStore
 }
 
 // Config configures a Service.
@@ -51,6 +53,16 @@ type Config struct {
 	// IdleTimeout ends a session unused for this long (default 12 h);
 	// MaxAge ends any session this long after sign-in (default 7 days).
 	IdleTimeout, MaxAge time.Duration
+
+	// Accounts (accounts.go and the files beside it): the relay that
+	// mails reset links, the dashboard's public address (reset links,
+	// passkeys, identity-provider redirects), the key that seals TOTP
+	// seeds and client secrets, and the client that reaches integrators'
+	// identity providers (nil: public addresses only).
+	Mail      mail.Config
+	PublicURL func() string
+	Sealer    *secret.Sealer
+	HTTP      *http.Client
 }
 
 // Sign-in limits: a token bucket per source address (every attempt) and
@@ -83,6 +95,7 @@ type Service struct {
 	// burst of sign-ins cannot exhaust memory.
 	passwordChecks chan struct{}
 	dummyHash      func() string
+	acct           *accounts
 }
 
 // New returns a Service.
@@ -99,8 +112,11 @@ func New(cfg Config) *Service {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = 7 * 24 * time.Hour
 	}
+	if cfg.PublicURL == nil {
+		cfg.PublicURL = func() string { return "" }
+	}
 	return &Service{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, acct: newAccounts(cfg, cfg.Logger),
 		addresses: addressLimit.keyed(), accounts: accountLimit.keyed(),
 		cop:            http.NewCrossOriginProtection(),
 		passwordChecks: make(chan struct{}, 2),
@@ -161,7 +177,12 @@ func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	if !ok || token == "" {
 		return keepwatch.Principal{}, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "send an API token as 'Authorization: Bearer <token>'")
 	}
-	return s.cfg.Store.PrincipalByTokenHash(r.Context(), secret.Hash(strings.TrimSpace(token)))
+	hash := secret.Hash(strings.TrimSpace(token))
+	p, err := s.cfg.Store.PrincipalByTokenHash(r.Context(), hash)
+	if err == nil {
+		s.touchToken(r.Context(), hash)
+	}
+	return p, err
 }
 
 // ValidCSRF compares a submitted CSRF token with the session's in
@@ -247,21 +268,17 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 	s.passwordChecks <- struct{}{}
 	ok := secret.CheckPassword(hash, password) && err == nil
 	<-s.passwordChecks
+	c := Client{Addr: remote, UserAgent: userAgent}
 	if !ok {
 		s.log.Info("sign-in failed", "ip", remote)
+		if err == nil {
+			s.loginFailed(u, c)
+		}
 		return "", keepwatch.LoginUser{}, errBadLogin
 	}
 	s.accounts.Reset(account)
-	value := RandomToken()
-	ns := keepwatch.NewSession{IDHash: secret.Hash(value), UserID: u.ID, IntegratorID: u.IntegratorID, CSRF: RandomToken(),
-		ExpiresAt: now.Add(s.cfg.MaxAge), RemoteAddr: remote, UserAgent: userAgent}
-	if err := s.cfg.Store.CreateSession(ctx, ns); err != nil {
-		return "", u, err
-	}
-	if err := s.cfg.Store.DeleteEndedSessions(ctx, now.Add(-24*time.Hour)); err != nil {
-		s.log.Warn("delete ended sessions", "err", err)
-	}
-	return value, u, nil
+	value, err := s.afterPassword(ctx, u, c)
+	return value, u, err
 }
 
 // Logout ends the session with hash idHash.
