@@ -52,6 +52,7 @@ type fixtureOptions struct {
 	passwords bool // real argon2id hashes (only the browser signs in with them)
 	listen    bool // a real listener (browser, agents) rather than httptest over TLS
 	seed      func(*fixture)
+	configure func(*app.Config) // changes to the server's configuration
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -62,6 +63,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		FlushEvery: 50 * time.Millisecond, SweepEvery: 50 * time.Millisecond}
 	if o.dialect == store.Postgres {
 		cfg.DB = testutil.DSN(t, o.dialect)
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
