@@ -120,7 +120,7 @@ func (s *Store) SecondFactorRequired(ctx context.Context, integratorID int64) (b
 
 // SetSecondFactorRequired turns the requirement on or off. Turning it on
 // ends every session of the integrator's that signed in with a password
-// alone; it returns how many.
+// alone, of users who have no second factor; it returns how many.
 func (s *Store) SetSecondFactorRequired(ctx context.Context, integratorID int64, on bool) (ended int, err error) {
 	err = s.tx(ctx, func(t *Tx) error {
 		v := 0
@@ -133,8 +133,9 @@ func (s *Store) SetSecondFactorRequired(ctx context.Context, integratorID int64,
 		if !on {
 			return nil
 		}
-		r, err := t.exec(`UPDATE sessions SET revoked_at = ? WHERE integrator_id = ? AND revoked_at IS NULL AND method IN ('', ?)`,
-			s.now().UnixMilli(), integratorID, keepwatch.MethodPassword)
+		r, err := t.exec(`UPDATE sessions SET revoked_at = ? WHERE integrator_id = ? AND revoked_at IS NULL AND method IN ('', ?)
+			AND user_id NOT IN (SELECT user_id FROM user_factors WHERE integrator_id = ?)`,
+			s.now().UnixMilli(), integratorID, keepwatch.MethodPassword, integratorID)
 		if err != nil {
 			return err
 		}

@@ -145,6 +145,7 @@ func TestRequiringASecondFactorEndsPasswordOnlySessionsAndKeepsTheLastFactor(t *
 		bob, err := s.CreateUser(ctx, f.bob, "bob@bob.example", "h", keepwatch.RoleOwner)
 		must(t, err)
 		strong := openSession(t, s, f.alice, ann, keepwatch.MethodPasswordTOTP)
+		enrolledSince := openSession(t, s, f.alice, ann, keepwatch.MethodPassword)
 		weak := openSession(t, s, f.alice, bea, keepwatch.MethodPassword)
 		oidc := openSession(t, s, f.alice, bea, keepwatch.MethodOIDC)
 		bobs := openSession(t, s, f.bob, bob, keepwatch.MethodPassword)
@@ -152,8 +153,9 @@ func TestRequiringASecondFactorEndsPasswordOnlySessionsAndKeepsTheLastFactor(t *
 		must(t, err)
 		ended, err := s.SetSecondFactorRequired(ctx, f.alice, true)
 		must(t, err)
-		if ended != 1 || !live(t, s, strong) || live(t, s, weak) || !live(t, s, oidc) || !live(t, s, bobs) {
-			t.Fatalf("ended %d: strong %v weak %v oidc %v bob %v", ended, live(t, s, strong), live(t, s, weak), live(t, s, oidc), live(t, s, bobs))
+		if ended != 1 || !live(t, s, strong) || !live(t, s, enrolledSince) || live(t, s, weak) || !live(t, s, oidc) || !live(t, s, bobs) {
+			t.Fatalf("ended %d: strong %v enrolled since %v weak %v oidc %v bob %v", ended, live(t, s, strong), live(t, s, enrolledSince),
+				live(t, s, weak), live(t, s, oidc), live(t, s, bobs))
 		}
 		if on, _ := s.SecondFactorRequired(ctx, f.bob); on {
 			t.Fatal("bob's integrator requires a second factor too")
