@@ -68,7 +68,7 @@ func (h *Handler) accountRoutes() []Route {
 
 // parseAccountTemplates adds the account pages to the dashboard's pages.
 func (h *Handler) parseAccountTemplates() error {
-	for _, name := range []string{"account", "signin_settings", "verify", "reset"} {
+	for _, name := range []string{"account", "signin_settings", "verify", "reset", "continue"} {
 		t, err := template.New(name).Funcs(templateFuncs()).Funcs(accountFuncs).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return err

@@ -210,8 +210,11 @@ func (h *Handler) oidcStart(w http.ResponseWriter, r *http.Request, _ *request) 
 		return err
 	}
 	h.Auth.SetSignInCookie(w, r, value)
-	http.Redirect(w, r, authURL, http.StatusSeeOther)
-	return nil
+	// Not a redirect: a sign-in begun from a form would be a form
+	// submission redirected to another site, which the dashboard's CSP
+	// (form-action 'self') forbids. The page moves on by itself.
+	w.Header().Set("Refresh", "0; url="+authURL)
+	return h.render(w, http.StatusOK, "continue", h.newPage(r, nil, "Company sign-in", "", map[string]string{"URL": authURL}))
 }
 
 func (h *Handler) oidcCallback(w http.ResponseWriter, r *http.Request, _ *request) error {
