@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		OnChange: publish, FlushEvery: cfg.FlushEvery, SweepEvery: cfg.SweepEvery, ReloadEvery: cfg.ReloadEvery, Grace: grace,
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Monitor: a.Monitor, Now: cfg.Now, Logger: cfg.Logger, OnChange: publish}, a.Metrics)
-	sealer, err := newSealer(cfg)
+	sealer, err := newSealer(ctx, cfg, st, cfg.Logger)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -155,3 +155,17 @@ func (s *Store) TouchToken(ctx context.Context, hash []byte, at time.Time) error
 		return err
 	})
 }
+
+// SealingKey returns the sealing key kept in the database, storing fresh
+// first if there is none: whichever node comes first decides, and every
+// node gets the same key.
+func (s *Store) SealingKey(ctx context.Context, fresh []byte) ([]byte, error) {
+	var key []byte
+	err := s.tx(ctx, func(t *Tx) error {
+		if _, err := t.exec(`INSERT INTO sealing_key (id, key) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, fresh); err != nil {
+			return err
+		}
+		return dbErr(t.queryRow(`SELECT key FROM sealing_key WHERE id = 1`).Scan(&key))
+	})
+	return key, err
+}

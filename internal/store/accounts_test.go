@@ -296,3 +296,15 @@ func TestDeletingAUserTakesItsCredentials(t *testing.T) {
 		}
 	})
 }
+
+func TestTheSealingKeyInTheDatabaseIsDecidedOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		first, err := s.SealingKey(ctx, []byte("first node's key"))
+		must(t, err)
+		second, err := s.SealingKey(ctx, []byte("second node's key"))
+		must(t, err)
+		if string(first) != "first node's key" || string(second) != string(first) {
+			t.Fatalf("keys %q and %q", first, second)
+		}
+	})
+}

@@ -92,3 +92,11 @@ CREATE TABLE oidc_identities (
     PRIMARY KEY (integrator_id, issuer, subject)
 );
 CREATE INDEX oidc_identities_user ON oidc_identities (user_id);
+
+-- The sealing key of a cluster that was given none (PostgreSQL only): every
+-- node must open what another sealed. Set KEEPWATCH_SECRETS_KEY to keep the
+-- key out of the database.
+CREATE TABLE sealing_key (
+    id  INTEGER PRIMARY KEY,
+    key BLOB NOT NULL
+);
