@@ -574,3 +574,41 @@ func dumpTable(t *testing.T, f *fixture, table string) string {
 	}
 	return b.String()
 }
+
+func TestAccountPagesCarryTheStrictContentSecurityPolicy(t *testing.T) {
+	clock := testutil.NewClock(time.Now())
+	f, _ := accountsFixture(t, clock)
+	v := f.visitor(t)
+	v.login(f.emails["alice-owner"], password)
+	enrolTOTP(t, v, clock)
+	w := f.visitor(t)
+	w.login(f.emails["alice-owner"], password)
+	check := func(who *visitor, path string) {
+		req, _ := http.NewRequest("GET", f.base+path, nil)
+		resp, err := who.client.Do(req)
+		must(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body := string(b)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: CSP %q, Cache-Control %q", path, csp, resp.Header.Get("Cache-Control"))
+		}
+		for _, bad := range []string{"<script>", "style=", " onclick=", " onload=", " onsubmit=", "javascript:", "ZgotmplZ"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s contains %q", path, bad)
+			}
+		}
+	}
+	for _, path := range []string{"/account", "/account?setup=totp", "/settings/sign-in", "/settings"} {
+		check(v, path)
+	}
+	anon := f.visitor(t)
+	for _, path := range []string{"/login", "/password-reset"} {
+		check(anon, path)
+	}
+	check(w, "/login/verify")
+}
