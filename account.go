@@ -32,6 +32,9 @@ type Token struct {
 	Role      Role      `json:"role"`
 	CreatedAt time.Time `json:"created_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"` // zero while the token works
+	// LastUsedAt is when the token last authenticated a request, to the
+	// minute; zero if never.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // ValidTokenName checks the name a person gives a new token.
@@ -72,6 +75,7 @@ type NewSession struct {
 	ExpiresAt    time.Time
 	RemoteAddr   string
 	UserAgent    string
+	Method       string // how the user signed in: MethodPassword, MethodPasskey, …
 }
 
 // LoginUser is what a sign-in checks: the user, its integrator and role,

@@ -163,7 +163,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Publish: publish, SweepEvery: cfg.SweepEvery, Node: cfg.Node,
 	})
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
-	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger})
+	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
+		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
@@ -318,6 +319,7 @@ func (a *App) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	a.goRun(func() { a.Auth.Run(runCtx) })
 	a.server = &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,

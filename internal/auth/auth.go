@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/mail"
 	"keepwatch/internal/ratelimit"
 	"keepwatch/internal/secret"
 )
@@ -41,6 +42,7 @@ type Store interface {
 	DeleteEndedSessions(ctx context.Context, before time.Time) error
 	PrincipalByTokenHash(ctx context.Context, hash []byte) (keepwatch.Principal, error)
 	Audit(ctx context.Context, e keepwatch.AuditEntry) error
+	CredentialStore
 }
 
 // Config configures a Service.
@@ -54,6 +56,16 @@ type Config struct {
 	// MaxStreams bounds the event streams one user or token holds open on
 	// this node (default DefaultMaxStreams).
 	MaxStreams int
+
+	// Accounts (accounts.go and the files beside it): the relay that
+	// mails reset links, the dashboard's public address (reset links,
+	// passkeys, identity-provider redirects), the key that seals TOTP
+	// seeds and client secrets, and the client that reaches integrators'
+	// identity providers (nil: public addresses only).
+	Mail      mail.Config
+	PublicURL func() string
+	Sealer    Sealer
+	HTTP      *http.Client
 }
 
 // Sign-in limits: a token bucket per source address (every attempt) and
@@ -75,6 +87,14 @@ func (l limit) keyed() *ratelimit.Keyed {
 	return ratelimit.NewKeyed(float64(time.Second)/float64(l.every), l.burst)
 }
 
+// Sealer encrypts what keepwatch must read back (TOTP seeds, identity
+// providers' client secrets) under the secret key, bound to what it
+// belongs to (sealed.Keyring).
+type Sealer interface {
+	Seal(plaintext []byte, ad string) []byte
+	Open(sealed []byte, ad string) ([]byte, error)
+}
+
 // Service authenticates requests.
 type Service struct {
 	cfg       Config
@@ -90,6 +110,7 @@ type Service struct {
 	streams        streams
 	regIntegrators *ratelimit.Keyed
 	regAddresses   *ratelimit.Keyed
+	acct           *accounts
 }
 
 // New returns a Service.
@@ -109,8 +130,11 @@ func New(cfg Config) *Service {
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
+	if cfg.PublicURL == nil {
+		cfg.PublicURL = func() string { return "" }
+	}
 	return &Service{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, acct: newAccounts(cfg, cfg.Logger),
 		addresses: addressLimit.keyed(), accounts: accountLimit.keyed(),
 		regIntegrators: registrationIntegratorLimit.keyed(), regAddresses: registrationAddressLimit.keyed(),
 		cop:            http.NewCrossOriginProtection(),
@@ -177,6 +201,9 @@ func (s *Service) Principal(r *http.Request) (keepwatch.Principal, error) {
 	hash := secret.Hash(strings.TrimSpace(token))
 	p, err := s.cfg.Store.PrincipalByTokenHash(r.Context(), hash)
 	p.Credential = tokenCredential(hash)
+	if err == nil {
+		s.touchToken(r.Context(), hash)
+	}
 	return p, err
 }
 
@@ -286,9 +313,13 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 		return "", keepwatch.LoginUser{}, err
 	}
 	u, matches := s.checkPassword(candidates, password)
+	c := Client{Addr: remote, UserAgent: userAgent}
 	switch {
 	case matches == 0:
 		s.log.Info("sign-in failed", "ip", remote)
+		for _, cand := range candidates {
+			s.loginFailed(cand, c)
+		}
 		return "", keepwatch.LoginUser{}, errBadLogin
 	case matches > 1:
 		// The same address and password open accounts with several
@@ -298,16 +329,8 @@ func (s *Service) Login(ctx context.Context, email, password, remote, userAgent 
 		return "", keepwatch.LoginUser{}, errAmbiguousLogin
 	}
 	s.accounts.Reset(account)
-	value := RandomToken()
-	ns := keepwatch.NewSession{IDHash: secret.Hash(value), UserID: u.ID, IntegratorID: u.IntegratorID, CSRF: RandomToken(),
-		ExpiresAt: now.Add(s.cfg.MaxAge), RemoteAddr: remote, UserAgent: userAgent}
-	if err := s.cfg.Store.CreateSession(ctx, ns); err != nil {
-		return "", u, err
-	}
-	if err := s.cfg.Store.DeleteEndedSessions(ctx, now.Add(-24*time.Hour)); err != nil {
-		s.log.Warn("delete ended sessions", "err", err)
-	}
-	return value, u, nil
+	value, err := s.afterPassword(ctx, u, c)
+	return value, u, err
 }
 
 // Logout ends the session with hash idHash.

@@ -33,7 +33,6 @@ const maxEnrollBody = 16 << 10
 
 // Liveness is the monitor, as ingest tells it what it committed.
 type Liveness interface {
-	Seen(id string, at time.Time)
 	Apply(r keepwatch.ServerRecord)
 }
 
@@ -335,7 +334,7 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		switch out {
 		case keepwatch.BeatAccepted:
 			c.lastSeq = rep.Seq
-			h.Liveness.Seen(rep.ServerID, rep.ReceivedAt)
+			h.seen(c, rep, keepwatch.ServerOK)
 			return keepwatch.ServerOK, nil
 		case keepwatch.BeatReplayed:
 			return "", errReplayed(rep.Seq)
@@ -351,16 +350,18 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 	if rep.ClockOffset != nil {
 		c.clockOffsetMS = rep.ClockOffset.Milliseconds()
 	}
-	if applied.State == keepwatch.ServerOK {
-		h.Liveness.Seen(rep.ServerID, rep.ReceivedAt)
-	} else {
-		h.Liveness.Apply(keepwatch.ServerRecord{ID: rep.ServerID, InstallationID: c.installationID, State: applied.State,
-			LastSeen: rep.ReceivedAt.UnixMilli(), CarePlusUntil: c.carePlusUntil})
-	}
+	h.seen(c, rep, applied.State)
 	if len(applied.Changes) > 0 {
 		h.Publish(applied.Changes)
 	}
 	return applied.State, nil
+}
+
+// seen tells the monitor what a committed report says of the server's
+// liveness (a server enrolled moments ago is new to it).
+func (h *Handler) seen(c *cred, rep keepwatch.Report, state keepwatch.ServerState) {
+	h.Liveness.Apply(keepwatch.ServerRecord{ID: rep.ServerID, InstallationID: c.installationID, State: state,
+		LastSeen: rep.ReceivedAt.UnixMilli(), IntervalMS: rep.Interval.Milliseconds(), CarePlusUntil: c.carePlusUntil})
 }
 
 func errReplayed(seq uint64) error {

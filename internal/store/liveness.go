@@ -283,19 +283,20 @@ func (s *Store) Leases(ctx context.Context, node string, now time.Time, ttl time
 				held = held[:len(held)-extra]
 			}
 			if want := fair - len(held); want > 0 {
-				rows, err := t.query(`SELECT part, released, expires_at FROM monitor_leases
+				rows, err := t.query(`SELECT part, node, released, expires_at FROM monitor_leases
 					WHERE expires_at <= ? OR released = 1 ORDER BY part LIMIT ?`+s.skipLocked(), ms, want)
 				if err != nil {
 					return err
 				}
 				type free struct {
 					part     int
+					node     string
 					released bool
 					at       int64
 				}
 				frees, err := scanAll(rows, func(r scanner) (free, error) {
 					var f free
-					return f, r.Scan(&f.part, &f.released, &f.at)
+					return f, r.Scan(&f.part, &f.node, &f.released, &f.at)
 				})
 				if err != nil {
 					return err
@@ -309,8 +310,10 @@ func (s *Store) Leases(ctx context.Context, node string, now time.Time, ttl time
 					if n, _ := r.RowsAffected(); n == 1 {
 						held = append(held, f.part)
 						// A part handed back moments ago was watched until
-						// then; any other may have gone unwatched.
-						out.Guarded[f.part] = !(f.released && f.at > ms-ttl.Milliseconds())
+						// then, and so was one this node held itself (its
+						// sweeper guards its own stalls); any other may
+						// have gone unwatched.
+						out.Guarded[f.part] = f.node != node && !(f.released && f.at > ms-ttl.Milliseconds())
 					}
 				}
 			}

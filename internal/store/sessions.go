@@ -30,9 +30,9 @@ func (s *Store) UsersForLogin(ctx context.Context, email string) ([]keepwatch.Lo
 func (s *Store) CreateSession(ctx context.Context, n keepwatch.NewSession) error {
 	now := s.now().UnixMilli()
 	return s.tx(ctx, func(t *Tx) error {
-		_, err := t.exec(`INSERT INTO sessions (id_hash, user_id, integrator_id, csrf_token, created_at, last_seen_at, expires_at, remote_addr, user_agent)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			n.IDHash, n.UserID, n.IntegratorID, n.CSRF, now, now, n.ExpiresAt.UnixMilli(), n.RemoteAddr, truncate(n.UserAgent, 256))
+		_, err := t.exec(`INSERT INTO sessions (id_hash, user_id, integrator_id, csrf_token, created_at, last_seen_at, expires_at, remote_addr, user_agent, method)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.IDHash, n.UserID, n.IntegratorID, n.CSRF, now, now, n.ExpiresAt.UnixMilli(), n.RemoteAddr, truncate(n.UserAgent, 256), n.Method)
 		return err
 	})
 }

@@ -106,7 +106,7 @@ func (s *Store) DeleteUser(ctx context.Context, integratorID, userID int64) erro
 
 // Tokens lists an integrator's API tokens, newest first.
 func (s *Store) Tokens(ctx context.Context, integratorID int64) ([]keepwatch.Token, error) {
-	rows, err := s.query(ctx, `SELECT id, name, role, created_at, COALESCE(revoked_at, 0) FROM api_tokens
+	rows, err := s.query(ctx, `SELECT id, name, role, created_at, COALESCE(revoked_at, 0), COALESCE(last_used_at, 0) FROM api_tokens
 		WHERE integrator_id = ? ORDER BY revoked_at IS NOT NULL, created_at DESC, id DESC`, integratorID)
 	if err != nil {
 		return nil, err
@@ -116,11 +116,12 @@ func (s *Store) Tokens(ctx context.Context, integratorID int64) ([]keepwatch.Tok
 	for rows.Next() {
 		var tk keepwatch.Token
 		var role string
-		var created, revoked int64
-		if err := rows.Scan(&tk.ID, &tk.Name, &role, &created, &revoked); err != nil {
+		var created, revoked, used int64
+		if err := rows.Scan(&tk.ID, &tk.Name, &role, &created, &revoked, &used); err != nil {
 			return nil, dbErr(err)
 		}
 		tk.Role, tk.CreatedAt, tk.RevokedAt = keepwatch.Role(role), keepwatch.TimeFromMillis(created), keepwatch.TimeFromMillis(revoked)
+		tk.LastUsedAt = keepwatch.TimeFromMillis(used)
 		out = append(out, tk)
 	}
 	return out, dbErr(rows.Err())

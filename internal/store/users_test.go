@@ -19,7 +19,7 @@ func TestEmailIsUniquePerIntegrator(t *testing.T) {
 			s, err := store.OpenNoMigrate(ctx, testutil.DSN(t, d))
 			must(t, err)
 			defer s.Close()
-			must(t, s.Migrate(ctx, 7))
+			must(t, s.Migrate(ctx, 8))
 			a, err := s.CreateIntegrator(ctx, "Alice Security")
 			must(t, err)
 			b, err := s.CreateIntegrator(ctx, "Bob Alarms")

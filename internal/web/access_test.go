@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -69,6 +70,7 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 				"POST /notifications/rules":                {"/notifications/rules", form("name", "errors", "channel", ch, "severity", "error"), []int{303, 400}, 400},
 				"POST /notifications/rules/{id}/delete":    {"/notifications/rules/" + rule + "/delete", form(), []int{303, 404}, 404},
 			}
+			maps.Copy(cases, accountRouteCases(t, f))
 			routes := f.a.Web.Routes()
 			for _, rt := range routes {
 				key := rt.Method + " " + rt.Pattern

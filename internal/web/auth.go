@@ -12,8 +12,9 @@ import (
 )
 
 type loginData struct {
-	Email string
-	Next  string
+	Email    string
+	Next     string
+	Passkeys bool // offer "Sign in with a passkey"
 }
 
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request, _ *request) error {
@@ -21,7 +22,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request, _ *request) 
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return nil
 	}
-	p := h.newPage(r, nil, "Sign in", "", loginData{Next: safeNext(r.URL.Query().Get("next"))})
+	p := h.newPage(r, nil, "Sign in", "", loginData{Next: safeNext(r.URL.Query().Get("next")), Passkeys: h.Auth.PasskeysAvailable()})
 	return h.render(w, http.StatusOK, "login", p)
 }
 
@@ -62,14 +63,18 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ *request) erro
 	value, u, err := h.Auth.Login(r.Context(), email, r.PostFormValue("password"), auth.ClientIP(r), r.UserAgent())
 	if err != nil {
 		var lim *auth.Limited
+		var need *auth.SecondFactorNeeded
 		status := statusOf(keepwatch.ErrorCode(err))
 		switch {
+		case errors.As(err, &need):
+			h.secondFactorStep(w, r, need, next)
+			return nil
 		case errors.As(err, &lim):
 			w.Header().Set("Retry-After", fmt.Sprint(int(lim.Wait.Seconds()+0.999)))
 		case status >= 500:
 			return err
 		}
-		p := h.newPage(r, nil, "Sign in", "", loginData{Email: email, Next: next})
+		p := h.newPage(r, nil, "Sign in", "", loginData{Email: email, Next: next, Passkeys: h.Auth.PasskeysAvailable()})
 		p.Error = keepwatch.ErrorMessage(err)
 		return h.render(w, status, "login", p)
 	}

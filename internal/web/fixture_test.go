@@ -54,6 +54,7 @@ type fixtureOptions struct {
 	passwords bool // real argon2id hashes (only the browser signs in with them)
 	listen    bool // a real listener (browser, agents) rather than httptest over TLS
 	seed      func(*fixture)
+	configure func(*app.Config) // changes to the server's configuration
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -64,6 +65,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		SweepEvery: 50 * time.Millisecond}
 	if o.dialect == store.Postgres {
 		cfg.DB, cfg.SecretKey = testutil.DSN(t, o.dialect), testutil.SecretKey
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {

@@ -61,7 +61,7 @@ func (rq *request) principal() keepwatch.Principal { return rq.session.Principal
 // Routes lists every dashboard route; the access tests are checked against
 // it.
 func (h *Handler) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"GET", "/login", "", h.loginPage},
 		{"POST", "/login", "", h.login},
 		{"POST", "/logout", keepwatch.RoleViewer, h.logout},
@@ -89,7 +89,7 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/notifications/rules/{id}/delete", keepwatch.RoleOwner, h.deleteRule},
 		{"POST", "/notifications/channels/{id}/delete", keepwatch.RoleOwner, h.deleteChannel},
 		{"GET", "/static/{file...}", "", h.serveStatic},
-	}
+	}, h.accountRoutes()...)
 }
 
 // Register adds the dashboard's routes to mux. Paths nobody else serves
@@ -119,7 +119,10 @@ func (h *Handler) init() error {
 		return err
 	}
 	h.static, h.staticFS = http.FileServerFS(sub), sub
-	return h.parseTemplates()
+	if err := h.parseTemplates(); err != nil {
+		return err
+	}
+	return h.parseAccountTemplates()
 }
 
 // csp allows only the dashboard's own script, stylesheet and images: no
