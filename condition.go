@@ -36,7 +36,20 @@ const (
 	// on a drive's samples (drive.go); their subject is the drive's path.
 	KindStorageForecast = "storage_forecast"
 	KindRetentionShort  = "retention_short"
+	// KindFlood says a server exceeded its caps on open incidents or
+	// events: the excess is summarised, not notified one by one.
+	KindFlood = "flood"
 )
+
+// setByKeepwatch are the kinds keepwatch itself decides; an agent never
+// reports them.
+var setByKeepwatch = map[string]bool{
+	KindServerUnavailable: true, KindSiteUnreachable: true, KindFlood: true,
+	KindStorageForecast: true, KindRetentionShort: true,
+}
+
+// SetByKeepwatch reports whether keepwatch, not an agent, decides a kind.
+func SetByKeepwatch(kind string) bool { return setByKeepwatch[kind] }
 
 var knownSeverity = map[string]Severity{
 	KindCameraUnreachable:      SeverityError,
@@ -55,6 +68,7 @@ var knownSeverity = map[string]Severity{
 	// An error when under half the required days: RetentionSeverity
 	// decides for each instance.
 	KindRetentionShort: SeverityWarning,
+	KindFlood:          SeverityWarning,
 }
 
 // SeverityOf returns the severity of a kind; unknown kinds are errors.

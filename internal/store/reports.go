@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"keepwatch"
@@ -91,32 +93,47 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 	return out, err
 }
 
-// applyConditions replaces the server's active conditions by the reported
-// set, recording what was raised and cleared.
+// applyConditions replaces the conditions the server's agent reported by
+// the set its status report carries.
 func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied) error {
-	rows, err := t.query(`SELECT kind, subject FROM conditions WHERE server_id = ?`, info.id)
+	return t.replaceConditions(info, originAgent, nil, reported, at, out)
+}
+
+// Condition origins: what the agent reports, and what keepwatch decides.
+const (
+	originAgent     = "agent"
+	originKeepwatch = "keepwatch"
+)
+
+// replaceConditions replaces the server's active conditions of one origin
+// (and, when kinds is given, of those kinds only) by the set given,
+// recording what was raised and cleared, opening and resolving incidents.
+// A condition in both keeps its start and takes the new message and
+// severity.
+func (t *Tx) replaceConditions(info serverInfo, origin string, kinds []string, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied) error {
+	rows, err := t.query(`SELECT kind, subject, severity, message FROM conditions WHERE server_id = ? AND origin = ?`, info.id, origin)
 	if err != nil {
 		return err
 	}
-	var active []keepwatch.Condition
-	for rows.Next() {
+	active, err := scanAll(rows, func(r scanner) (keepwatch.Condition, error) {
 		var c keepwatch.Condition
-		if err := rows.Scan(&c.Kind, &c.Subject); err != nil {
-			rows.Close()
-			return dbErr(err)
-		}
-		active = append(active, c)
+		var sev string
+		err := r.Scan(&c.Kind, &c.Subject, &sev, &c.Message)
+		c.Severity = keepwatch.Severity(sev)
+		return c, err
+	})
+	if err != nil {
+		return err
 	}
-	if err := rows.Close(); err != nil {
-		return dbErr(err)
+	if kinds != nil {
+		active = slices.DeleteFunc(active, func(c keepwatch.Condition) bool { return !slices.Contains(kinds, c.Kind) })
 	}
 	raised, cleared := keepwatch.Diff(active, reported)
 	for _, c := range cleared {
 		if _, err := t.exec(`DELETE FROM conditions WHERE server_id = ? AND kind = ? AND subject = ?`, info.id, c.Kind, c.Subject); err != nil {
 			return err
 		}
-		sev := keepwatch.SeverityOf(c.Kind)
-		if err := t.recordChange(info, c.Kind, c.Subject, sev, false, at); err != nil {
+		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, false, at); err != nil {
 			return err
 		}
 		if err := t.clear(info, c.Kind, c.Subject, at); err != nil {
@@ -124,13 +141,26 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, false, at))
 	}
+	was := make(map[string]keepwatch.Condition, len(active))
+	for _, c := range active {
+		was[c.Key()] = c
+	}
+	for _, c := range reported {
+		if old, ok := was[c.Key()]; ok && (old.Message != c.Message || old.Severity != c.Severity) {
+			if _, err := t.exec(`UPDATE conditions SET message = ?, severity = ? WHERE server_id = ? AND kind = ? AND subject = ?`,
+				c.Message, string(c.Severity), info.id, c.Kind, c.Subject); err != nil {
+				return err
+			}
+			was[c.Key()] = c
+		}
+	}
 	for _, c := range raised {
 		since := c.Since
 		if since.IsZero() || since.After(at) {
 			since = at
 		}
-		if _, err := t.exec(`INSERT INTO conditions (server_id, kind, subject, severity, since, message) VALUES (?, ?, ?, ?, ?, ?)`,
-			info.id, c.Kind, c.Subject, string(c.Severity), since.UnixMilli(), c.Message); err != nil {
+		if _, err := t.exec(`INSERT INTO conditions (server_id, kind, subject, severity, since, message, origin) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			info.id, c.Kind, c.Subject, string(c.Severity), since.UnixMilli(), c.Message, origin); err != nil {
 			return err
 		}
 		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, true, since); err != nil {
@@ -142,6 +172,29 @@ func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, true, since))
 	}
 	return nil
+}
+
+// SetKeepwatchConditions replaces the conditions keepwatch itself decides
+// on a server, of the given kinds (a drive's forecast and retention, a
+// flood), by conds: raised and cleared like an agent's, with their
+// history and incidents, but never cleared by the agent's status reports.
+// It returns the changes, once committed.
+func (s *Store) SetKeepwatchConditions(ctx context.Context, serverID string, kinds []string, conds []keepwatch.Condition, at time.Time) ([]keepwatch.Change, error) {
+	for _, c := range conds {
+		if !slices.Contains(kinds, c.Kind) {
+			return nil, fmt.Errorf("condition %s is not of the kinds %v", c.Kind, kinds)
+		}
+	}
+	var out keepwatch.Applied
+	err := s.tx(ctx, func(t *Tx) error {
+		out = keepwatch.Applied{}
+		info, err := t.serverInfo(serverID)
+		if err != nil {
+			return err
+		}
+		return t.replaceConditions(info, originKeepwatch, kinds, conds, at, &out)
+	})
+	return out.Changes, err
 }
 
 // recordChange writes a history row.

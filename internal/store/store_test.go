@@ -621,3 +621,49 @@ func markOne(s *store.Store, id string, lastSeen int64, at time.Time, window tim
 	}
 	return m[0].Change, m[0].OK, nil
 }
+
+func TestKeepwatchConditionsOutliveTheAgentsReports(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		f := newFixture(t, s)
+		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "storage_low:E:"))
+		must(t, err)
+		kinds := []string{keepwatch.KindStorageForecast, keepwatch.KindRetentionShort}
+		forecast := keepwatch.Condition{Kind: keepwatch.KindStorageForecast, Subject: "E:", Severity: keepwatch.SeverityWarning, Message: "E: full in ~6 days"}
+		ch, err := s.SetKeepwatchConditions(ctx, f.aliceSrv, kinds, []keepwatch.Condition{forecast}, day.Add(time.Minute))
+		must(t, err)
+		if len(ch) != 1 || !ch[0].Active || ch[0].Kind != keepwatch.KindStorageForecast {
+			t.Fatalf("changes %+v", ch)
+		}
+		// The agent's all-clear clears its own condition, not keepwatch's.
+		_, err = s.ApplyReport(ctx, report(f.aliceSrv, 2, day.Add(2*time.Minute)))
+		must(t, err)
+		v, err := s.Installation(ctx, f.alice, f.aliceSLC, day.Add(2*time.Minute))
+		must(t, err)
+		if len(v.Conditions) != 1 || v.Conditions[0].Kind != keepwatch.KindStorageForecast || v.Status != keepwatch.StatusWarning {
+			t.Fatalf("after the agent's all-clear: %+v", v)
+		}
+		// A new verdict updates the message without a new incident.
+		forecast.Message = "E: full in ~4 days"
+		ch, err = s.SetKeepwatchConditions(ctx, f.aliceSrv, kinds, []keepwatch.Condition{forecast}, day.Add(3*time.Minute))
+		must(t, err)
+		v, err = s.Installation(ctx, f.alice, f.aliceSLC, day.Add(3*time.Minute))
+		must(t, err)
+		if len(ch) != 0 || v.Conditions[0].Message != "E: full in ~4 days" {
+			t.Fatalf("update: %+v %+v", ch, v.Conditions)
+		}
+		ins, err := s.Incidents(ctx, f.alice, "", 10)
+		must(t, err)
+		if len(ins) != 1 || ins[0].Kind != keepwatch.KindStorageForecast {
+			t.Fatalf("incidents %+v", ins)
+		}
+		// Cleared by keepwatch: the incident resolves.
+		ch, err = s.SetKeepwatchConditions(ctx, f.aliceSrv, kinds, nil, day.Add(4*time.Minute))
+		must(t, err)
+		if len(ch) != 1 || ch[0].Active {
+			t.Fatalf("clear: %+v", ch)
+		}
+		if _, err := s.SetKeepwatchConditions(ctx, f.aliceSrv, kinds, []keepwatch.Condition{{Kind: keepwatch.KindFlood}}, day); err == nil {
+			t.Fatal("a condition of another kind was accepted")
+		}
+	})
+}
