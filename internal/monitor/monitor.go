@@ -162,6 +162,7 @@ func (m *Monitor) Run(ctx context.Context) {
 		case <-lease.C:
 			if err := m.RenewLeases(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("renew leases", "err", err)
+				m.storeTrouble()
 			}
 		}
 	}
@@ -338,6 +339,9 @@ func (m *Monitor) Sweep(ctx context.Context) {
 // applies the outcome.
 func (m *Monitor) expire(ctx context.Context, batch []keepwatch.Expiry, at time.Time) {
 	marks, err := m.cfg.Store.MarkUnavailable(ctx, at, batch)
+	if err != nil {
+		m.storeTrouble()
+	}
 	m.mu.Lock()
 	if err != nil {
 		m.log.Error("mark unavailable", "servers", len(batch), "err", err)
@@ -371,6 +375,17 @@ func (m *Monitor) expire(ctx context.Context, batch []keepwatch.Expiry, at time.
 	if len(changes) > 0 {
 		m.cfg.Publish(changes)
 	}
+}
+
+// storeTrouble applies the own-outage guard when the database fails: while
+// it does, reports are refused (nothing is acknowledged that is not
+// committed), so once it is back every server gets three intervals to
+// report before it can be declared unavailable.
+func (m *Monitor) storeTrouble() {
+	now := m.cfg.Now().UnixMilli()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.guardStart = max(m.guardStart, now)
 }
 
 // Stats is a snapshot for metrics.

@@ -9,8 +9,12 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -111,4 +115,53 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu <- struct{}{}
 	c.now = c.now.Add(d)
 	<-c.mu
+}
+
+// PrivatePostgres runs a PostgreSQL cluster of the test's own (so that
+// stopping it disturbs no other test) and returns its URL and a function
+// that stops (false) or starts (true) it.
+func PrivatePostgres(t *testing.T) (string, func(up bool)) {
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(bins) == 0 {
+		if RequireAll() {
+			t.Fatal("PostgreSQL server binaries are required (KEEPWATCH_REQUIRE_ALL=1)")
+		}
+		t.Skip("no PostgreSQL server binaries")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "kwpg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	asPostgres := func(args ...string) *exec.Cmd {
+		if os.Geteuid() == 0 { // initdb refuses root
+			return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
+		}
+		return exec.Command(args[0], args[1:]...)
+	}
+	if os.Geteuid() == 0 {
+		exec.Command("chown", "postgres", dir).Run()
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asPostgres(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ctl := func(up bool) {
+		args := []string{filepath.Join(bin, "pg_ctl"), "-D", data, "-w", "-m", "fast", "-l", filepath.Join(dir, "log")}
+		if up {
+			args = append(args, "-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir), "start")
+		} else {
+			args = append(args, "stop")
+		}
+		if out, err := asPostgres(args...).CombinedOutput(); err != nil {
+			t.Fatalf("pg_ctl: %v\n%s", err, out)
+		}
+	}
+	ctl(true)
+	t.Cleanup(func() { ctl(false) })
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), ctl
 }
