@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,5 +197,51 @@ func BenchmarkHeartbeat(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m.Seen(ids[i%len(ids)].String(), t0.Add(time.Duration(i)))
+	}
+}
+
+// TestConcurrentUseIsRaceFree drives every entry point at once — what
+// ingest, the sweeper, the lease rounds, the server changes and the
+// metrics do on a busy node — under -race.
+func TestConcurrentUseIsRaceFree(t *testing.T) {
+	s := testutil.Open(t, store.SQLite)
+	t0 := time.Now()
+	ids := fleet(t, s, 200, t0)
+	m := monitor.New(monitor.Config{Store: s, Interval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.ChangedServers(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	run := func(fn func(i int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				fn(i)
+			}
+		}()
+	}
+	for w := range 4 {
+		run(func(i int) { m.Seen(ids[(i*4+w)%len(ids)].String(), time.Now()) })
+	}
+	run(func(int) { m.Sweep(ctx); time.Sleep(time.Millisecond) })
+	run(func(int) { m.RenewLeases(ctx); time.Sleep(5 * time.Millisecond) })
+	run(func(i int) { m.Apply(recs[i%len(recs)]) })
+	run(func(int) { m.Stats() })
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if st := m.Stats(); st.Tracked != len(ids) || st.Parts != keepwatch.Partitions {
+		t.Fatalf("stats %+v", st)
 	}
 }
