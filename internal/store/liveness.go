@@ -106,6 +106,12 @@ func (t *Tx) commitBeats(ctx context.Context, beats []keepwatch.Beat, order []in
 			b := beats[i]
 			ids[k], seq[k], seen[k], interval[k] = b.ID, int64(b.Seq), b.At.UnixMilli(), b.IntervalMS
 		}
+		// One index lookup per heartbeat whatever the planner believes of
+		// the table: statistics that lag behind a fleet's growth must not
+		// turn a group commit into a scan of a million rows.
+		if _, err := t.tx.ExecContext(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			return nil, dbErr(err)
+		}
 		rows, err := t.tx.QueryContext(ctx, `UPDATE servers SET last_seq = u.seq, last_seen = GREATEST(servers.last_seen, u.seen), interval_ms = u.interval
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, seq, seen, interval)
 			WHERE servers.id = u.id AND servers.last_seq < u.seq AND servers.state = 'ok' AND servers.revoked_at IS NULL

@@ -221,6 +221,13 @@ func (s *Store) ImportServers(ctx context.Context, installationID int64, servers
 			return err
 		}
 	}
+	if s.dialect == Postgres {
+		// The planner must know the table grew before autovacuum gets to
+		// it: every heartbeat's lookup depends on it.
+		if _, err := s.write.ExecContext(ctx, `ANALYZE servers`); err != nil {
+			return dbErr(err)
+		}
+	}
 	return nil
 }
 
