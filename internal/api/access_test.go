@@ -47,6 +47,8 @@ type tenants struct {
 	channel  int64 // alice's channels: one to test and delete, one for rules
 	keepCh   int64
 	rule     int64
+	user     int64 // a user of alice's to change and remove
+	token    int64 // a token of alice's to revoke
 }
 
 func setup(t *testing.T, dialect string) *tenants {
@@ -118,6 +120,12 @@ func setup(t *testing.T, dialect string) *tenants {
 			tn.keepCh = c.ID
 		}
 	}
+	if tn.user, err = s.CreateUser(ctx, tn.aliceID, "spare@alice.example", "x", keepwatch.RoleTechnician); err != nil {
+		t.Fatal(err)
+	}
+	if tn.token, err = s.CreateToken(ctx, tn.aliceID, "spare", keepwatch.RoleViewer, secret.Hash(secret.New("kw_"))); err != nil {
+		t.Fatal(err)
+	}
 	r, err := s.CreateRule(ctx, tn.aliceID, keepwatch.Rule{Name: "all", ChannelID: tn.keepCh, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +190,7 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 			tn := setup(t, dialect)
 			inc := fmt.Sprint(tn.incident)
 			ch, keep, rule := fmt.Sprint(tn.channel), fmt.Sprint(tn.keepCh), fmt.Sprint(tn.rule)
+			user, token := fmt.Sprint(tn.user), fmt.Sprint(tn.token)
 			cases := map[string]access{
 				"GET /api/v1/installations":               {"/api/v1/installations?filter=all", "", 200, 200, ""},
 				"GET /api/v1/installations/{slc}":         {"/api/v1/installations/" + aliceSLC, "", 200, 404, "not_found"},
@@ -203,6 +212,15 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"GET /api/v1/rules":                       {"/api/v1/rules", "", 200, 200, ""},
 				"POST /api/v1/rules":                      {"/api/v1/rules", `{"name":"errors","channel_id":` + keep + `,"min_severity":"error"}`, 201, 400, "invalid_request"},
 				"DELETE /api/v1/rules/{id}":               {"/api/v1/rules/" + rule, "", 204, 404, "not_found"},
+				"POST /api/v1/incidents/{id}/assign":      {"/api/v1/incidents/" + inc + "/assign", `{"user_id":` + user + `}`, 200, 404, "not_found"},
+				"GET /api/v1/users":                       {"/api/v1/users", "", 200, 200, ""},
+				"POST /api/v1/users":                      {"/api/v1/users", `{"email":"new@example.com","role":"viewer"}`, 201, 201, ""},
+				"PATCH /api/v1/users/{id}":                {"/api/v1/users/" + user, `{"role":"viewer"}`, 200, 404, "not_found"},
+				"DELETE /api/v1/users/{id}":               {"/api/v1/users/" + user, "", 204, 404, "not_found"},
+				"GET /api/v1/tokens":                      {"/api/v1/tokens", "", 200, 200, ""},
+				"POST /api/v1/tokens":                     {"/api/v1/tokens", `{"name":"export","role":"viewer"}`, 201, 201, ""},
+				"DELETE /api/v1/tokens/{id}":              {"/api/v1/tokens/" + token, "", 204, 404, "not_found"},
+				"GET /api/v1/audit":                       {"/api/v1/audit", "", 200, 200, ""},
 			}
 			routes := tn.a.API.Routes()
 			for _, rt := range routes {
@@ -250,6 +268,10 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				{"alice-viewer", "DELETE", "/api/v1/registrations/" + aliceSLC, "", 403},
 				{"alice-technician", "GET", "/api/v1/channels", "", 403},
 				{"alice-viewer", "GET", "/api/v1/channels", "", 403},
+				{"alice-viewer", "POST", "/api/v1/incidents/" + inc + "/assign", `{"user_id":0}`, 403},
+				{"alice-technician", "GET", "/api/v1/users", "", 403},
+				{"alice-technician", "POST", "/api/v1/tokens", `{"name":"x","role":"owner"}`, 403},
+				{"alice-technician", "GET", "/api/v1/audit", "", 403},
 			} {
 				status, body := tn.call(t, rc.who, rc.method, rc.path, rc.body)
 				if status != rc.want || (rc.want == 403 && code(body) != "forbidden") {

@@ -56,14 +56,21 @@ type Handler struct {
 	RecheckEvery time.Duration
 }
 
-// auditTargetKey carries, in a request's context, what a state-changing
-// call acted on when its path does not say (a body field).
-type auditTargetKey struct{}
+// auditKey carries, in a request's context, the audit entry of a
+// state-changing call: what it acted on when its path does not say (a body
+// field, an e-mail), and the detail the dashboard records for the same
+// action.
+type auditKey struct{}
+
+type auditNote struct{ target, detail string }
 
 // setAuditTarget names what a state-changing call acted on.
-func setAuditTarget(r *http.Request, target string) {
-	if t, ok := r.Context().Value(auditTargetKey{}).(*string); ok {
-		*t = target
+func setAuditTarget(r *http.Request, target string) { setAudit(r, target, "") }
+
+// setAudit names what a state-changing call acted on, with a detail.
+func setAudit(r *http.Request, target, detail string) {
+	if a, ok := r.Context().Value(auditKey{}).(*auditNote); ok {
+		a.target, a.detail = target, detail
 	}
 }
 
@@ -92,7 +99,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
 		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
-	}, h.notifyRoutes()...)
+	}, append(h.notifyRoutes(), h.peopleRoutes()...)...)
 }
 
 // Register adds the API routes to mux.
@@ -127,21 +134,24 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			}
 		}
 		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
-		target := r.URL.Path
+		note := &auditNote{target: r.URL.Path}
 		if unsafe {
-			r = r.WithContext(context.WithValue(r.Context(), auditTargetKey{}, &target))
+			r = r.WithContext(context.WithValue(r.Context(), auditKey{}, note))
 		}
 		if err := rt.handle(w, r, p); err != nil {
 			respond.Error(w, r, h.Logger, err)
 			return
 		}
 		if unsafe && rt.Role != "" {
-			if id := r.PathValue("id"); id != "" && strings.Contains(rt.Pattern, "/incidents/") {
-				target = "incident " + id
-			} else if slc := r.PathValue("slc"); slc != "" {
-				target = strings.ToUpper(slc)
+			target := note.target
+			if target == r.URL.Path {
+				if id := r.PathValue("id"); id != "" && strings.Contains(rt.Pattern, "/incidents/") {
+					target = "incident " + id
+				} else if slc := r.PathValue("slc"); slc != "" {
+					target = strings.ToUpper(slc)
+				}
 			}
-			h.Auth.Record(r, p, "api", rt.Action, target, "")
+			h.Auth.Record(r, p, "api", rt.Action, target, note.detail)
 		}
 	})
 }

@@ -42,11 +42,11 @@ func (a *App) startMetrics() error {
 	mux.Handle("GET /metrics", a.metricsHandler())
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	a.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
-	go func() {
+	a.goRun(func() {
 		if err := a.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("metrics listener stopped", "err", err)
 		}
-	}()
+	})
 	a.log.Info("metrics listening", "url", a.MetricsURL)
 	return nil
 }

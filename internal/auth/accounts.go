@@ -143,12 +143,12 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case job := <-a.jobs:
-			s.runJob(job)
+			s.runJob(ctx, job)
 		case <-ctx.Done():
 			for {
 				select {
 				case job := <-a.jobs:
-					s.runJob(job)
+					s.runJob(ctx, job)
 				default:
 					return
 				}
@@ -157,10 +157,12 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-func (s *Service) runJob(job func(context.Context)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+// runJob runs one job with a deadline of its own; a job promised before
+// shutdown still finishes (its context outlives ctx's cancellation).
+func (s *Service) runJob(ctx context.Context, job func(context.Context)) {
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
 	defer cancel()
-	job(ctx)
+	job(jctx)
 }
 
 // later queues work to run after the answer; when the queue is full the
