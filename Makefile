@@ -28,6 +28,9 @@ vet:
 # Every test, none skipped: PostgreSQL-backed tests fail if it is missing.
 test: deps vet
 	bash scripts/check-deps.sh
+	# go.mod and go.sum say exactly what the code imports.
+	$(GO) mod tidy -diff
+	cd deploy/check && $(GO) mod tidy -diff
 	# The agent runs on Windows next to the VMS: everything must build there.
 	GOOS=windows $(GO) build ./...
 	GOOS=windows $(GO) vet ./internal/agent ./cmd/keepwatch
