@@ -166,30 +166,33 @@ func (s *Store) tx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return dbErr(err)
 	}
-	if err := fn(&Tx{t, s}); err != nil {
+	if err := fn(&Tx{t, s, ctx}); err != nil {
 		t.Rollback()
 		return err
 	}
 	return dbErr(t.Commit())
 }
 
-// Tx is a transaction with placeholder rebinding.
+// Tx is a transaction with placeholder rebinding. Every statement runs
+// with the transaction's context: a caller that gives up stops waiting on
+// the database at once.
 type Tx struct {
-	tx *sql.Tx
-	s  *Store
+	tx  *sql.Tx
+	s   *Store
+	ctx context.Context
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
-	r, err := t.tx.Exec(t.s.q(query), args...)
+	r, err := t.tx.ExecContext(t.ctx, t.s.q(query), args...)
 	return r, dbErr(err)
 }
 
 func (t *Tx) queryRow(query string, args ...any) *sql.Row {
-	return t.tx.QueryRow(t.s.q(query), args...)
+	return t.tx.QueryRowContext(t.ctx, t.s.q(query), args...)
 }
 
 func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
-	r, err := t.tx.Query(t.s.q(query), args...)
+	r, err := t.tx.QueryContext(t.ctx, t.s.q(query), args...)
 	return r, dbErr(err)
 }
 
