@@ -8,13 +8,12 @@ import (
 )
 
 // committer spends heartbeats' sequence numbers in the store in groups:
-// the heartbeats arriving while one commit runs form the next, so a busy
-// node commits hundreds in one transaction and a quiet one answers a lone
-// heartbeat after one round trip. Nothing is acknowledged before its
-// commit.
+// the heartbeats arriving while one commit runs form the next (no timer:
+// the commit itself is the wait), so a busy node commits hundreds in one
+// transaction and a quiet one answers a lone heartbeat after one round
+// trip. Nothing is acknowledged before its commit.
 type committer struct {
 	store   Store
-	maxWait time.Duration // how long the first heartbeat of a group waits for others
 	maxSize int
 	in      chan beatReq
 }
@@ -30,7 +29,7 @@ type beatResult struct {
 }
 
 func newCommitter(s Store) *committer {
-	return &committer{store: s, maxWait: 2 * time.Millisecond, maxSize: 1000, in: make(chan beatReq, 4096)}
+	return &committer{store: s, maxSize: 1000, in: make(chan beatReq, 4096)}
 }
 
 // commit queues a heartbeat and waits for its outcome.
@@ -65,17 +64,15 @@ func (c *committer) run(ctx context.Context) {
 		case r := <-c.in:
 			group = append(group, r)
 		}
-		timer := time.NewTimer(c.maxWait)
 	collect:
 		for len(group) < c.maxSize {
 			select {
 			case r := <-c.in:
 				group = append(group, r)
-			case <-timer.C:
+			default:
 				break collect
 			}
 		}
-		timer.Stop()
 		for _, r := range group {
 			beats = append(beats, r.beat)
 		}

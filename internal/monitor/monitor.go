@@ -323,7 +323,7 @@ func (m *Monitor) Sweep(ctx context.Context) {
 			continue // paused, never unavailable; armed again by its next report
 		}
 		m.lag = max(m.lag, time.Duration(now-e.deadline)*time.Millisecond)
-		batch = append(batch, keepwatch.Expiry{ID: e.id, LastSeen: e.lastSeen, Window: time.Duration(e.intervalMS) * time.Millisecond})
+		batch = append(batch, keepwatch.Expiry{ID: e.id, InstallationID: e.installationID, LastSeen: e.lastSeen, Window: time.Duration(e.intervalMS) * time.Millisecond})
 	}
 	m.mu.Unlock()
 
@@ -344,14 +344,29 @@ func (m *Monitor) expire(ctx context.Context, batch []keepwatch.Expiry, at time.
 	}
 	m.mu.Lock()
 	if err != nil {
+		// What committed before the failure stands; the rest is tried
+		// again in a second.
 		m.log.Error("mark unavailable", "servers", len(batch), "err", err)
-		for _, x := range batch {
-			if e, ok := m.servers[x.ID]; ok && e.heapPos == 0 && e.watched {
-				e.deadline = at.UnixMilli() + 1000 // retry in a second
+		var done []keepwatch.Change
+		for i, x := range batch {
+			e, ok := m.servers[x.ID]
+			if i < len(marks) && marks[i].OK {
+				done = append(done, marks[i].Change)
+				if ok {
+					e.watched = false
+					m.arm(e)
+				}
+				continue
+			}
+			if ok && e.heapPos == 0 && e.watched {
+				e.deadline = at.UnixMilli() + 1000
 				heap.Push(&m.heap, e)
 			}
 		}
 		m.mu.Unlock()
+		if len(done) > 0 {
+			m.cfg.Publish(done)
+		}
 		return
 	}
 	var changes []keepwatch.Change
