@@ -75,10 +75,8 @@ const (
 
 // Expiry is a server whose deadline passed, as the sweeper saw it.
 type Expiry struct {
-	ID string
-	// InstallationID groups a site's servers in one transaction.
-	InstallationID int64
-	LastSeen       int64 // the newest report the sweeper knows of (Unix ms)
+	ID       string
+	LastSeen int64 // the newest report the sweeper knows of (Unix ms)
 	// Window is one heartbeat interval: when every server of an
 	// installation went unavailable within it, the outage is a site outage
 	// and one site_unreachable incident speaks for all of them.

@@ -323,7 +323,7 @@ func (m *Monitor) Sweep(ctx context.Context) {
 			continue // paused, never unavailable; armed again by its next report
 		}
 		m.lag = max(m.lag, time.Duration(now-e.deadline)*time.Millisecond)
-		batch = append(batch, keepwatch.Expiry{ID: e.id, InstallationID: e.installationID, LastSeen: e.lastSeen, Window: time.Duration(e.intervalMS) * time.Millisecond})
+		batch = append(batch, keepwatch.Expiry{ID: e.id, LastSeen: e.lastSeen, Window: time.Duration(e.intervalMS) * time.Millisecond})
 	}
 	m.mu.Unlock()
 

@@ -194,45 +194,36 @@ func isRetryable(err error) bool {
 	return strings.Contains(m, "SQLSTATE 40P01") || strings.Contains(m, "SQLSTATE 40001")
 }
 
-// MarkUnavailable declares silent servers unavailable: one transaction per
-// installation (one commit for a whole site going dark), its servers taken
-// in id order — the order the heartbeats' group commit takes them in, so
-// the two never wait on each other in a cycle. Each is compare-and-set:
+// MarkUnavailable declares silent servers unavailable, a few hundred per
+// transaction (one commit for a whole site going dark), taken in id order:
+// the order the heartbeats' group commit takes them in, so the two never
+// wait on each other in a cycle (a sweep in deadline order did, and
+// PostgreSQL broke the cycle only after a second). Each is compare-and-set:
 // only a server still reporting with nothing newer than the sweeper knew
 // of is declared; it gets its state-change row and its incident, and a
 // site whose servers all went silent gets one site_unreachable incident.
 // For the others the outcome says what the store has instead (a heartbeat
-// another node took, or a state that needs no deadline).
+// another node took, or a state that needs no deadline). After a failure
+// the outcomes of the transactions already committed stand.
 func (s *Store) MarkUnavailable(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error) {
 	out := make([]keepwatch.Marked, len(batch))
-	type item struct {
-		i    int
-		inst int64
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
 	}
-	items := make([]item, len(batch))
-	for i, x := range batch {
-		items[i] = item{i, x.InstallationID}
-	}
-	sort.Slice(items, func(a, b int) bool {
-		if items[a].inst != items[b].inst {
-			return items[a].inst < items[b].inst
-		}
-		return batch[items[a].i].ID < batch[items[b].i].ID
-	})
-	for start := 0; start < len(items); {
-		end := start + 1
-		for end < len(items) && items[end].inst == items[start].inst {
-			end++
-		}
-		group := items[start:end]
+	sort.Slice(order, func(a, b int) bool { return batch[order[a]].ID < batch[order[b]].ID })
+	const perTx = 256
+	for start := 0; start < len(order); start += perTx {
+		part := order[start:min(len(order), start+perTx)]
+		marks := make([]keepwatch.Marked, len(part))
 		err := s.retryDeadlock(ctx, func() error {
 			return s.tx(ctx, func(t *Tx) error {
-				for _, it := range group {
-					m, err := t.markUnavailable(batch[it.i], at)
+				for k, i := range part {
+					m, err := t.markUnavailable(batch[i], at)
 					if err != nil {
 						return err
 					}
-					out[it.i] = m
+					marks[k] = m
 				}
 				return nil
 			})
@@ -240,7 +231,9 @@ func (s *Store) MarkUnavailable(ctx context.Context, at time.Time, batch []keepw
 		if err != nil {
 			return out, err
 		}
-		start = end
+		for k, i := range part {
+			out[i] = marks[k]
+		}
 	}
 	return out, nil
 }

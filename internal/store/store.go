@@ -166,7 +166,7 @@ func (s *Store) tx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return dbErr(err)
 	}
-	if err := fn(&Tx{t, s, ctx}); err != nil {
+	if err := fn(&Tx{tx: t, s: s, ctx: ctx}); err != nil {
 		t.Rollback()
 		return err
 	}
@@ -180,6 +180,7 @@ type Tx struct {
 	tx  *sql.Tx
 	s   *Store
 	ctx context.Context
+	rev int64 // this transaction's revision, once taken
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
@@ -203,13 +204,18 @@ func (t *Tx) insert(query string, args ...any) (int64, error) {
 	return id, dbErr(err)
 }
 
-// nextRev advances the store-wide revision counter. Rows that nodes cache
-// (installations, servers) carry the revision of their last change, so a
-// running server finds what an admin command changed by polling rev.
+// nextRev advances the store-wide revision counter, once per
+// transaction. Rows that nodes cache (installations, servers) carry the
+// revision of their last change, so a running server finds what an admin
+// command or another node changed by polling rev. The counter's row stays
+// locked until the transaction ends, so revisions become visible in
+// order: a poller that saw rev N never misses a change numbered below N.
 func (t *Tx) nextRev() (int64, error) {
-	var rev int64
-	err := t.queryRow(`UPDATE meta SET value = value + 1 WHERE key = 'rev' RETURNING value`).Scan(&rev)
-	return rev, dbErr(err)
+	if t.rev != 0 {
+		return t.rev, nil
+	}
+	err := t.queryRow(`UPDATE meta SET value = value + 1 WHERE key = 'rev' RETURNING value`).Scan(&t.rev)
+	return t.rev, dbErr(err)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
