@@ -19,6 +19,9 @@ const (
 	ERATELIMITED      = "rate_limited"
 	EUNAVAILABLE      = "unavailable"
 	EINTERNAL         = "internal"
+	// ECONDITIONACTIVE refuses to resolve by hand a state incident whose
+	// condition is still reported: it resolves by itself when it clears.
+	ECONDITIONACTIVE = "condition_active"
 )
 
 // Error is an error with a code and a message that is safe to show to the

@@ -97,13 +97,35 @@ func (in *Incident) Acknowledge(by, note string, at time.Time) error {
 	return nil
 }
 
-// Resolve records that a person resolved an incident.
-func (in *Incident) Resolve(by, note string, at time.Time) error {
+// Resolve records that a person resolved an incident. Resolving means
+// one thing: the problem is gone. An event incident is resolved by a
+// person (or by its quiet period); a state incident resolves by itself
+// when its condition clears, so while its condition is still reported
+// (reported) a person cannot resolve it: it would stay resolved while the
+// problem lasts, and the installation would show an error nobody can act
+// on. Acknowledge or assign it instead.
+func (in *Incident) Resolve(by, note string, at time.Time, reported bool) error {
 	if in.State == IncidentResolved {
 		return Errorf(ECONFLICT, "the incident is already resolved")
 	}
+	if reported && !in.Event {
+		return Errorf(ECONDITIONACTIVE, "%s", in.ResolvesWhen())
+	}
 	in.State, in.ResolvedAt, in.ResolvedBy, in.ResolveNote = IncidentResolved, &at, by, note
 	return nil
+}
+
+// ResolvesWhen says, for people, how an incident comes to be resolved.
+func (in *Incident) ResolvesWhen() string {
+	switch {
+	case in.Event:
+		return "an event stays open until someone resolves it, or until it has not recurred for the quiet period"
+	case in.Kind == KindServerUnavailable:
+		return "the server is still silent: this resolves by itself when it reports again; acknowledge or assign it meanwhile"
+	case in.Kind == KindSiteUnreachable:
+		return "the site's servers are still silent: this resolves by itself when they report again; acknowledge or assign it meanwhile"
+	}
+	return "the server still reports this condition: it resolves by itself when the server reports it cleared; acknowledge or assign it meanwhile"
 }
 
 // ActorKeepwatch is who resolves what resolves by itself.
@@ -166,6 +188,5 @@ func ConnectionLost(lastSeen, back, recordedAt time.Time, interval time.Duration
 	if recordedAt.IsZero() || !recordedAt.Before(back.Add(-interval)) {
 		return "", false
 	}
-	return fmt.Sprintf("server was running; connection lost from %s to %s",
-		lastSeen.UTC().Format(time.RFC3339), back.UTC().Format(time.RFC3339)), true
+	return fmt.Sprintf("server was running; connection lost from %s to %s", FormatTime(lastSeen), FormatTime(back)), true
 }

@@ -42,10 +42,10 @@ func TestIncidentTransitions(t *testing.T) {
 	if err := n.Acknowledge("user:bob", "", t0); ErrorCode(err) != ECONFLICT {
 		t.Fatalf("second ack: %v", err)
 	}
-	if err := n.Resolve("user:ann", "fixed", t0.Add(2*time.Minute)); err != nil || n.State != IncidentResolved {
+	if err := n.Resolve("user:ann", "fixed", t0.Add(2*time.Minute), false); err != nil || n.State != IncidentResolved {
 		t.Fatalf("resolve: %v %+v", err, n)
 	}
-	if err := n.Resolve("user:ann", "", t0); ErrorCode(err) != ECONFLICT {
+	if err := n.Resolve("user:ann", "", t0, false); ErrorCode(err) != ECONFLICT {
 		t.Fatalf("second resolve: %v", err)
 	}
 	if n.Clear(t0.Add(3*time.Minute), "") {
@@ -90,7 +90,7 @@ func TestConnectionLostNeedsAReportFromTheSpool(t *testing.T) {
 		t.Error("a report recorded just now proves nothing")
 	}
 	note, ok := ConnectionLost(last, back, last.Add(time.Minute), time.Minute)
-	if !ok || !strings.Contains(note, "connection lost from 2026-11-30T12:00:00Z to 2026-11-30T12:10:00Z") {
+	if !ok || !strings.Contains(note, "connection lost from 2026-11-30 12:00 UTC to 2026-11-30 12:10 UTC") {
 		t.Errorf("%q %v", note, ok)
 	}
 }

@@ -86,7 +86,7 @@ func HoldOpening(n Notification, in Incident, rule *Rule, maintenanceEnd, now ti
 	case n.Type == NotifyReminder && rule == nil:
 		return Hold{Suppress: "the rule was removed"}
 	case !maintenanceEnd.IsZero() && maintenanceEnd.After(now):
-		return Hold{Until: maintenanceEnd, Why: "maintenance window until " + maintenanceEnd.UTC().Format(time.RFC3339)}
+		return Hold{Until: maintenanceEnd, Why: "maintenance window until " + FormatTime(maintenanceEnd)}
 	}
 	return Hold{}
 }

@@ -164,7 +164,7 @@ func TestSiteOutageIsOneNotificationAndOneResolution(t *testing.T) {
 			}
 			res := got[1]
 			rinc := res["incident"].(map[string]any)
-			want := fmt.Sprintf("server was running; connection lost from %s to %s", t0.Format(time.RFC3339), back.Format(time.RFC3339))
+			want := fmt.Sprintf("server was running; connection lost from %s to %s", keepwatch.FormatTime(t0), keepwatch.FormatTime(back))
 			if res["type"] != "resolved" || rinc["state"] != "resolved" || rinc["annotation"] != want {
 				t.Fatalf("resolution = %v\nwant annotation %q", res, want)
 			}

@@ -27,7 +27,7 @@ func Status(code string) int {
 		return http.StatusForbidden
 	case keepwatch.ENOTFOUND:
 		return http.StatusNotFound
-	case keepwatch.ECONFLICT, keepwatch.EREPLAYED:
+	case keepwatch.ECONFLICT, keepwatch.EREPLAYED, keepwatch.ECONDITIONACTIVE:
 		return http.StatusConflict
 	case keepwatch.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
