@@ -193,7 +193,8 @@ func Summarize(f InstallationFacts, now time.Time) InstallationView {
 	}
 	switch {
 	case in.CarePlusUntil.Before(today):
-		v.Status, since = StatusPaused, in.CarePlusUntil.AddDays(1).Time()
+		// Nothing is monitored: no server is known to be ok.
+		v.Status, since, v.ServersOK = StatusPaused, in.CarePlusUntil.AddDays(1).Time(), 0
 	case v.Maintenance != nil:
 		v.Status, since = StatusMaintenance, v.Maintenance.Start
 	case unavailable > 0 && (f.SiteOutage || len(servers) > 1 && unavailable == len(servers)):

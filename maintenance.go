@@ -32,7 +32,7 @@ func NewMaintenance(slc string, start, end time.Time, reason, by string, now tim
 		start = now
 	}
 	if start.Before(now.Add(-time.Minute)) {
-		return MaintenanceWindow{}, Errorf(EINVALID, "a scheduled maintenance must start in the future; leave the start empty to begin now")
+		return MaintenanceWindow{}, Invalid("start", "a scheduled maintenance must start in the future (it is now %s); choose “now” to begin at once", FormatTime(now))
 	}
 	if start.Before(now) {
 		end, start = end.Add(now.Sub(start)), now
@@ -40,11 +40,28 @@ func NewMaintenance(slc string, start, end time.Time, reason, by string, now tim
 	m := MaintenanceWindow{SLC: slc, Start: start.UTC(), End: end.UTC(), Reason: strings.TrimSpace(reason), CreatedBy: by}
 	switch {
 	case !m.End.After(m.Start):
-		return m, Errorf(EINVALID, "a maintenance window must end after it starts")
+		return m, Invalid("end", "a maintenance window must end after it starts")
 	case m.End.Sub(m.Start) < time.Minute || m.End.Sub(m.Start) > MaxMaintenance:
-		return m, Errorf(EINVALID, "a maintenance window lasts between one minute and 31 days")
+		return m, Invalid("end", "a maintenance window lasts between one minute and 31 days")
 	case !ValidText(m.Reason, 200):
-		return m, Errorf(EINVALID, "the reason is at most 200 printable characters")
+		return m, Invalid("reason", "the reason is at most 200 printable characters")
 	}
 	return m, nil
+}
+
+// Scheduled reports whether the window starts after at.
+func (m MaintenanceWindow) Scheduled(at time.Time) bool { return m.Start.After(at) }
+
+// Stop is what a person stopping a window at at does to it: a window not
+// yet started is cancelled (cancel is true: it never happened), a running
+// one ends at at. A window already over cannot be stopped.
+func (m MaintenanceWindow) Stop(at time.Time) (ended MaintenanceWindow, cancel bool, err error) {
+	switch {
+	case m.Scheduled(at):
+		return m, true, nil
+	case !m.End.After(at):
+		return m, false, Errorf(ECONFLICT, "this maintenance window is already over")
+	}
+	m.End = at.UTC()
+	return m, false, nil
 }
