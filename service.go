@@ -23,6 +23,9 @@ type InstallationStore interface {
 	// ConsentWithdrawn counts, per SLC, the servers whose customer
 	// withdrew consent.
 	ConsentWithdrawn(ctx context.Context, integratorID int64) (map[string]int, error)
+	// RegisteredAt is when the integrator registered the installation:
+	// its history, and uptime, start there.
+	RegisteredAt(ctx context.Context, integratorID int64, slc string) (time.Time, error)
 }
 
 // RegistrationStore is the registration center: the first integrator to
@@ -43,6 +46,11 @@ type IncidentStore interface {
 	AssignIncident(ctx context.Context, integratorID, incidentID, userID int64, by string) (string, error)
 	Assignees(ctx context.Context, integratorID int64, incidentIDs []int64) (map[int64]Assignee, error)
 	IncidentHistory(ctx context.Context, integratorID, id int64) ([]Transition, error)
+	// IncidentReported tells whether an unresolved incident's condition
+	// is still reported (then only keepwatch resolves it).
+	IncidentReported(ctx context.Context, integratorID, id int64) (bool, error)
+	// IncidentNotifications lists what was sent about an incident.
+	IncidentNotifications(ctx context.Context, integratorID, incidentID int64) ([]Notification, error)
 }
 
 // MaintenanceStore keeps maintenance windows.
@@ -56,6 +64,12 @@ type MaintenanceStore interface {
 	// ActiveMaintenance returns the installations in maintenance at at, by
 	// SLC.
 	ActiveMaintenance(ctx context.Context, integratorID int64, at time.Time) (map[string]MaintenanceWindow, error)
+	// UpcomingMaintenance returns the next scheduled window of each
+	// installation, by SLC.
+	UpcomingMaintenance(ctx context.Context, integratorID int64, at time.Time) (map[string]MaintenanceWindow, error)
+	// StopMaintenance cancels a scheduled window or ends a running one at
+	// at (MaintenanceWindow.Stop).
+	StopMaintenance(ctx context.Context, integratorID int64, slc string, id int64, at time.Time) (MaintenanceWindow, bool, error)
 }
 
 // ChannelStore keeps notification channels and rules, and shows the

@@ -8,3 +8,10 @@ func (s *Store) OverwriteReportKeyForTest(ctx context.Context, serverID string, 
 	_, err := s.write.ExecContext(ctx, s.q(`UPDATE servers SET report_key = ? WHERE id = ?`), v, serverID)
 	return err
 }
+
+// StoredFlashForTest reads a flash's value as stored.
+func (s *Store) StoredFlashForTest(ctx context.Context, sessionHash []byte, name string) (string, error) {
+	var v string
+	err := s.read.QueryRowContext(ctx, s.q(`SELECT value FROM session_flashes WHERE session_hash = ? AND name = ?`), sessionHash, name).Scan(&v)
+	return v, err
+}

@@ -69,15 +69,21 @@ func (s *Store) Incident(ctx context.Context, integratorID, id int64) (keepwatch
 
 // AckIncident acknowledges an open incident.
 func (s *Store) AckIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
-	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionAcknowledged, by, note, func(n *keepwatch.Incident, at time.Time) error {
+	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionAcknowledged, by, note, func(_ *Tx, _ int64, n *keepwatch.Incident, at time.Time) error {
 		return n.Acknowledge(by, note, at)
 	})
 }
 
-// ResolveIncident resolves an open or acknowledged incident by hand.
+// ResolveIncident resolves an open or acknowledged incident by hand; a
+// state incident whose condition is still reported is refused
+// (keepwatch.Incident.Resolve).
 func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by, note string) (keepwatch.Incident, error) {
-	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionResolved, by, note, func(n *keepwatch.Incident, at time.Time) error {
-		return n.Resolve(by, note, at)
+	return s.changeIncident(ctx, integratorID, id, keepwatch.TransitionResolved, by, note, func(t *Tx, inst int64, n *keepwatch.Incident, at time.Time) error {
+		reported, err := t.stillReported(inst, n)
+		if err != nil {
+			return err
+		}
+		return n.Resolve(by, note, at, reported)
 	})
 }
 
@@ -85,7 +91,7 @@ func (s *Store) ResolveIncident(ctx context.Context, integratorID, id int64, by,
 // incidents: it reads the incident, lets change decide, and writes it
 // compare-and-set on its state with its history row.
 func (s *Store) changeIncident(ctx context.Context, integratorID, id int64, typ keepwatch.TransitionType, actor, note string,
-	change func(*keepwatch.Incident, time.Time) error) (keepwatch.Incident, error) {
+	change func(t *Tx, installationID int64, n *keepwatch.Incident, at time.Time) error) (keepwatch.Incident, error) {
 	var out keepwatch.Incident
 	err := s.tx(ctx, func(t *Tx) error {
 		var inst int64
@@ -102,7 +108,7 @@ func (s *Store) changeIncident(ctx context.Context, integratorID, id int64, typ 
 			return err
 		}
 		before, at := n.State, s.now()
-		if err := change(n, at); err != nil {
+		if err := change(t, inst, n, at); err != nil {
 			return err
 		}
 		if err := t.saveIncident(before, *n); err != nil {

@@ -556,12 +556,14 @@ func TestANewHolderOfAnSLCDoesNotSeeThePreviousHoldersNotes(t *testing.T) {
 		f := newFixture(t, s)
 		// Alice had a problem, resolved with a note, and another still
 		// open that she acknowledged with a note.
-		_, err := s.ApplyReport(ctx, report(f.aliceSrv, 1, day, "media_db_write_failed", "storage_full:E:"))
+		r := report(f.aliceSrv, 1, day, "storage_full:E:")
+		r.Events = []keepwatch.Event{{Kind: "archive_move_failed", Subject: "Archive 1", Severity: keepwatch.SeverityError, At: day}}
+		_, err := s.ApplyReport(ctx, r)
 		must(t, err)
 		ins, err := s.Incidents(ctx, f.alice, "", 10)
 		must(t, err)
 		for _, n := range ins {
-			if n.Kind == "media_db_write_failed" {
+			if n.Kind == "archive_move_failed" {
 				_, err = s.ResolveIncident(ctx, f.alice, n.ID, "user:alice", "alice's private note")
 			} else {
 				_, err = s.AckIncident(ctx, f.alice, n.ID, "user:alice", "alice's private note")
