@@ -49,6 +49,7 @@ type tenants struct {
 	rule     int64
 	user     int64 // a user of alice's to change and remove
 	token    int64 // a token of alice's to revoke
+	window   int64 // a maintenance window alice scheduled
 }
 
 func setup(t *testing.T, dialect string) *tenants {
@@ -131,6 +132,11 @@ func setup(t *testing.T, dialect string) *tenants {
 		t.Fatal(err)
 	}
 	tn.rule = r.ID
+	m, err := s.SetMaintenance(ctx, tn.aliceID, keepwatch.MaintenanceWindow{SLC: aliceSLC, Start: time.Now().Add(24 * time.Hour), End: time.Now().Add(26 * time.Hour), CreatedBy: "user:owner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.window = m.ID
 	tn.srv = httptest.NewTLSServer(a.Handler())
 	t.Cleanup(tn.srv.Close)
 	return tn
@@ -198,29 +204,33 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"GET /api/v1/incidents":                   {"/api/v1/incidents", "", 200, 200, ""},
 				"GET /api/v1/incidents/{id}":              {"/api/v1/incidents/" + inc, "", 200, 404, "not_found"},
 				"POST /api/v1/incidents/{id}/ack":         {"/api/v1/incidents/" + inc + "/ack", `{"note":"on it"}`, 200, 404, "not_found"},
-				"POST /api/v1/incidents/{id}/resolve":     {"/api/v1/incidents/" + inc + "/resolve", `{}`, 200, 404, "not_found"},
-				"POST /api/v1/registrations":              {"/api/v1/registrations", `{"slc":"` + aliceSLC + `"}`, 201, 409, "conflict"},
-				"DELETE /api/v1/registrations/{slc}":      {"/api/v1/registrations/" + aliceSLC, "", 204, 404, "not_found"},
-				"GET /api/v1/events":                      {"/api/v1/events", "", 200, 200, ""},
-				"GET /api/v1/openapi.json":                {"/api/v1/openapi.json", "", 200, 200, ""},
-				"GET /api/v1/incidents/{id}/history":      {"/api/v1/incidents/" + inc + "/history", "", 200, 404, "not_found"},
-				"GET /api/v1/notifications":               {"/api/v1/notifications", "", 200, 200, ""},
-				"GET /api/v1/channels":                    {"/api/v1/channels", "", 200, 200, ""},
-				"POST /api/v1/channels":                   {"/api/v1/channels", `{"name":"pager","type":"webhook","target":"https://127.0.0.1:9/pager"}`, 201, 201, ""},
-				"POST /api/v1/channels/{id}/test":         {"/api/v1/channels/" + ch + "/test", "", 202, 404, "not_found"},
-				"DELETE /api/v1/channels/{id}":            {"/api/v1/channels/" + ch, "", 204, 404, "not_found"},
-				"GET /api/v1/rules":                       {"/api/v1/rules", "", 200, 200, ""},
-				"POST /api/v1/rules":                      {"/api/v1/rules", `{"name":"errors","channel_id":` + keep + `,"min_severity":"error"}`, 201, 400, "invalid_request"},
-				"DELETE /api/v1/rules/{id}":               {"/api/v1/rules/" + rule, "", 204, 404, "not_found"},
-				"POST /api/v1/incidents/{id}/assign":      {"/api/v1/incidents/" + inc + "/assign", `{"user_id":` + user + `}`, 200, 404, "not_found"},
-				"GET /api/v1/users":                       {"/api/v1/users", "", 200, 200, ""},
-				"POST /api/v1/users":                      {"/api/v1/users", `{"email":"new@example.com","role":"viewer"}`, 201, 201, ""},
-				"PATCH /api/v1/users/{id}":                {"/api/v1/users/" + user, `{"role":"viewer"}`, 200, 404, "not_found"},
-				"DELETE /api/v1/users/{id}":               {"/api/v1/users/" + user, "", 204, 404, "not_found"},
-				"GET /api/v1/tokens":                      {"/api/v1/tokens", "", 200, 200, ""},
-				"POST /api/v1/tokens":                     {"/api/v1/tokens", `{"name":"export","role":"viewer"}`, 201, 201, ""},
-				"DELETE /api/v1/tokens/{id}":              {"/api/v1/tokens/" + token, "", 204, 404, "not_found"},
-				"GET /api/v1/audit":                       {"/api/v1/audit", "", 200, 200, ""},
+				// Its storage is still full: it resolves when that clears.
+				"POST /api/v1/incidents/{id}/resolve":                 {"/api/v1/incidents/" + inc + "/resolve", `{}`, 409, 404, "not_found"},
+				"POST /api/v1/registrations":                          {"/api/v1/registrations", `{"slc":"` + aliceSLC + `"}`, 201, 409, "conflict"},
+				"DELETE /api/v1/registrations/{slc}":                  {"/api/v1/registrations/" + aliceSLC, "", 204, 404, "not_found"},
+				"GET /api/v1/events":                                  {"/api/v1/events", "", 200, 200, ""},
+				"GET /api/v1/openapi.json":                            {"/api/v1/openapi.json", "", 200, 200, ""},
+				"GET /api/v1/incidents/{id}/history":                  {"/api/v1/incidents/" + inc + "/history", "", 200, 404, "not_found"},
+				"GET /api/v1/notifications":                           {"/api/v1/notifications", "", 200, 200, ""},
+				"GET /api/v1/channels":                                {"/api/v1/channels", "", 200, 200, ""},
+				"POST /api/v1/channels":                               {"/api/v1/channels", `{"name":"pager","type":"webhook","target":"https://127.0.0.1:9/pager"}`, 201, 201, ""},
+				"POST /api/v1/channels/{id}/test":                     {"/api/v1/channels/" + ch + "/test", "", 202, 404, "not_found"},
+				"DELETE /api/v1/channels/{id}":                        {"/api/v1/channels/" + ch, "", 204, 404, "not_found"},
+				"GET /api/v1/rules":                                   {"/api/v1/rules", "", 200, 200, ""},
+				"POST /api/v1/rules":                                  {"/api/v1/rules", `{"name":"errors","channel_id":` + keep + `,"min_severity":"error"}`, 201, 400, "invalid_request"},
+				"DELETE /api/v1/rules/{id}":                           {"/api/v1/rules/" + rule, "", 204, 404, "not_found"},
+				"POST /api/v1/incidents/{id}/assign":                  {"/api/v1/incidents/" + inc + "/assign", `{"user_id":` + user + `}`, 200, 404, "not_found"},
+				"GET /api/v1/users":                                   {"/api/v1/users", "", 200, 200, ""},
+				"POST /api/v1/users":                                  {"/api/v1/users", `{"email":"new@example.com","role":"viewer"}`, 201, 201, ""},
+				"PATCH /api/v1/users/{id}":                            {"/api/v1/users/" + user, `{"role":"viewer"}`, 200, 404, "not_found"},
+				"DELETE /api/v1/users/{id}":                           {"/api/v1/users/" + user, "", 204, 404, "not_found"},
+				"GET /api/v1/tokens":                                  {"/api/v1/tokens", "", 200, 200, ""},
+				"POST /api/v1/tokens":                                 {"/api/v1/tokens", `{"name":"export","role":"viewer"}`, 201, 201, ""},
+				"DELETE /api/v1/tokens/{id}":                          {"/api/v1/tokens/" + token, "", 204, 404, "not_found"},
+				"GET /api/v1/audit":                                   {"/api/v1/audit", "", 200, 200, ""},
+				"GET /api/v1/installations/{slc}/maintenance":         {"/api/v1/installations/" + aliceSLC + "/maintenance", "", 200, 404, "not_found"},
+				"POST /api/v1/installations/{slc}/maintenance":        {"/api/v1/installations/" + aliceSLC + "/maintenance", `{"duration_seconds":3600,"reason":"disk swap"}`, 201, 404, "not_found"},
+				"DELETE /api/v1/installations/{slc}/maintenance/{id}": {"/api/v1/installations/" + aliceSLC + "/maintenance/" + fmt.Sprint(tn.window), "", 200, 404, "not_found"},
 			}
 			routes := tn.a.API.Routes()
 			for _, rt := range routes {
@@ -267,6 +277,8 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				{"alice-technician", "DELETE", "/api/v1/registrations/" + aliceSLC, "", 403},
 				{"alice-viewer", "DELETE", "/api/v1/registrations/" + aliceSLC, "", 403},
 				{"alice-technician", "GET", "/api/v1/channels", "", 403},
+				{"alice-viewer", "POST", "/api/v1/installations/" + aliceSLC + "/maintenance", `{"duration_seconds":60}`, 403},
+				{"alice-viewer", "DELETE", "/api/v1/installations/" + aliceSLC + "/maintenance/" + fmt.Sprint(tn.window), "", 403},
 				{"alice-viewer", "GET", "/api/v1/channels", "", 403},
 				{"alice-viewer", "POST", "/api/v1/incidents/" + inc + "/assign", `{"user_id":0}`, 403},
 				{"alice-technician", "GET", "/api/v1/users", "", 403},

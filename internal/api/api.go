@@ -99,7 +99,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
 		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
-	}, append(h.notifyRoutes(), h.peopleRoutes()...)...)
+	}, append(append(h.notifyRoutes(), h.peopleRoutes()...), h.maintenanceRoutes()...)...)
 }
 
 // Register adds the API routes to mux.
