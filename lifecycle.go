@@ -176,7 +176,11 @@ func SiteOutage(s SiteServers, at time.Time, window time.Duration) bool {
 
 // SiteOutageNote explains a site_unreachable incident when it opens.
 func SiteOutageNote(total int, window time.Duration) string {
-	return fmt.Sprintf("all %d servers stopped reporting within %s: the site's Internet link, or its power, is the likely cause", total, window)
+	within := window.Round(time.Second).String()
+	if window >= time.Minute && window%time.Minute == 0 {
+		within = fmt.Sprintf("%d min", int(window.Minutes()))
+	}
+	return fmt.Sprintf("all %d servers stopped reporting within %s: the site's Internet link, or its power, is the likely cause", total, within)
 }
 
 // ConnectionLost decides, when a server that was declared unavailable
