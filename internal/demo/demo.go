@@ -4,7 +4,8 @@
 // in every state the dashboard knows (errors of each kind, a warning, a
 // site offline, one paused, one never reported, one whose customer
 // withdrew consent) and the rest healthy, with faults coming and going
-// and a technician who acknowledges and resolves archive incidents; and
+// and a technician (a real user of the demo integrator) who acknowledges,
+// takes and resolves archive incidents; and
 // one licence left unregistered, to try the registration center with.
 package demo
 
@@ -25,8 +26,9 @@ import (
 const (
 	IntegratorName = "Demo Integrator"
 	OwnerEmail     = "demo@keepwatch.example"
-	// Technician is who acknowledges and resolves incidents in the demo.
-	Technician = "user:sam@demo.keepwatch.example"
+	// TechnicianEmail is the demo's technician, a user of the demo
+	// integrator who acknowledges, takes and resolves incidents.
+	TechnicianEmail = "sam@demo.keepwatch.example"
 )
 
 // UnregisteredSLC is a demo licence no integrator holds: the demo offers
@@ -45,6 +47,9 @@ type Credentials struct {
 type Sites struct {
 	IntegratorID  int64
 	Installations []*sim.Installation
+	// Technician is who acts on incidents: the demo's technician user.
+	Technician   keepwatch.Principal
+	TechnicianID int64
 }
 
 var customers = []string{
@@ -103,6 +108,9 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 		return creds, nil, err
 	}
 	sites := &Sites{IntegratorID: in.ID}
+	if sites.Technician, sites.TechnicianID, err = technician(ctx, st, in.ID); err != nil {
+		return creds, nil, err
+	}
 	pinned := scenarios(today)
 	for i, c := range customers {
 		s := &sim.Installation{
@@ -141,7 +149,7 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 	// A technician is replacing a camera at one site: its problem shows,
 	// muted, as maintenance.
 	now := time.Now()
-	m, err := keepwatch.NewMaintenance(sites.Installations[maintained].SLC, now, now.Add(8*time.Hour), "replacing cam-07", Technician, now)
+	m, err := keepwatch.NewMaintenance(sites.Installations[maintained].SLC, now, now.Add(8*time.Hour), "replacing cam-07", sites.Technician.Actor, now)
 	if err == nil {
 		_, err = st.SetMaintenance(ctx, in.ID, m)
 	}
@@ -153,6 +161,29 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 	}
 	creds.UnregisteredSLC = UnregisteredSLC
 	return creds, sites, nil
+}
+
+// technician makes sure the demo's technician exists as a user of the
+// integrator (nobody signs in as it: its password is thrown away) and
+// returns the principal it acts as, as its session would.
+func technician(ctx context.Context, st *store.Store, integratorID int64) (keepwatch.Principal, int64, error) {
+	users, err := st.Users(ctx, integratorID)
+	if err != nil {
+		return keepwatch.Principal{}, 0, err
+	}
+	var id int64
+	for _, u := range users {
+		if u.Email == TechnicianEmail {
+			id = u.ID
+		}
+	}
+	if id == 0 {
+		if id, err = st.CreateUser(ctx, integratorID, TechnicianEmail, secret.HashPassword(secret.New("")), keepwatch.RoleTechnician); err != nil {
+			return keepwatch.Principal{}, 0, err
+		}
+	}
+	ss := keepwatch.Session{UserID: id, IntegratorID: integratorID, Email: TechnicianEmail, Role: keepwatch.RoleTechnician}
+	return ss.Principal(), id, nil
 }
 
 // maintained is the pinned site the demo puts in a maintenance window.
@@ -269,11 +300,14 @@ func (f *Fleet) technician(ctx context.Context) {
 				continue
 			}
 			age := now.Sub(n.OpenedAt)
+			who := f.sites.Technician
 			switch {
 			case n.State == keepwatch.IncidentOpen && age > 5*every:
-				_, err = f.Store.AckIncident(ctx, f.sites.IntegratorID, n.ID, Technician, "looking into it")
+				if _, err = f.Store.AckIncident(ctx, who.IntegratorID, n.ID, who.Actor, "looking into it"); err == nil {
+					_, err = f.Store.AssignIncident(ctx, who.IntegratorID, n.ID, f.sites.TechnicianID, who.Actor)
+				}
 			case n.State == keepwatch.IncidentAcknowledged && age > 15*every:
-				_, err = f.Store.ResolveIncident(ctx, f.sites.IntegratorID, n.ID, Technician, "archive job rerun successfully")
+				_, err = f.Store.ResolveIncident(ctx, who.IntegratorID, n.ID, who.Actor, "archive job rerun successfully")
 			default:
 				continue
 			}
