@@ -149,6 +149,14 @@ type accountData struct {
 
 func (h *Handler) account(w http.ResponseWriter, r *http.Request, rq *request) error {
 	d := accountData{}
+	// Recovery codes made by the form before the redirect, shown once.
+	codes, err := h.takeFlash(r.Context(), rq, "recovery-codes")
+	if err != nil {
+		return err
+	}
+	if codes != "" {
+		d.NewCodes = strings.Split(codes, "\n")
+	}
 	if r.URL.Query().Get("setup") == "totp" {
 		u, err := h.Auth.LoginUser(r.Context(), rq.session)
 		if err != nil {
@@ -232,11 +240,19 @@ func (h *Handler) addTOTP(w http.ResponseWriter, r *http.Request, rq *request) e
 		}
 		return h.accountRefused(w, r, rq, d, err)
 	}
-	if codes == nil {
-		redirectDone(w, r, "/account", "totpAdded")
-		return nil
+	return h.showCodes(w, r, rq, codes, "totpAdded")
+}
+
+// showCodes returns to the account page, which shows the new recovery
+// codes (if any) once.
+func (h *Handler) showCodes(w http.ResponseWriter, r *http.Request, rq *request, codes []string, done string) error {
+	if len(codes) > 0 {
+		if err := h.putFlash(r.Context(), rq, "recovery-codes", strings.Join(codes, "\n")); err != nil {
+			return err
+		}
 	}
-	return h.renderAccount(w, r, rq, http.StatusCreated, accountData{NewCodes: codes}, "")
+	redirectTo(w, r, "/account", done, "recovery-codes")
+	return nil
 }
 
 func (h *Handler) removeFactor(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -260,7 +276,7 @@ func (h *Handler) newRecoveryCodes(w http.ResponseWriter, r *http.Request, rq *r
 	if err != nil {
 		return h.accountRefused(w, r, rq, accountData{}, err)
 	}
-	return h.renderAccount(w, r, rq, http.StatusCreated, accountData{NewCodes: codes}, "")
+	return h.showCodes(w, r, rq, codes, "codesCreated")
 }
 
 // ceremonyJSON answers the first half of a WebAuthn ceremony: the options

@@ -23,7 +23,13 @@ type notificationsData struct {
 }
 
 func (h *Handler) notifications(w http.ResponseWriter, r *http.Request, rq *request) error {
-	return h.renderNotifications(w, r, rq, http.StatusOK, notificationsData{}, "")
+	d := notificationsData{}
+	v, err := h.takeFlash(r.Context(), rq, "new-channel-secret")
+	if err != nil {
+		return err
+	}
+	d.NewSecretFor, d.NewSecret, _ = strings.Cut(v, "\n")
+	return h.renderNotifications(w, r, rq, http.StatusOK, d, "")
 }
 
 func (h *Handler) renderNotifications(w http.ResponseWriter, r *http.Request, rq *request, status int, d notificationsData, errMsg string) error {
@@ -76,11 +82,14 @@ func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *requ
 		return h.notificationRefused(w, r, rq, err)
 	}
 	h.audit(r, rq, "channel.create", c.Name, string(c.Type))
-	d := notificationsData{}
 	if c.Secret != "" {
-		d.NewSecret, d.NewSecretFor = c.Secret, c.Name
+		// Shown once after the redirect, never in the URL.
+		if err := h.putFlash(r.Context(), rq, "new-channel-secret", c.Name+"\n"+c.Secret); err != nil {
+			return err
+		}
 	}
-	return h.renderNotifications(w, r, rq, http.StatusCreated, d, "")
+	redirectDone(w, r, "/notifications", "channelCreated")
+	return nil
 }
 
 func (h *Handler) deleteChannel(w http.ResponseWriter, r *http.Request, rq *request) error {

@@ -24,17 +24,16 @@ type registrationsData struct {
 	Ending        []keepwatch.InstallationView
 	Ended         []keepwatch.InstallationView
 	Consent       []consentRow
-	SLC           string // the form's value after a refused registration
 	Today         keepwatch.Date
 }
 
 func (h *Handler) registrations(w http.ResponseWriter, r *http.Request, rq *request) error {
-	return h.renderRegistrations(w, r, rq, http.StatusOK, "", "")
+	return h.renderRegistrations(w, r, rq, http.StatusOK, formState{})
 }
 
-// renderRegistrations shows the registration center, with errMsg when a
-// registration was refused.
-func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq *request, status int, slc, errMsg string) error {
+// renderRegistrations shows the registration center, with a refused form
+// shown again.
+func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq *request, status int, form formState) error {
 	p, ctx, today := rq.principal(), r.Context(), h.today()
 	views, err := h.Store.Installations(ctx, p.IntegratorID, h.now())
 	if err != nil {
@@ -44,7 +43,7 @@ func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq
 	if err != nil {
 		return err
 	}
-	d := registrationsData{Total: len(views), SLC: slc, Today: today}
+	d := registrationsData{Total: len(views), Today: today}
 	horizon := today.AddDays(carePlusHorizon)
 	for _, v := range views {
 		switch {
@@ -68,7 +67,7 @@ func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq
 	byDate(d.Ending)
 	byDate(d.Ended)
 	pg := h.newPage(r, rq, "Registration center", "registrations", d)
-	pg.Error = errMsg
+	pg.Form = form
 	return h.render(w, status, "registrations", pg)
 }
 
@@ -77,15 +76,23 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rq *request) 
 	if err := h.Auth.RegistrationAttempt(rq.principal(), auth.ClientIP(r)); err != nil {
 		return err
 	}
+	p := rq.principal()
 	slc, err := keepwatch.NormalizeSLC(raw)
 	if err == nil {
-		p := rq.principal()
+		// Registering one's own SLC again changes nothing: say so, and
+		// record nothing.
+		if _, ierr := h.Store.RegisteredAt(r.Context(), p.IntegratorID, slc); ierr == nil {
+			redirectDone(w, r, "/registrations", "mine")
+			return nil
+		} else if keepwatch.ErrorCode(ierr) != keepwatch.ENOTFOUND {
+			return ierr
+		}
 		err = h.Store.Register(r.Context(), p.IntegratorID, slc)
 	}
 	if code := keepwatch.ErrorCode(err); code == keepwatch.EINVALID || code == keepwatch.ECONFLICT {
 		// Show the refusal on the form; for an SLC someone else holds the
 		// store's message is the same as for one that does not exist.
-		return h.renderRegistrations(w, r, rq, statusOf(code), raw, keepwatch.ErrorMessage(err))
+		return h.renderRegistrations(w, r, rq, statusOf(code), refusedForm(r, "register", "slc", err))
 	}
 	if err != nil {
 		return err
@@ -98,14 +105,13 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request, rq *request) 
 func (h *Handler) release(w http.ResponseWriter, r *http.Request, rq *request) error {
 	raw := strings.TrimSpace(r.PostFormValue("slc"))
 	slc, err := keepwatch.NormalizeSLC(raw)
-	if err != nil {
-		return h.renderRegistrations(w, r, rq, http.StatusBadRequest, "", keepwatch.ErrorMessage(err))
+	if err == nil {
+		err = h.Store.Release(r.Context(), rq.principal().IntegratorID, slc)
 	}
-	p := rq.principal()
-	if err := h.Store.Release(r.Context(), p.IntegratorID, slc); err != nil {
-		if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
-			return h.renderRegistrations(w, r, rq, http.StatusNotFound, "", keepwatch.ErrorMessage(err))
-		}
+	if code := keepwatch.ErrorCode(err); code == keepwatch.EINVALID || code == keepwatch.ENOTFOUND {
+		return h.renderRegistrations(w, r, rq, statusOf(code), refusedForm(r, "release", "slc", err))
+	}
+	if err != nil {
 		return err
 	}
 	h.audit(r, rq, "registration.release", slc, "")

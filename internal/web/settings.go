@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"net/mail"
 	"strconv"
 	"strings"
 
@@ -19,18 +18,29 @@ type settingsData struct {
 	Audit  []keepwatch.AuditEntry
 	Roles  []keepwatch.Role
 	// Shown once, right after it was made: a new user's password or a new
-	// API token. Only the hash is stored.
+	// API token. Only the hash is stored; the value reaches this page
+	// through the session's flash.
 	NewSecret, NewSecretFor, NewSecretKind string
-	Email, TokenName                       string // form values after a refusal
 }
 
 var roles = []keepwatch.Role{keepwatch.RoleViewer, keepwatch.RoleTechnician, keepwatch.RoleOwner}
 
 func (h *Handler) settings(w http.ResponseWriter, r *http.Request, rq *request) error {
-	return h.renderSettings(w, r, rq, http.StatusOK, settingsData{}, "")
+	d := settingsData{}
+	for _, kind := range []string{"token", "password"} {
+		v, err := h.takeFlash(r.Context(), rq, "new-"+kind)
+		if err != nil {
+			return err
+		}
+		if v != "" {
+			d.NewSecretKind = kind
+			d.NewSecretFor, d.NewSecret, _ = strings.Cut(v, "\n")
+		}
+	}
+	return h.renderSettings(w, r, rq, http.StatusOK, d, formState{})
 }
 
-func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, rq *request, status int, d settingsData, errMsg string) error {
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, rq *request, status int, d settingsData, form formState) error {
 	p, ctx := rq.principal(), r.Context()
 	var err error
 	if d.Users, err = h.Store.Users(ctx, p.IntegratorID); err != nil {
@@ -44,16 +54,17 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, rq *req
 	}
 	d.Roles = roles
 	pg := h.newPage(r, rq, "Settings", "settings", d)
-	pg.Error = errMsg
+	pg.Form = form
+	pg.Error = form.Err(form.of + ".form") // a refusal about no one field
 	return h.render(w, status, "settings", pg)
 }
 
-// refused shows a form error on the settings page; other errors go to the
-// error page.
-func (h *Handler) refused(w http.ResponseWriter, r *http.Request, rq *request, d settingsData, err error) error {
+// refused shows a refused form on the settings page, beside field; other
+// errors go to the error page.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, rq *request, form, field string, err error) error {
 	switch code := keepwatch.ErrorCode(err); code {
 	case keepwatch.EINVALID, keepwatch.ECONFLICT:
-		return h.renderSettings(w, r, rq, statusOf(code), d, keepwatch.ErrorMessage(err))
+		return h.renderSettings(w, r, rq, statusOf(code), settingsData{}, refusedForm(r, form, field, err))
 	}
 	return err
 }
@@ -63,14 +74,13 @@ func formRole(r *http.Request) (keepwatch.Role, error) {
 }
 
 func (h *Handler) addUser(w http.ResponseWriter, r *http.Request, rq *request) error {
-	email := strings.ToLower(strings.TrimSpace(r.PostFormValue("email")))
-	d := settingsData{Email: email}
-	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
-		return h.refused(w, r, rq, d, keepwatch.Errorf(keepwatch.EINVALID, "%q is not an e-mail address", email))
+	email, err := keepwatch.NormalizeEmail(r.PostFormValue("email"))
+	if err != nil {
+		return h.refused(w, r, rq, "user", "email", err)
 	}
 	role, err := formRole(r)
 	if err != nil {
-		return h.refused(w, r, rq, d, err)
+		return h.refused(w, r, rq, "user", "role", err)
 	}
 	password := secret.New("")[:20]
 	p := rq.principal()
@@ -78,10 +88,14 @@ func (h *Handler) addUser(w http.ResponseWriter, r *http.Request, rq *request) e
 		if keepwatch.ErrorCode(err) == keepwatch.ECONFLICT {
 			err = keepwatch.Errorf(keepwatch.ECONFLICT, "this e-mail address is already in use")
 		}
-		return h.refused(w, r, rq, d, err)
+		return h.refused(w, r, rq, "user", "email", err)
 	}
 	h.audit(r, rq, "user.add", email, "role "+string(role))
-	return h.renderSettings(w, r, rq, http.StatusCreated, settingsData{NewSecret: password, NewSecretFor: email, NewSecretKind: "password"}, "")
+	if err := h.putFlash(r.Context(), rq, "new-password", email+"\n"+password); err != nil {
+		return err
+	}
+	redirectTo(w, r, "/settings", "userAdded", "new-secret-card")
+	return nil
 }
 
 func pathID(r *http.Request, what string) (int64, error) {
@@ -99,7 +113,7 @@ func (h *Handler) setUserRole(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	role, err := formRole(r)
 	if err != nil {
-		return h.refused(w, r, rq, settingsData{}, err)
+		return h.refused(w, r, rq, "role", "form", err)
 	}
 	p := rq.principal()
 	u, err := h.Store.User(r.Context(), p.IntegratorID, id)
@@ -107,7 +121,7 @@ func (h *Handler) setUserRole(w http.ResponseWriter, r *http.Request, rq *reques
 		return err
 	}
 	if err := h.Store.SetUserRole(r.Context(), p.IntegratorID, id, role); err != nil {
-		return h.refused(w, r, rq, settingsData{}, err)
+		return h.refused(w, r, rq, "role", "form", err)
 	}
 	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "user.role", u.Email, string(u.Role)+" → "+string(role))
@@ -126,7 +140,7 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, rq *request
 		return err
 	}
 	if err := h.Store.DeleteUser(r.Context(), p.IntegratorID, id); err != nil {
-		return h.refused(w, r, rq, settingsData{}, err)
+		return h.refused(w, r, rq, "remove", "form", err)
 	}
 	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "user.remove", u.Email, "")
@@ -139,22 +153,25 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *request) error {
-	name := strings.TrimSpace(r.PostFormValue("name"))
-	d := settingsData{TokenName: name}
-	if name == "" || !keepwatch.ValidText(name, 64) {
-		return h.refused(w, r, rq, d, keepwatch.Errorf(keepwatch.EINVALID, "name the token (at most 64 printable characters), e.g. after what uses it"))
+	name, err := keepwatch.ValidTokenName(r.PostFormValue("name"))
+	if err != nil {
+		return h.refused(w, r, rq, "token", "name", err)
 	}
 	role, err := formRole(r)
 	if err != nil {
-		return h.refused(w, r, rq, d, err)
+		return h.refused(w, r, rq, "token", "role", err)
 	}
 	token := secret.New("kw_")
 	p := rq.principal()
 	if _, err := h.Store.CreateToken(r.Context(), p.IntegratorID, name, role, secret.Hash(token)); err != nil {
-		return err
+		return h.refused(w, r, rq, "token", "name", err)
 	}
 	h.audit(r, rq, "token.create", name, "role "+string(role))
-	return h.renderSettings(w, r, rq, http.StatusCreated, settingsData{NewSecret: token, NewSecretFor: name, NewSecretKind: "token"}, "")
+	if err := h.putFlash(r.Context(), rq, "new-token", name+"\n"+token); err != nil {
+		return err
+	}
+	redirectTo(w, r, "/settings", "tokenCreated", "new-secret-card")
+	return nil
 }
 
 func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -165,7 +182,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, rq *reques
 	p := rq.principal()
 	name, err := h.Store.RevokeToken(r.Context(), p.IntegratorID, id)
 	if err != nil {
-		return h.refused(w, r, rq, settingsData{}, err)
+		return h.refused(w, r, rq, "revoke", "form", err)
 	}
 	h.Auth.CredentialsChanged()
 	h.audit(r, rq, "token.revoke", name, "")

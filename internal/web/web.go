@@ -68,8 +68,10 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/{$}", keepwatch.RoleViewer, h.overview},
 		{"GET", "/installations/{slc}", keepwatch.RoleViewer, h.installation},
 		{"POST", "/installations/{slc}/maintenance", keepwatch.RoleTechnician, h.setMaintenance},
-		{"POST", "/installations/{slc}/maintenance/end", keepwatch.RoleTechnician, h.endMaintenance},
+		{"POST", "/installations/{slc}/maintenance/{id}/stop", keepwatch.RoleTechnician, h.stopMaintenance},
 		{"GET", "/incidents", keepwatch.RoleViewer, h.incidents},
+		{"POST", "/incidents/bulk", keepwatch.RoleTechnician, h.bulkIncidents},
+		{"GET", "/incidents/{id}", keepwatch.RoleViewer, h.incident},
 		{"POST", "/incidents/{id}/ack", keepwatch.RoleTechnician, h.ackIncident},
 		{"POST", "/incidents/{id}/assign", keepwatch.RoleTechnician, h.assignIncident},
 		{"POST", "/incidents/{id}/resolve", keepwatch.RoleTechnician, h.resolveIncident},
@@ -102,7 +104,14 @@ func (h *Handler) Register(mux *http.ServeMux) error {
 		mux.Handle(rt.Method+" "+rt.Pattern, h.wrap(rt))
 	}
 	mux.Handle("/", h.headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.renderError(w, r, nil, keepwatch.Errorf(keepwatch.ENOTFOUND, "there is no page at this address"))
+		w.Header().Set("Cache-Control", "no-store")
+		// The same page as any other "not found": a signed-in user keeps
+		// the navigation and is offered the overview, not "Sign in".
+		var rq *request
+		if ss, hash, err := h.Auth.Session(r); err == nil {
+			rq = &request{session: ss, idHash: hash}
+		}
+		h.renderError(w, r, rq, keepwatch.Errorf(keepwatch.ENOTFOUND, "there is no page at this address"))
 	})))
 	return nil
 }
@@ -178,6 +187,13 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			}
 		}
 		if err := rt.handle(w, r, rq); err != nil {
+			if rt.Role == "" && rq.session.UserID == 0 && r.Method == http.MethodGet {
+				// A public page's error looks the same to a signed-in user
+				// as any other page's.
+				if ss, hash, serr := h.Auth.Session(r); serr == nil {
+					rq = &request{session: ss, idHash: hash}
+				}
+			}
 			h.renderError(w, r, rq, err)
 		}
 	}))
@@ -225,7 +241,10 @@ type page struct {
 	Flash   string
 	Error   string
 	Partial bool
-	Data    any
+	// Form holds what a refused form's fields said, and why each was
+	// refused, so the form shows them again beside their fields.
+	Form formState
+	Data any
 }
 
 func (h *Handler) newPage(r *http.Request, rq *request, title, nav string, data any) *page {
@@ -294,34 +313,60 @@ func statusOf(code string) int { return respond.Status(code) }
 // these fixed texts are shown, so a crafted link cannot put words on the
 // page.
 var flashes = map[string]string{
-	"acked":          "Incident acknowledged.",
-	"assigned":       "Assignment saved.",
-	"resolved":       "Incident resolved.",
-	"maintenance":    "Maintenance window saved.",
-	"maintenanceEnd": "Maintenance ended.",
-	"registered":     "SLC registered. Its installation appears once its servers report.",
-	"released":       "SLC released.",
-	"role":           "Role changed.",
-	"removed":        "User removed.",
-	"revoked":        "Token revoked.",
-	"signedOut":      "You are signed out.",
-	"channelDeleted": "Channel deleted.",
-	"testQueued":     "Test notification queued; its outcome appears below.",
-	"ruleCreated":    "Rule added.",
-	"ruleDeleted":    "Rule deleted.",
+	"acked":                "Incident acknowledged.",
+	"assigned":             "Assignment saved.",
+	"resolved":             "Incident resolved.",
+	"maintenance":          "Maintenance started: nobody is notified until it ends.",
+	"maintenanceEnd":       "Maintenance ended.",
+	"registered":           "SLC registered. Its installation appears once its servers report.",
+	"mine":                 "This SLC is already registered to your account: nothing changed.",
+	"userAdded":            "User added.",
+	"tokenCreated":         "API token created.",
+	"channelCreated":       "Channel added.",
+	"codesCreated":         "New recovery codes made; the old ones no longer work.",
+	"bulk":                 "",
+	"maintenanceScheduled": "Maintenance scheduled: it shows on the overview until it starts.",
+	"maintenanceCancelled": "Scheduled maintenance cancelled.",
+	"released":             "SLC released.",
+	"role":                 "Role changed.",
+	"removed":              "User removed.",
+	"revoked":              "Token revoked.",
+	"signedOut":            "You are signed out.",
+	"channelDeleted":       "Channel deleted.",
+	"testQueued":           "Test notification queued; its outcome appears below.",
+	"ruleCreated":          "Rule added.",
+	"ruleDeleted":          "Rule deleted.",
 }
 
 // redirectDone sends the browser back to path (a local path) after a
-// successful form, with a confirmation.
+// successful form, with a confirmation: every form that changes something
+// answers with a redirect, so a reload never posts it again.
 func redirectDone(w http.ResponseWriter, r *http.Request, path, done string) {
+	redirectTo(w, r, path, done, "")
+}
+
+// redirectTo is redirectDone that lands on an element of the page (an
+// incident's row), so the person stays where they were.
+func redirectTo(w http.ResponseWriter, r *http.Request, path, done, anchor string) {
 	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.Contains(path, "\\") {
 		path = "/"
 	}
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
+	path, _, _ = strings.Cut(path, "#")
+	u, err := url.Parse(path)
+	if err != nil {
+		u = &url.URL{Path: "/"}
 	}
-	http.Redirect(w, r, path+sep+"done="+done, http.StatusSeeOther)
+	q := u.Query()
+	q.Del("done")
+	if done != "" {
+		q.Set("done", done)
+	}
+	u.RawQuery = q.Encode()
+	target := u.RequestURI()
+	if anchor != "" {
+		target += "#" + url.PathEscape(anchor)
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // audit records a state-changing action of the signed-in user.
@@ -337,4 +382,5 @@ type Store interface {
 	keepwatch.MaintenanceStore
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
+	flashStore
 }
