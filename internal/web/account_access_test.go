@@ -37,7 +37,7 @@ func accountRouteCases(t testing.TB, f *fixture) map[string]routeCase {
 		"POST /account/password":                {"/account/password", form("current", "wrong", "password", newPassword, "confirm", newPassword), []int{401}, 401},
 		"POST /account/totp":                    {"/account/totp", form("setup", "forged", "code", "123456"), []int{400}, 400},
 		"POST /account/factors/{id}/remove":     {fmt.Sprintf("/account/factors/%d/remove", passkey), form(), []int{303, 404}, 404},
-		"POST /account/recovery-codes":          {"/account/recovery-codes", form(), []int{201, 409}, 409},
+		"POST /account/recovery-codes":          {"/account/recovery-codes", form(), []int{303, 409}, 409},
 		"POST /account/passkeys/begin":          {"/account/passkeys/begin", form("name", "key"), []int{400}, 400},
 		"POST /account/passkeys/finish":         {"/account/passkeys/finish", form("ceremony", "forged", "credential", "{}"), []int{400}, 400},
 		"POST /account/sessions/{handle}/end":   {"/account/sessions/" + handle + "/end", form(), []int{303, 404}, 404},

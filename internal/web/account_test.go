@@ -316,9 +316,14 @@ func enrolTOTP(t *testing.T, v *visitor, clock *testutil.Clock) (string, []strin
 	}
 	code, err := totp.GenerateCode(sm[1], clock.Now())
 	must(t, err)
-	status, _, body := v.post("/account/totp", url.Values{"setup": {html.UnescapeString(tm[1])}, "code": {code}})
-	if status != 201 {
-		t.Fatalf("confirm TOTP: %d %s", status, snippet(body))
+	status, loc, body := v.post("/account/totp", url.Values{"setup": {html.UnescapeString(tm[1])}, "code": {code}})
+	if status != 303 || !strings.HasPrefix(loc, "/account?done=totpAdded") {
+		t.Fatalf("confirm TOTP: %d %s %s", status, loc, snippet(body))
+	}
+	// The codes are shown once, after the redirect.
+	_, _, body = v.do("GET", loc, nil)
+	if _, _, again := v.do("GET", "/account", nil); recoveryRow.MatchString(again) {
+		t.Fatal("recovery codes shown twice")
 	}
 	var codes []string
 	for _, m := range recoveryRow.FindAllStringSubmatch(body, -1) {
@@ -502,7 +507,7 @@ func TestAPITokensShowTheirLastUseToTheMinute(t *testing.T) {
 	}
 	o := f.visitor(t)
 	o.login(f.emails["alice-owner"], password)
-	if _, _, page := o.do("GET", "/settings", nil); !strings.Contains(page, `data-label="Last used"><time`) {
+	if _, _, page := o.do("GET", "/settings", nil); !strings.Contains(page, `data-label="Last used" class="when"><time class="at"`) {
 		t.Fatal("the settings page does not show the token's last use")
 	}
 }

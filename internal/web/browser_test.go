@@ -195,16 +195,20 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	})
 
-	t.Run("AcknowledgeIncident", func(t *testing.T) {
-		sel := fmt.Sprintf("#incident-%d", f.incident)
+	t.Run("AcknowledgeIncidentStaysInPlace", func(t *testing.T) {
+		row := fmt.Sprintf("#incident-%d", f.incident)
 		run(t, b,
 			chromedp.Navigate(f.base+"/incidents"),
-			chromedp.WaitVisible(chromedp.CSS(sel+" .ack-form")),
-			chromedp.SendKeys(chromedp.CSS(sel+" .ack-form input[name=note]"), "replacing the disk today"),
-			chromedp.Click(chromedp.CSS(sel+" button.ack")),
-			chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+			chromedp.WaitVisible(chromedp.CSS(row+` button[formaction$="/ack"]`)),
+			chromedp.SendKeys(chromedp.CSS("#bulk-note"), "replacing the disk today"),
+			chromedp.Click(chromedp.CSS(row+` button[formaction$="/ack"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#flash")),
 		)
-		if got := text(t, b, sel); !strings.Contains(got, "Acknowledged by user:"+owner) || !strings.Contains(got, "replacing the disk today") {
+		// Back on the same list, on the incident's row.
+		if loc, _ := chromedp.Run(b, chromedp.Location()); !strings.HasSuffix(loc, "/incidents?done=acked"+row) {
+			t.Fatalf("after acknowledging: %s", loc)
+		}
+		if got := text(t, b, row); !strings.Contains(got, "Acknowledged by "+owner) || strings.Contains(got, "user:") {
 			t.Fatalf("incident after ack: %q", got)
 		}
 		n, err := f.a.Store.Incident(ctx, f.alice, f.incident)
@@ -238,9 +242,13 @@ func TestDashboardInChromium(t *testing.T) {
 				chromedp.WaitVisible(chromedp.CSS("#slc")),
 				chromedp.SendKeys(chromedp.CSS("#slc"), slc),
 				chromedp.Click(chromedp.CSS("#register")),
-				chromedp.WaitVisible(chromedp.CSS("#form-error")),
+				chromedp.WaitVisible(chromedp.CSS("#register-slc-error")),
 			)
-			return text(t, b, "#form-error")
+			// The refusal is beside the field, which keeps what was typed.
+			if v := eval[string](t, b, `document.getElementById('slc').value`); v != slc {
+				t.Fatalf("the field says %q after the refusal, want %q", v, slc)
+			}
+			return text(t, b, "#register-slc-error")
 		}
 		held, unknown := register(bobSLC), register("NOBODY-0042")
 		if held != unknown || !strings.Contains(held, "cannot be registered to your account") {
@@ -267,8 +275,8 @@ func TestDashboardInChromium(t *testing.T) {
 		f.signOut(t, b)
 		f.signIn(t, b, viewer)
 		run(t, b, chromedp.Navigate(f.base+"/incidents?state=acknowledged"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf("#incident-%d", f.incident))))
-		if n := count(t, b, "#incident-list form, button.ack"); n != 0 {
-			t.Fatalf("a viewer sees %d incident forms", n)
+		if n := count(t, b, "#bulk, #incident-list button, #incident-list input"); n != 0 {
+			t.Fatalf("a viewer sees %d incident forms, buttons or boxes", n)
 		}
 		if n := count(t, b, `a[href="/settings"]`); n != 0 {
 			t.Fatal("a viewer sees the settings link")

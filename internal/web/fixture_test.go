@@ -47,6 +47,7 @@ type fixture struct {
 	tokenID  int64 // a spare token of alice's, for revocation
 	channel  int64 // alice's webhook channel
 	rule     int64 // alice's rule on it
+	window   int64 // a maintenance window alice scheduled for tomorrow
 }
 
 type fixtureOptions struct {
@@ -144,6 +145,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	rl, err := s.CreateRule(ctx, f.alice, keepwatch.Rule{Name: "alice all", ChannelID: ch.ID, MinSeverity: keepwatch.SeverityWarning, Enabled: true})
 	must(t, err)
 	f.rule = rl.ID
+	win, err := s.SetMaintenance(ctx, f.alice, keepwatch.MaintenanceWindow{SLC: aliceSLC, Start: time.Now().Add(24 * time.Hour), End: time.Now().Add(26 * time.Hour),
+		Reason: "firmware", CreatedBy: "user:" + f.emails["alice-technician"]})
+	must(t, err)
+	f.window = win.ID
 
 	if o.seed != nil {
 		o.seed(f)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,29 +14,33 @@ var uptimeWindows = []struct {
 	D     time.Duration
 }{{"24 h", 24 * time.Hour}, {"30 d", 30 * 24 * time.Hour}, {"365 d", 365 * 24 * time.Hour}}
 
-// uptime is a server's availability over one window.
+// barDays is how many days the uptime bar of a server shows.
+const barDays = 90
+
+// uptime is a server's availability over one window, as shown.
 type uptime struct {
-	Label   string
-	Percent float64
-	Known   bool // false while the server never reported
+	Label string
+	keepwatch.Availability
 }
 
 // serverRow is one recording server on the installation page.
 type serverRow struct {
 	keepwatch.Server
 	Uptime []uptime
+	Bar    uptimeBar
 }
 
 type installationData struct {
 	View        keepwatch.InstallationView
 	State       string
 	Servers     []serverRow
-	Incidents   []keepwatch.Incident
+	Incidents   []incidentGroup
 	Timeline    []keepwatch.TimelineEntry
 	Maintenance []keepwatch.MaintenanceWindow
 	Active      *keepwatch.MaintenanceWindow
 	Durations   []durationChoice
 	Today       keepwatch.Date
+	Registered  time.Time
 	LiveHref    string
 }
 
@@ -60,12 +63,18 @@ func slcParam(r *http.Request) (string, error) {
 }
 
 func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *request) error {
+	return h.renderInstallation(w, r, rq, http.StatusOK, formState{})
+}
+
+// renderInstallation shows an installation's page; form is a refused
+// maintenance form to show again.
+func (h *Handler) renderInstallation(w http.ResponseWriter, r *http.Request, rq *request, status int, form formState) error {
 	slc, err := slcParam(r)
 	if err != nil {
 		return err
 	}
 	p, ctx, now := rq.principal(), r.Context(), h.now()
-	view, err := h.Store.Installation(ctx, p.IntegratorID, slc, h.now())
+	view, err := h.Store.Installation(ctx, p.IntegratorID, slc, now)
 	if err != nil {
 		return err
 	}
@@ -77,7 +86,11 @@ func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *reque
 	if err != nil {
 		return err
 	}
-	incidents, err := h.Store.Incidents(ctx, p.IntegratorID, "", 500)
+	registered, err := h.Store.RegisteredAt(ctx, p.IntegratorID, slc)
+	if err != nil {
+		return err
+	}
+	incidents, err := h.Store.Incidents(ctx, p.IntegratorID, "", incidentLimit)
 	if err != nil {
 		return err
 	}
@@ -90,78 +103,50 @@ func (h *Handler) installation(w http.ResponseWriter, r *http.Request, rq *reque
 		return err
 	}
 	d := installationData{View: view, Timeline: timeline, Maintenance: windows, Durations: maintenanceDurations, Today: h.today(),
-		LiveHref: "/installations/" + slc + "?partial=1"}
+		Registered: registered, LiveHref: "/installations/" + slc + "?partial=1"}
 	d.Active, d.State = view.Maintenance, string(view.Status)
+	var mine []keepwatch.Incident
 	for _, n := range incidents {
 		if n.SLC == slc {
-			d.Incidents = append(d.Incidents, n)
+			mine = append(mine, n)
 		}
 	}
+	rows, err := h.incidentRows(ctx, p.IntegratorID, mine, nil)
+	if err != nil {
+		return err
+	}
+	d.Incidents = groupIncidents(rows, false)
 	for _, s := range servers {
 		sr := serverRow{Server: s}
+		outages := keepwatch.Outages(flips, s.ID)
+		since := keepwatch.MonitoredSince(s, registered)
 		for _, win := range uptimeWindows {
-			pct, known := uptimeOf(flips, s, now, win.D)
-			sr.Uptime = append(sr.Uptime, uptime{Label: win.Label, Percent: pct, Known: known})
+			sr.Uptime = append(sr.Uptime, uptime{Label: win.Label, Availability: keepwatch.AvailabilityOver(outages, since, now, win.D)})
 		}
+		sr.Bar = newUptimeBar(keepwatch.Daily(outages, since, now, barDays), keepwatch.AvailabilityOver(outages, since, now, barDays*24*time.Hour))
 		d.Servers = append(d.Servers, sr)
 	}
 	pg := h.newPage(r, rq, view.Customer, "overview", d)
 	pg.Partial = r.URL.Query().Get("partial") != ""
-	return h.render(w, http.StatusOK, "installation", pg)
+	pg.Form = form
+	return h.render(w, status, "installation", pg)
 }
 
-// uptimeOf computes the share of the window [now-d, now] that a server was
-// available, from its availability changes (oldest first). Time before the
-// server first reported does not count; known is false if it never did.
-func uptimeOf(flips []keepwatch.Flip, s keepwatch.Server, now time.Time, d time.Duration) (pct float64, known bool) {
-	start := now.Add(-d)
-	first := s.EnrolledAt
-	if s.State == keepwatch.ServerPending || s.LastSeen.IsZero() {
-		return 0, false
+// maintenanceStart reads the maintenance form's start: "now", or a date
+// and time in UTC.
+func maintenanceStart(r *http.Request, now time.Time) (time.Time, error) {
+	if r.PostFormValue("start") != "at" {
+		return now, nil
 	}
-	if first.IsZero() || first.After(s.LastSeen) {
-		first = s.LastSeen
+	at := strings.TrimSpace(r.PostFormValue("start_at"))
+	if at == "" {
+		return time.Time{}, keepwatch.Invalid("start_at", "give the start as a date and time in UTC, like %s", now.Add(time.Hour).Format("2006-01-02 15:04"))
 	}
-	if first.After(start) {
-		start = first
+	t, err := keepwatch.ParseTime(at)
+	if err != nil {
+		return time.Time{}, keepwatch.Invalid("start_at", "%s (UTC)", err.Error())
 	}
-	total := now.Sub(start)
-	if total <= 0 {
-		return 100, true
-	}
-	var down time.Duration
-	var downSince time.Time
-	isDown := false
-	for _, f := range flips {
-		if f.ServerID != s.ID {
-			continue
-		}
-		switch {
-		case f.Unavailable && !isDown:
-			isDown, downSince = true, f.At
-		case !f.Unavailable && isDown:
-			isDown = false
-			down += overlap(downSince, f.At, start, now)
-		}
-	}
-	if isDown {
-		down += overlap(downSince, now, start, now)
-	}
-	return 100 * float64(total-down) / float64(total), true
-}
-
-// overlap is the length of [a, b] within [lo, hi].
-func overlap(a, b, lo, hi time.Time) time.Duration {
-	if a.Before(lo) {
-		a = lo
-	}
-	if b.After(hi) {
-		b = hi
-	}
-	if !b.After(a) {
-		return 0
-	}
-	return b.Sub(a)
+	return t, nil
 }
 
 func (h *Handler) setMaintenance(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -170,30 +155,39 @@ func (h *Handler) setMaintenance(w http.ResponseWriter, r *http.Request, rq *req
 		return err
 	}
 	now := h.now()
+	refuse := func(field string, err error) error {
+		if keepwatch.ErrorCode(err) != keepwatch.EINVALID {
+			return err
+		}
+		if f := keepwatch.FieldOf(err); f == "start" {
+			err = keepwatch.Invalid("start_at", "%s", keepwatch.ErrorMessage(err))
+		} else if f == "end" {
+			err = keepwatch.Invalid("duration", "%s", keepwatch.ErrorMessage(err))
+		}
+		return h.renderInstallation(w, r, rq, statusOfRefusal(err), refusedForm(r, "maintenance", field, err))
+	}
 	dur, err := time.ParseDuration(r.PostFormValue("duration"))
 	if err != nil {
-		return keepwatch.Errorf(keepwatch.EINVALID, "choose a duration between one minute and 31 days")
+		return refuse("duration", keepwatch.Errorf(keepwatch.EINVALID, "choose how long the maintenance lasts"))
 	}
-	var start time.Time
-	if s := strings.TrimSpace(r.PostFormValue("start")); s != "" {
-		// A datetime-local field has no zone; the form says it is UTC.
-		start, err = time.ParseInLocation("2006-01-02T15:04", s, time.UTC)
-		if err != nil {
-			return keepwatch.Errorf(keepwatch.EINVALID, "the start must be a date and time, like 2026-12-01T22:00")
-		}
-	} else {
-		start = now
+	start, err := maintenanceStart(r, now)
+	if err != nil {
+		return refuse("start_at", err)
 	}
 	p := rq.principal()
 	m, err := keepwatch.NewMaintenance(slc, start, start.Add(dur), r.PostFormValue("reason"), p.Actor, now)
 	if err != nil {
-		return err
+		return refuse("reason", err)
 	}
 	if m, err = h.Store.SetMaintenance(r.Context(), p.IntegratorID, m); err != nil {
 		return err
 	}
-	h.audit(r, rq, "maintenance.set", slc, m.Start.Format(time.RFC3339)+" – "+m.End.Format(time.RFC3339)+reasonSuffix(m.Reason))
-	redirectDone(w, r, "/installations/"+slc, "maintenance")
+	h.audit(r, rq, "maintenance.set", slc, keepwatch.FormatTime(m.Start)+" – "+keepwatch.FormatTime(m.End)+reasonSuffix(m.Reason))
+	done := "maintenance"
+	if m.Scheduled(now) {
+		done = "maintenanceScheduled"
+	}
+	redirectTo(w, r, "/installations/"+slc, done, "maintenance")
 	return nil
 }
 
@@ -204,17 +198,75 @@ func reasonSuffix(reason string) string {
 	return ": " + reason
 }
 
-func (h *Handler) endMaintenance(w http.ResponseWriter, r *http.Request, rq *request) error {
+// stopMaintenance cancels a scheduled window or ends the running one.
+func (h *Handler) stopMaintenance(w http.ResponseWriter, r *http.Request, rq *request) error {
 	slc, err := slcParam(r)
 	if err != nil {
 		return err
 	}
-	p := rq.principal()
-	n, err := h.Store.EndMaintenance(r.Context(), p.IntegratorID, slc, h.now())
+	id, err := pathID(r, "maintenance window")
 	if err != nil {
 		return err
 	}
-	h.audit(r, rq, "maintenance.end", slc, strconv.Itoa(n)+" window(s)")
-	redirectDone(w, r, "/installations/"+slc, "maintenanceEnd")
+	p := rq.principal()
+	m, cancelled, err := h.Store.StopMaintenance(r.Context(), p.IntegratorID, slc, id, h.now())
+	if err != nil {
+		return err
+	}
+	what, done := "ended", "maintenanceEnd"
+	if cancelled {
+		what, done = "cancelled", "maintenanceCancelled"
+	}
+	h.audit(r, rq, "maintenance.stop", slc, what+": "+keepwatch.FormatTime(m.Start)+" – "+keepwatch.FormatTime(m.End)+reasonSuffix(m.Reason))
+	redirectTo(w, r, "/installations/"+slc, done, "maintenance")
 	return nil
+}
+
+// uptimeBar is a server's availability per day, drawn as a row of cells.
+type uptimeBar struct {
+	Days    []uptimeDay
+	Overall keepwatch.Availability
+}
+
+// uptimeDay is one cell: its level (a CSS class) and what its tooltip
+// says.
+type uptimeDay struct {
+	Level, Title string
+}
+
+func newUptimeBar(days []keepwatch.Availability, overall keepwatch.Availability) uptimeBar {
+	b := uptimeBar{Overall: overall}
+	for _, d := range days {
+		date := d.From.UTC().Format(time.DateOnly)
+		if !d.Known() {
+			date = d.To.UTC().Format(time.DateOnly)
+			b.Days = append(b.Days, uptimeDay{Level: "none", Title: date + ": not monitored"})
+			continue
+		}
+		p := d.Percent()
+		level := "ok"
+		switch {
+		case p < 90:
+			level = "down"
+		case p < 99:
+			level = "major"
+		case p < 100:
+			level = "minor"
+		}
+		title := date + ": " + keepwatch.FormatPercent(p)
+		if d.Partial() {
+			title += " of " + span(d.Covered()) + " monitored"
+		}
+		for _, o := range d.Outages {
+			title += "\nunavailable " + o.From.UTC().Format("15:04") + "–"
+			if o.To.IsZero() {
+				title += "now"
+			} else {
+				title += o.To.UTC().Format("15:04")
+			}
+			title += " UTC"
+		}
+		b.Days = append(b.Days, uptimeDay{Level: level, Title: title})
+	}
+	return b
 }

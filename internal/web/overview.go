@@ -16,7 +16,7 @@ const pageSize = 200
 
 func (h *Handler) parseTemplates() error {
 	h.pages = map[string]*template.Template{}
-	for _, name := range []string{"login", "overview", "installation", "incidents", "registrations", "settings", "notifications", "error"} {
+	for _, name := range []string{"login", "overview", "installation", "incidents", "incident", "registrations", "settings", "notifications", "error"} {
 		t, err := template.New(name).Funcs(templateFuncs()).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+name+".html")
 		if err != nil {
 			return err
@@ -38,7 +38,7 @@ type overviewData struct {
 	Filter   string // errors or all
 	State    string // one display state, or ""
 	Query    string
-	Rows     []keepwatch.InstallationView
+	Rows     []overviewRow
 	Counts   []count
 	Total    int
 	Shown    int // rows matching the filters, before paging
@@ -92,7 +92,10 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	d.Pages = max(1, (len(matches)+pageSize-1)/pageSize)
 	d.Page = min(d.Page, d.Pages)
 	for _, i := range matches[(d.Page-1)*pageSize : min(len(matches), d.Page*pageSize)] {
-		d.Rows = append(d.Rows, views[i])
+		d.Rows = append(d.Rows, overviewRow{InstallationView: views[i]})
+	}
+	if err := h.whoIsOnIt(r.Context(), p.IntegratorID, d.Rows); err != nil {
+		return err
 	}
 
 	link := func(filter, state, query string, page int) string {

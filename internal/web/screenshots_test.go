@@ -16,9 +16,9 @@ import (
 	"keepwatch/internal/store"
 )
 
-// TestScreenshots renders the main pages from a demo-like dataset into the
+// TestScreenshots renders the pages from a demo-like dataset into the
 // directory named by KEEPWATCH_SCREENSHOTS (make screenshots), at laptop
-// and phone widths.
+// and phone widths, and fails if a page is wider than the phone.
 func TestScreenshots(t *testing.T) {
 	dir := os.Getenv("KEEPWATCH_SCREENSHOTS")
 	if dir == "" {
@@ -26,15 +26,18 @@ func TestScreenshots(t *testing.T) {
 	}
 	must(t, os.MkdirAll(dir, 0o755))
 	f := newFixture(t, fixtureOptions{dialect: store.SQLite, passwords: true, listen: true, seed: seedDemo})
-	b := newBrowser(t, 3*time.Minute)
+	b := newBrowser(t, 4*time.Minute)
 	f.signIn(t, b, f.emails["alice-owner"])
+	site := demoIncident(t, f, keepwatch.KindSiteUnreachable)
 	pages := []struct{ name, path, wait string }{
 		{"overview", "/", "#rows"},
 		{"installation", "/installations/DEMO-1001", "#conditions"},
 		{"incidents", "/incidents", "#incident-list"},
+		{"incident", fmt.Sprintf("/incidents/%d", site), "#history"},
 		{"registration", "/registrations", "#register-form"},
 		{"settings", "/settings", "#audit"},
 		{"notifications", "/notifications", "#rules"},
+		{"account", "/account", "#password"},
 	}
 	for _, size := range []struct {
 		name          string
@@ -47,8 +50,11 @@ func TestScreenshots(t *testing.T) {
 				chromedp.WaitVisible(chromedp.CSS(p.wait)),
 				chromedp.WaitVisible(chromedp.CSS(`#live-status[data-state="on"], body:not(:has(#live))`)),
 			)
+			if over := eval[int](t, b, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+				t.Errorf("%s at %s: %d px wider than the window", p.path, size.name, over)
+			}
 			shot := chromedp.FullScreenshot(100) // 100: PNG
-			if p.name == "overview" || size.name == "laptop" && p.name != "settings" {
+			if p.name == "overview" || size.name == "laptop" && p.name != "settings" && p.name != "incident" {
 				shot = chromedp.CaptureScreenshot() // the first screen, as a person sees it
 			}
 			png, err := chromedp.Run(b, shot)
@@ -58,6 +64,21 @@ func TestScreenshots(t *testing.T) {
 			t.Logf("wrote %s (%d KiB)", file, len(png)>>10)
 		}
 	}
+}
+
+// demoIncident is the id of the first unresolved incident of a kind in
+// the demo data.
+func demoIncident(t testing.TB, f *fixture, kind string) int64 {
+	t.Helper()
+	ins, err := f.a.Store.Incidents(ctx, f.alice, "", 500)
+	must(t, err)
+	for _, n := range ins {
+		if n.Kind == kind {
+			return n.ID
+		}
+	}
+	t.Fatalf("no %s incident in the demo data", kind)
+	return 0
 }
 
 // seedDemo gives alice the kind of fleet the demo runs: most installations

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,7 +27,7 @@ func TestOnlyOwnersSeeWhereChannelsDeliver(t *testing.T) {
 			var pages []string
 			for _, rt := range f.a.Web.Routes() {
 				if rt.Method == "GET" && rt.Role != "" {
-					pages = append(pages, strings.NewReplacer("{$}", "?filter=all", "{slc}", aliceSLC).Replace(rt.Pattern))
+					pages = append(pages, strings.NewReplacer("{$}", "?filter=all", "{slc}", aliceSLC, "{id}", fmt.Sprint(f.incident)).Replace(rt.Pattern))
 				}
 			}
 			for _, who := range []string{"alice-viewer", "alice-technician", "alice-owner"} {
@@ -49,7 +50,7 @@ func TestOnlyOwnersSeeWhereChannelsDeliver(t *testing.T) {
 			owner := f.session("alice-owner")
 			status, _, _ := f.do(owner, "POST", "/notifications/channels",
 				url.Values{"name": {"pager"}, "type": {"webhook"}, "target": {"https://hooks.example/p?token=audit-marker-2b7d"}})
-			if status != 201 {
+			if status != 303 {
 				t.Fatalf("create channel: %d", status)
 			}
 			entries, err := f.a.Store.AuditLog(ctx, f.alice, 50)

@@ -3,8 +3,6 @@ package web
 import (
 	"fmt"
 	"html/template"
-	"math"
-	"strings"
 	"time"
 
 	"keepwatch"
@@ -42,34 +40,8 @@ var stateLabels = map[string]string{
 	string(keepwatch.ServerPending):          "Never reported",
 }
 
-var kindLabels = map[string]string{
-	keepwatch.KindCameraUnreachable:      "Camera unreachable",
-	keepwatch.KindStorageFull:            "Storage full",
-	keepwatch.KindStorageLow:             "Storage low",
-	keepwatch.KindMediaDBWriteFailed:     "Media database write failed",
-	keepwatch.KindLicenseExceeded:        "Licence exceeded",
-	keepwatch.KindServerUnavailable:      "Server unavailable",
-	keepwatch.KindArchiveDeleteFailed:    "Archive delete failed",
-	keepwatch.KindFileDeleteFailed:       "File delete failed",
-	keepwatch.KindArchiveFatalError:      "Archive fatal error",
-	keepwatch.KindArchiveOperationFailed: "Archive operation failed",
-	keepwatch.KindArchiveMoveFailed:      "Archive move failed",
-	keepwatch.KindSiteUnreachable:        "Site unreachable (Internet?)",
-	"consent_withdrawn":                  "Consent withdrawn",
-}
-
-// kindLabel names a condition kind for people; a kind from a newer agent
-// is shown from its own name.
-func kindLabel(kind string) string {
-	if l, ok := kindLabels[kind]; ok {
-		return l
-	}
-	s := strings.ReplaceAll(kind, "_", " ")
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
+// kindLabel names a condition kind for people.
+func kindLabel(kind string) string { return keepwatch.KindLabel(kind) }
 
 // ago says how long before now t was, the way people say it.
 func ago(now, t time.Time) string {
@@ -107,18 +79,21 @@ func span(d time.Duration) string {
 	return fmt.Sprintf("%d y", int(d.Hours()/24/365))
 }
 
+// moment is a time shown exactly, with how long ago beside it.
+type moment struct {
+	T, Now time.Time
+}
+
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
 		"ago":        ago,
 		"span":       span,
 		"kindLabel":  kindLabel,
 		"stateLabel": func(s string) string { return stateLabels[s] },
-		"stamp": func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.UTC().Format("2006-01-02 15:04 UTC")
-		},
+		// stamp is the one way a moment is written: 2026-11-30 14:05 UTC.
+		"stamp": keepwatch.FormatTime,
+		// at shows a moment exactly, and how long ago: {{template "at" (at $now .T)}}.
+		"at":  func(now, t time.Time) moment { return moment{T: t, Now: now} },
 		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"deref": func(t *time.Time) time.Time {
 			if t == nil {
@@ -126,12 +101,9 @@ func templateFuncs() template.FuncMap {
 			}
 			return *t
 		},
-		"pct": func(f float64) string {
-			if f >= 99.995 {
-				return "100 %"
-			}
-			return fmt.Sprintf("%.2f %%", math.Floor(f*100)/100)
-		},
+		"pct": keepwatch.FormatPercent,
+		// person names who did something: an e-mail, "API token NAME".
+		"person": keepwatch.ActorName,
 		"allows": func(s *keepwatch.Session, role string) bool {
 			return s != nil && s.Role.Allows(keepwatch.Role(role))
 		},
@@ -160,5 +132,35 @@ func templateFuncs() template.FuncMap {
 		"daysUntil": func(today, d keepwatch.Date) int {
 			return int(d.Time().Sub(today.Time()).Hours() / 24)
 		},
+		"countLabel":  countLabel,
+		"serverState": func(s keepwatch.Server) string { return string(keepwatch.ServerStatus(s)) },
+		"worst":       func(s keepwatch.Server) *keepwatch.Condition { return keepwatch.WorstCondition(s.Conditions) },
+		"str":         func(v any) string { return fmt.Sprint(v) },
+		// dict passes several values to a template: dict "Row" . "Page" $.
+		"dict": func(kv ...any) map[string]any {
+			m := make(map[string]any, len(kv)/2)
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[fmt.Sprint(kv[i])] = kv[i+1]
+			}
+			return m
+		},
 	}
+}
+
+// countLabel explains an incident's count: how many servers a site
+// outage stands for, how often an event happened, how often a condition
+// came back. "" for once.
+func countLabel(n keepwatch.Incident) string {
+	switch {
+	case n.Kind == keepwatch.KindSiteUnreachable:
+		return fmt.Sprintf("%d servers silent together", n.Count)
+	case n.Count <= 1:
+		return ""
+	case n.Event:
+		return fmt.Sprintf("happened %d times", n.Count)
+	}
+	if n.Count == 2 {
+		return "came back once"
+	}
+	return fmt.Sprintf("came back %d times", n.Count-1)
 }
