@@ -142,7 +142,7 @@ func TestPasswordResetAnswersAlikeForUnknownAddressesAndMailsALinkThatWorksOnce(
 	v := f.visitor(t)
 	s1, _, b1 := v.do("POST", "/password-reset", url.Values{"email": {owner}})
 	s2, _, b2 := v.do("POST", "/password-reset", url.Values{"email": {unknown}})
-	if s1 != 200 || s1 != s2 || strings.ReplaceAll(b1, owner, "X") != strings.ReplaceAll(b2, unknown, "X") {
+	if s1 != 303 || s1 != s2 || strings.ReplaceAll(b1, owner, "X") != strings.ReplaceAll(b2, unknown, "X") {
 		t.Fatalf("known and unknown addresses answered differently: %d vs %d", s1, s2)
 	}
 	// The worker handles requests in order: once the technician's mail is
@@ -215,7 +215,7 @@ func TestPasswordResetIsRateLimitedAlikeForEveryAddress(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(answers[owner], []int{200, 200, 200, 429}) || !slices.Equal(answers[owner], answers[unknown]) {
+	if !slices.Equal(answers[owner], []int{303, 303, 303, 429}) || !slices.Equal(answers[owner], answers[unknown]) {
 		t.Fatalf("answers %v", answers)
 	}
 	if len(limited) != 2 || limited[0] != limited[1] || !strings.Contains(limited[0], "Too many reset requests") {
@@ -224,7 +224,7 @@ func TestPasswordResetIsRateLimitedAlikeForEveryAddress(t *testing.T) {
 	// Ten minutes on, the address may ask again, but the account has had
 	// its three links this hour: no fourth mail.
 	clock.Advance(11 * time.Minute)
-	if status, _, _ := v.do("POST", "/password-reset", url.Values{"email": {owner}}); status != 200 {
+	if status, _, _ := v.do("POST", "/password-reset", url.Values{"email": {owner}}); status != 303 {
 		t.Fatalf("after the wait: %d", status)
 	}
 	tech := f.emails["alice-technician"]

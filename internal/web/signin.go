@@ -244,6 +244,10 @@ type resetData struct {
 }
 
 func (h *Handler) resetRequestPage(w http.ResponseWriter, r *http.Request, _ *request) error {
+	if r.URL.Query().Get("done") == "sent" {
+		// After the request's redirect: a reload asks for nothing again.
+		return h.render(w, http.StatusOK, "reset", h.newPage(r, nil, "Check your mail", "", resetData{Sent: true, Mail: h.Auth.MailEnabled()}))
+	}
 	return h.render(w, http.StatusOK, "reset", h.newPage(r, nil, "Forgot your password?", "", resetData{Mail: h.Auth.MailEnabled()}))
 }
 
@@ -264,8 +268,8 @@ func (h *Handler) resetRequest(w http.ResponseWriter, r *http.Request, _ *reques
 		p.Error = keepwatch.ErrorMessage(err)
 		return h.render(w, statusOf(code), "reset", p)
 	}
-	d.Sent = true
-	return h.render(w, http.StatusOK, "reset", h.newPage(r, nil, "Check your mail", "", d))
+	redirectDone(w, r, "/password-reset", "sent")
+	return nil
 }
 
 func waitText(l *auth.Limited) string {

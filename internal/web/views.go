@@ -92,6 +92,13 @@ func templateFuncs() template.FuncMap {
 		"stateLabel": func(s string) string { return stateLabels[s] },
 		// stamp is the one way a moment is written: 2026-11-30 14:05 UTC.
 		"stamp": keepwatch.FormatTime,
+		// ts is stamp as a <time>, never broken across lines.
+		"ts": func(t time.Time) template.HTML {
+			if t.IsZero() {
+				return ""
+			}
+			return template.HTML(`<time class="at" datetime="` + t.UTC().Format(time.RFC3339) + `">` + keepwatch.FormatTime(t) + `</time>`)
+		},
 		// at shows a moment exactly, and how long ago: {{template "at" (at $now .T)}}.
 		"at":  func(now, t time.Time) moment { return moment{T: t, Now: now} },
 		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
