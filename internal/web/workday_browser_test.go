@@ -56,6 +56,34 @@ func TestWorkingDayInChromium(t *testing.T) {
 		}
 	})
 
+	t.Run("TimelineDotsCheckboxesAndPlaceholdersFit", func(t *testing.T) {
+		for _, vp := range []chromedp.Action[chromedp.Void]{laptop, phone} {
+			for _, p := range []string{"/installations/DEMO-1001", fmt.Sprintf("/incidents/%d", site), "/incidents", "/settings", "/registrations", "/notifications", "/"} {
+				run(t, b, vp, chromedp.Navigate(f.base+p), chromedp.WaitVisible(chromedp.CSS("main")))
+				// A dot of a timeline lies inside its list, which may scroll.
+				cut := eval[int](t, b, `[...document.querySelectorAll('.timeline li')].filter(li => {
+					const ol = li.closest('.timeline').getBoundingClientRect(), cs = getComputedStyle(li, '::before');
+					return li.getBoundingClientRect().left + parseFloat(cs.left) < ol.left - 0.5 }).length`)
+				if cut > 0 {
+					t.Errorf("%s: %d timeline dots cut", p, cut)
+				}
+				// A checkbox or radio sits on its label's line.
+				if off := eval[[]string](t, b, `[...document.querySelectorAll('label.checkbox')].filter(l => l.offsetParent).filter(l => {
+					const i = l.querySelector('input').getBoundingClientRect(), r = l.getBoundingClientRect();
+					return Math.abs((i.top + i.bottom) / 2 - (r.top + r.bottom) / 2) > 3 }).map(l => l.textContent.trim())`); len(off) > 0 {
+					t.Errorf("%s: boxes off their labels: %q", p, off)
+				}
+				// A placeholder is read whole.
+				if cut := eval[[]string](t, b, `[...document.querySelectorAll('input[placeholder]')].filter(i => i.offsetParent).filter(i => {
+					const c = document.createElement('canvas').getContext('2d'), cs = getComputedStyle(i);
+					c.font = cs.fontStyle + ' ' + cs.fontWeight + ' ' + cs.fontSize + ' ' + cs.fontFamily;
+					return c.measureText(i.placeholder).width > i.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight) + 1 }).map(i => i.id + ': ' + i.placeholder)`); len(cut) > 0 {
+					t.Errorf("%s: placeholders cut: %q", p, cut)
+				}
+			}
+		}
+	})
+
 	t.Run("PhoneMenuFoldsAndCountersStayCompact", func(t *testing.T) {
 		run(t, b, phone, chromedp.Navigate(f.base+"/"), chromedp.WaitVisible(chromedp.CSS("#rows")))
 		if eval[bool](t, b, `document.querySelector('#nav').offsetParent !== null`) {
