@@ -1,8 +1,10 @@
 package web
 
 import (
+	"html/template"
 	"net/http"
 	"strconv"
+	"time"
 
 	"keepwatch"
 )
@@ -32,7 +34,8 @@ type incidentData struct {
 // notificationRow is one notification about the incident, readably.
 type notificationRow struct {
 	keepwatch.Notification
-	What, Channel, ChannelType, Outcome string
+	What, Channel, ChannelType string
+	Outcome                    template.HTML
 }
 
 var notificationWhat = map[keepwatch.NotificationType]string{
@@ -40,27 +43,37 @@ var notificationWhat = map[keepwatch.NotificationType]string{
 	keepwatch.NotifyDigest: "Daily digest", keepwatch.NotifyTest: "Test", keepwatch.NotifyCarePlus: "Care Plus reminder",
 }
 
-// outcome says what became of a notification, for people.
-func outcome(n keepwatch.Notification) string {
+// outcome says what became of a notification, for people; its times
+// are <time> elements that never break across lines.
+func outcome(n keepwatch.Notification) template.HTML {
+	at := func(t time.Time) string {
+		return `<time class="at" datetime="` + t.UTC().Format(time.RFC3339) + `">` + keepwatch.FormatTime(t) + `</time>`
+	}
+	why := template.HTMLEscapeString(n.LastError)
+	attempts := strconv.Itoa(n.Attempts) + plural(n.Attempts, " attempt", " attempts")
+	var s string
 	switch n.State {
 	case keepwatch.NotificationSent:
-		return "at " + keepwatch.FormatTime(n.SentAt)
+		s = "at " + at(n.SentAt)
 	case keepwatch.NotificationPending:
-		if n.Attempts > 0 {
-			return "retrying after " + strconv.Itoa(n.Attempts) + plural(n.Attempts, " failed attempt (", " failed attempts (") + n.LastError + "), next at " + keepwatch.FormatTime(n.NotBefore)
+		switch {
+		case n.Attempts > 0:
+			s = "retrying after " + attempts + " (" + why + "), next at " + at(n.NotBefore)
+		case n.LastError != "":
+			s = "waiting until " + at(n.NotBefore) + ": " + why
+		default:
+			s = "due " + at(n.NotBefore)
 		}
-		if n.LastError != "" {
-			return "waiting until " + keepwatch.FormatTime(n.NotBefore) + ": " + n.LastError
-		}
-		return "due " + keepwatch.FormatTime(n.NotBefore)
 	case keepwatch.NotificationSuppressed:
-		return "not sent: " + n.LastError
+		s = "not sent: " + why
 	case keepwatch.NotificationFailed:
-		return "failed after " + strconv.Itoa(n.Attempts) + plural(n.Attempts, " attempt: ", " attempts: ") + n.LastError
+		s = "failed after " + attempts + ": " + why
 	case keepwatch.NotificationCancelled:
-		return "cancelled"
+		s = "cancelled"
+	default:
+		s = template.HTMLEscapeString(string(n.State))
 	}
-	return string(n.State)
+	return template.HTML(s)
 }
 
 func (h *Handler) incident(w http.ResponseWriter, r *http.Request, rq *request) error {
