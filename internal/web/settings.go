@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"keepwatch"
-	"keepwatch/internal/secret"
+	"keepwatch/internal/auth"
 )
 
 // auditShown is how many audit entries the settings page lists.
@@ -74,24 +74,16 @@ func formRole(r *http.Request) (keepwatch.Role, error) {
 }
 
 func (h *Handler) addUser(w http.ResponseWriter, r *http.Request, rq *request) error {
-	email, err := keepwatch.NormalizeEmail(r.PostFormValue("email"))
+	u, password, err := auth.NewUser(r.Context(), h.Store, rq.principal(), r.PostFormValue("email"), r.PostFormValue("role"))
 	if err != nil {
-		return h.refused(w, r, rq, "user", "email", err)
-	}
-	role, err := formRole(r)
-	if err != nil {
-		return h.refused(w, r, rq, "user", "role", err)
-	}
-	password := secret.New("")[:20]
-	p := rq.principal()
-	if _, err := h.Store.CreateUser(r.Context(), p.IntegratorID, email, secret.HashPassword(password), role); err != nil {
-		if keepwatch.ErrorCode(err) == keepwatch.ECONFLICT {
-			err = keepwatch.Errorf(keepwatch.ECONFLICT, "this e-mail address is already in use")
+		field := "email"
+		if _, eerr := keepwatch.NormalizeEmail(r.PostFormValue("email")); eerr == nil && keepwatch.ErrorCode(err) == keepwatch.EINVALID {
+			field = "role"
 		}
-		return h.refused(w, r, rq, "user", "email", err)
+		return h.refused(w, r, rq, "user", field, err)
 	}
-	h.audit(r, rq, "user.add", email, "role "+string(role))
-	if err := h.putFlash(r.Context(), rq, "new-password", email+"\n"+password); err != nil {
+	h.audit(r, rq, "user.add", u.Email, "role "+string(u.Role))
+	if err := h.putFlash(r.Context(), rq, "new-password", u.Email+"\n"+password); err != nil {
 		return err
 	}
 	redirectTo(w, r, "/settings", "userAdded", "new-secret-card")
@@ -153,21 +145,16 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *request) error {
-	name, err := keepwatch.ValidTokenName(r.PostFormValue("name"))
+	tok, value, err := auth.NewToken(r.Context(), h.Store, rq.principal(), r.PostFormValue("name"), r.PostFormValue("role"))
 	if err != nil {
-		return h.refused(w, r, rq, "token", "name", err)
+		field := "name"
+		if _, nerr := keepwatch.ValidTokenName(r.PostFormValue("name")); nerr == nil {
+			field = "role"
+		}
+		return h.refused(w, r, rq, "token", field, err)
 	}
-	role, err := formRole(r)
-	if err != nil {
-		return h.refused(w, r, rq, "token", "role", err)
-	}
-	token := secret.New("kw_")
-	p := rq.principal()
-	if _, err := h.Store.CreateToken(r.Context(), p.IntegratorID, name, role, secret.Hash(token)); err != nil {
-		return h.refused(w, r, rq, "token", "name", err)
-	}
-	h.audit(r, rq, "token.create", name, "role "+string(role))
-	if err := h.putFlash(r.Context(), rq, "new-token", name+"\n"+token); err != nil {
+	h.audit(r, rq, "token.create", tok.Name, "role "+string(tok.Role))
+	if err := h.putFlash(r.Context(), rq, "new-token", tok.Name+"\n"+value); err != nil {
 		return err
 	}
 	redirectTo(w, r, "/settings", "tokenCreated", "new-secret-card")
