@@ -311,6 +311,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() { a.Ingest.Run(runCtx) })
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
+	a.goRun(func() { a.warmCredentials(runCtx) })
 	if a.cluster != nil {
 		a.goRun(func() { a.cluster.Run(runCtx) })
 	}
@@ -380,6 +381,31 @@ func (a *App) syncServers(ctx context.Context, rev int64) {
 		}
 		rev = max(rev, next)
 	}
+}
+
+// warmCredentials loads every server's credentials into ingest, a few
+// parts of the fleet per query, so that the first report of each server
+// after a start costs no database read. Servers enrolled or changed
+// meanwhile are not overwritten (syncServers and ingest keep them).
+func (a *App) warmCredentials(ctx context.Context) {
+	const step = 4
+	n := 0
+	for p := 0; p < keepwatch.Partitions; p += step {
+		parts := make([]int, 0, step)
+		for q := p; q < min(p+step, keepwatch.Partitions); q++ {
+			parts = append(parts, q)
+		}
+		recs, err := a.Store.PartitionServers(ctx, parts)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("load credentials", "err", err)
+			}
+			return
+		}
+		a.Ingest.Warm(recs)
+		n += len(recs)
+	}
+	a.log.Info("credentials loaded", "servers", n)
 }
 
 func (a *App) setupTLS() error {

@@ -234,3 +234,29 @@ func TestDemoShowsEveryKindOfState(t *testing.T) {
 }
 
 var _ = tlsutil.Fingerprint
+
+// A restarted node loads every server's credentials in the background, so
+// the first report of each costs no database read.
+func TestRestartLoadsEveryServersCredentials(t *testing.T) {
+	data := t.TempDir()
+	a := start(t, app.Config{DataDir: data, SelfSigned: true})
+	agents := enrolled(t, a, 3)
+	a.Shutdown(ctx)
+	b := start(t, app.Config{DataDir: data, SelfSigned: true})
+	defer b.Shutdown(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Ingest.Cached() < len(agents) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d servers' credentials loaded", b.Ingest.Cached(), len(agents))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The loaded credentials open the agents' reports.
+	for _, s := range agents {
+		s.Client, _ = agent.NewClient(b.URL(), b.CertFile)
+		s.State.Server = b.URL()
+		if _, err := s.Send(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

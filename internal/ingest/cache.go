@@ -88,6 +88,24 @@ func (c *creds) apply(r keepwatch.ServerRecord) *cred {
 	return cr
 }
 
+// warm adds a stored record unless the server is already cached: a
+// snapshot read at start-up must not undo what a fresher refresh or
+// change applied meanwhile.
+func (c *creds) warm(r keepwatch.ServerRecord) {
+	id, err := protocol.ParseServerID(r.ID)
+	if err != nil {
+		return
+	}
+	cr := &cred{installationID: r.InstallationID, lastSeq: r.LastSeq, state: r.State, revoked: r.Revoked,
+		carePlusUntil: r.CarePlusUntil, clockOffsetMS: r.ClockOffsetMS}
+	copy(cr.key[:], r.Key)
+	c.mu.Lock()
+	if _, ok := c.m[id]; !ok {
+		c.m[id] = cr
+	}
+	c.mu.Unlock()
+}
+
 // len counts the cached servers.
 func (c *creds) len() int {
 	c.mu.Lock()

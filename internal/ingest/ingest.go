@@ -99,6 +99,15 @@ func (h *Handler) Apply(recs []keepwatch.ServerRecord) {
 	}
 }
 
+// Warm adds stored records read at start-up for servers not cached yet,
+// so that a restarted node does not pay one database read per server on
+// each server's first report.
+func (h *Handler) Warm(recs []keepwatch.ServerRecord) {
+	for _, r := range recs {
+		h.creds.warm(r)
+	}
+}
+
 // Cached counts the servers whose credentials this node holds.
 func (h *Handler) Cached() int { return h.creds.len() }
 
