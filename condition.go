@@ -90,7 +90,11 @@ const (
 	MaxServerNameLen = 128
 )
 
-// Condition is an active state condition on a recording server.
+// Condition is an active state condition on a recording server. In the
+// views of servers and installations an event whose incident is still
+// unresolved is listed too, with Event set: it stays a problem of its
+// server until a person resolves it or it has been quiet for the quiet
+// period, whatever the server's status reports say.
 type Condition struct {
 	Kind     string    `json:"kind"`
 	Subject  string    `json:"subject"`
@@ -98,6 +102,7 @@ type Condition struct {
 	Since    time.Time `json:"since"`
 	Message  string    `json:"message,omitempty"`
 	Server   string    `json:"server,omitempty"` // server name, filled for views
+	Event    bool      `json:"event,omitempty"`
 }
 
 // Key identifies a condition on one server.

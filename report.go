@@ -22,6 +22,9 @@ type Report struct {
 	Status     bool
 	Conditions []Condition
 	Events     []Event
+	// HeldEvents are events over the server's events-per-minute cap
+	// (FloodPolicy): recorded in its history, counted on no incident.
+	HeldEvents []Event
 	// Consent is set when the report changes the customer's consent.
 	Consent *bool
 }

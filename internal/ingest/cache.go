@@ -25,6 +25,8 @@ type cred struct {
 	// limit paces this server's reports (a misbehaving agent cannot
 	// monopolize ingest).
 	limit ratelimit.Bucket
+	// events paces its events (the flood cap); nil until it sends one.
+	events *ratelimit.Bucket
 }
 
 // creds is ingest's cache of server credentials, loaded on first use and

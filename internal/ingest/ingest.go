@@ -51,6 +51,9 @@ type Handler struct {
 	// far above any heartbeat, enough for a spool draining after an outage).
 	ServerRate  float64
 	ServerBurst int
+	// Flood holds the events-per-minute cap of each server (the store
+	// holds the same policy for the open-incidents cap).
+	Flood keepwatch.FloodPolicy
 
 	accepted *metrics.Counter
 	refused  *metrics.Counter
@@ -141,10 +144,12 @@ func source(r *http.Request) string {
 	return host
 }
 
-// limited answers rate_limited with Retry-After.
+// limited answers rate_limited with Retry-After, in whole seconds rounded
+// up (at least 1), and the message says the same wait.
 func (h *Handler) limited(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-	h.fail(w, r, keepwatch.Errorf(keepwatch.ERATELIMITED, "%s; retry in %s", what, wait.Round(time.Second)))
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	h.fail(w, r, keepwatch.Errorf(keepwatch.ERATELIMITED, "%s; retry in %ds", what, secs))
 }
 
 func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
@@ -310,9 +315,16 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
+	// While consent is withdrawn only a report that grants it again is
+	// applied; the withdrawal itself may be repeated (a retry whose first
+	// answer was lost) and changes nothing.
 	if c.state == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
 		return resp, "", keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
 	}
+	if withdrawing {
+		rep.Status, rep.Conditions, rep.Events = false, nil, nil
+	}
+	h.paceEvents(c, &rep, now)
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
 	typ := "status"
 	if !rep.Status {
@@ -334,7 +346,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 // consent change, a server coming back) in a transaction of its own. The
 // caller holds c.mu.
 func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (keepwatch.ServerState, error) {
-	plain := !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && c.state == keepwatch.ServerOK && !offsetChanged(c, rep)
+	plain := !rep.Status && len(rep.Events) == 0 && len(rep.HeldEvents) == 0 && rep.Consent == nil && c.state == keepwatch.ServerOK && !offsetChanged(c, rep)
 	if plain {
 		out, err := h.committer.commit(ctx, keepwatch.Beat{ID: rep.ServerID, Seq: rep.Seq, At: rep.ReceivedAt, IntervalMS: rep.Interval.Milliseconds()})
 		if err != nil {
@@ -364,6 +376,26 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		h.Publish(applied.Changes)
 	}
 	return applied.State, nil
+}
+
+// paceEvents moves the events over the server's events-per-minute cap to
+// HeldEvents: recorded, but counted on no incident (the store raises the
+// server's flood warning for them). The bucket exists only for servers
+// that send events. The caller holds c.mu.
+func (h *Handler) paceEvents(c *cred, rep *keepwatch.Report, now time.Time) {
+	if len(rep.Events) == 0 {
+		return
+	}
+	if c.events == nil {
+		c.events = new(ratelimit.Bucket)
+	}
+	rate, burst := h.Flood.EventRate()
+	for i := range rep.Events {
+		if c.events.Allow(now, rate, burst) > 0 {
+			rep.Events, rep.HeldEvents = rep.Events[:i], rep.Events[i:]
+			return
+		}
+	}
 }
 
 // seen tells the monitor what a committed report says of the server's
@@ -404,7 +436,13 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 	}
 	var p protocol.Payload
 	if err := json.Unmarshal(pt, &p); err != nil {
-		return rep, keepwatch.Errorf(keepwatch.EINVALID, "the report payload is not valid JSON")
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, "the report payload: %s", respond.JSONProblem(err))
+	}
+	if p.Conditions == nil && conditionsNull(pt) {
+		// A sender that serializes "no conditions" as null means all
+		// clear, but null cannot be told from a missing key: refuse it
+		// rather than take an all-clear for a heartbeat.
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, `conditions must be an array ([] for all clear), not null; leave the key out for a heartbeat`)
 	}
 	if !keepwatch.ValidText(p.AgentVersion, 64) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
@@ -433,12 +471,12 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 			return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d conditions", keepwatch.MaxConditions)
 		}
 		rep.Conditions = make([]keepwatch.Condition, 0, len(*p.Conditions))
-		for _, c := range *p.Conditions {
+		for i, c := range *p.Conditions {
 			if err := validItem(c.Kind, c.Subject, c.Message); err != nil {
 				return rep, err
 			}
-			if c.Kind == keepwatch.KindServerUnavailable {
-				return rep, keepwatch.Errorf(keepwatch.EINVALID, "server_unavailable is set by keepwatch, not reported")
+			if keepwatch.SetByKeepwatch(c.Kind) {
+				return rep, keepwatch.Errorf(keepwatch.EINVALID, "conditions[%d]: %s is decided by keepwatch, never reported", i, c.Kind)
 			}
 			cond := keepwatch.Condition{Kind: c.Kind, Subject: c.Subject, Severity: keepwatch.SeverityOf(c.Kind), Message: c.Message}
 			if c.Since != nil {
@@ -450,9 +488,12 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 	if len(p.Events) > keepwatch.MaxEvents {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d events", keepwatch.MaxEvents)
 	}
-	for _, ev := range p.Events {
+	for i, ev := range p.Events {
 		if err := validItem(ev.Kind, ev.Subject, ev.Message); err != nil {
 			return rep, err
+		}
+		if keepwatch.SetByKeepwatch(ev.Kind) {
+			return rep, keepwatch.Errorf(keepwatch.EINVALID, "events[%d]: %s is decided by keepwatch, never reported", i, ev.Kind)
 		}
 		at := ev.At.UTC()
 		if !at.IsZero() {
@@ -466,6 +507,16 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 		rep.Events = append(rep.Events, keepwatch.Event{Kind: ev.Kind, Subject: ev.Subject, Severity: keepwatch.SeverityOf(ev.Kind), At: at, Message: ev.Message})
 	}
 	return rep, nil
+}
+
+// conditionsNull reports whether a payload has "conditions": null.
+func conditionsNull(pt []byte) bool {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(pt, &keys) != nil {
+		return false
+	}
+	v, ok := keys["conditions"]
+	return ok && string(v) == "null"
 }
 
 func validItem(kind, subject, message string) error {

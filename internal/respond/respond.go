@@ -3,12 +3,16 @@
 package respond
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -74,8 +78,10 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 
 // DecodeJSON reads a JSON request body of at most max bytes into v.
 // Oversized bodies are too_large; anything unparsable is invalid_request.
+// The media type is matched without regard to case (RFC 9110 §8.3.1);
+// parameters such as charset=utf-8 are allowed.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !IsMediaType(ct, "application/json") {
 		return keepwatch.Errorf(keepwatch.EINVALID, "Content-Type must be application/json")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
@@ -84,7 +90,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error 
 		if errors.As(err, &tooBig) {
 			return keepwatch.Errorf(keepwatch.ETOOLARGE, "request body exceeds %d bytes", max)
 		}
-		return keepwatch.Errorf(keepwatch.EINVALID, "request body is not valid JSON")
+		return keepwatch.Errorf(keepwatch.EINVALID, "request body: %s", JSONProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return keepwatch.Errorf(keepwatch.EINVALID, "request body has data after the JSON value")
@@ -99,4 +105,58 @@ func SetRetryAfter(w http.ResponseWriter, err error) {
 	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ra.RetryAfter().Seconds()))))
 	}
+}
+
+// IsMediaType reports whether a Content-Type header names the media type
+// want (lower case), in any case and with any parameters.
+func IsMediaType(header, want string) bool {
+	mt, _, err := mime.ParseMediaType(header)
+	return err == nil && mt == want
+}
+
+// JSONProblem says for people what is wrong with a JSON document that
+// encoding/json refused: a timestamp that is not RFC 3339, a field of the
+// wrong type, or a syntax error and where.
+func JSONProblem(err error) string {
+	var perr *time.ParseError
+	var terr *json.UnmarshalTypeError
+	var serr *json.SyntaxError
+	var berr base64.CorruptInputError
+	switch {
+	case errors.As(err, &berr):
+		return "a key is not standard base64 with padding (RFC 4648 §4)"
+	case errors.As(err, &perr):
+		return fmt.Sprintf("%q is not an RFC 3339 timestamp (such as 2026-03-02T08:15:00Z)", perr.Value)
+	case strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		return "a timestamp must be a string in RFC 3339 format (such as 2026-03-02T08:15:00Z)"
+	case errors.As(err, &terr) && terr.Field != "":
+		return fmt.Sprintf("%s must be %s, not %s", terr.Field, jsonKind(terr.Type.Kind()), terr.Value)
+	case errors.As(err, &terr):
+		return fmt.Sprintf("must be %s, not %s", jsonKind(terr.Type.Kind()), terr.Value)
+	case errors.As(err, &serr):
+		return fmt.Sprintf("not valid JSON (at byte %d)", serr.Offset)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "not valid JSON (it ends too early)"
+	}
+	return "not valid JSON"
+}
+
+// jsonKind names, for people, what JSON value a Go kind takes.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }

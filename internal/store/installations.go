@@ -321,11 +321,11 @@ func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string
 	}
 	// Active conditions, and open event incidents: an event stays a problem
 	// of its installation until its incident is resolved.
-	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message
+	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message, 0
 		FROM conditions c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = s.installation_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL`+filter+`
 		UNION ALL
-		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
+		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, '', 1
 		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'`+filter+`
 		ORDER BY 5`, append(append([]any{}, args...), args...)...)
@@ -342,16 +342,17 @@ func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string
 }
 
 // scanConditions reads rows of (server id, kind, subject, severity,
-// since, message) and hands each condition to add.
+// since, message, is an event) and hands each condition to add.
 func scanConditions(rows *sql.Rows, add func(serverID string, c keepwatch.Condition)) error {
 	defer rows.Close()
 	for rows.Next() {
 		var id, sev string
 		var c keepwatch.Condition
-		var since int64
-		if err := rows.Scan(&id, &c.Kind, &c.Subject, &sev, &since, &c.Message); err != nil {
+		var since, event int64
+		if err := rows.Scan(&id, &c.Kind, &c.Subject, &sev, &since, &c.Message, &event); err != nil {
 			return dbErr(err)
 		}
+		c.Event = event == 1
 		c.Severity, c.Since = keepwatch.Severity(sev), keepwatch.TimeFromMillis(since)
 		add(id, c)
 	}

@@ -72,8 +72,10 @@ func idOrNull(id *int64) any {
 
 // raise applies a condition or event raised at at on a server: it counts
 // on the unresolved incident, reopens the one resolved recently, or opens
-// a new one, as the policy decides.
-func (t *Tx) raise(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time) (int64, error) {
+// a new one, as the policy decides. A gate (the agent's raises; nil for
+// keepwatch's own) may hold back an incident to open or reopen: raise
+// then changes nothing and returns 0.
+func (t *Tx) raise(info serverInfo, kind, subject string, sev keepwatch.Severity, event bool, at time.Time, gate *keepwatch.FloodGate) (int64, error) {
 	open, err := t.findIncident(`n.server_id = ? AND n.kind = ? AND n.subject = ? AND n.state <> 'resolved'`, info.id, kind, subject)
 	if err != nil {
 		return 0, err
@@ -86,7 +88,11 @@ func (t *Tx) raise(info serverInfo, kind, subject string, sev keepwatch.Severity
 			return 0, err
 		}
 	}
-	switch t.s.Policy.Raise(open, last, at) {
+	action := t.s.Policy.Raise(open, last, at)
+	if action != keepwatch.RaiseRecur && gate != nil && !gate.Open() {
+		return 0, nil
+	}
+	switch action {
 	case keepwatch.RaiseRecur:
 		before := open.State
 		open.Recur(at)
@@ -230,8 +236,18 @@ func (t *Tx) serverBack(info serverInfo, r keepwatch.Report, at time.Time) error
 }
 
 // ResolveQuietEvents resolves event incidents that have not recurred for
-// quiet, and returns how many.
+// quiet, and clears the floods of servers that calmed down (which resolves
+// their incidents); it returns how many incidents it resolved.
 func (s *Store) ResolveQuietEvents(ctx context.Context, quiet time.Duration, now time.Time) (int, error) {
+	n, err := s.resolveQuietEvents(ctx, quiet, now)
+	if err != nil {
+		return n, err
+	}
+	floods, err := s.clearCalmFloods(ctx, now)
+	return n + floods, err
+}
+
+func (s *Store) resolveQuietEvents(ctx context.Context, quiet time.Duration, now time.Time) (int, error) {
 	policy := keepwatch.IncidentPolicy{QuietPeriod: quiet}
 	n := 0
 	err := s.tx(ctx, func(t *Tx) error {

@@ -259,7 +259,7 @@ func (t *Tx) markUnavailable(x keepwatch.Expiry, at time.Time) (keepwatch.Marked
 	if err := t.recordChange(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, true, at); err != nil {
 		return keepwatch.Marked{}, err
 	}
-	if _, err := t.raise(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at); err != nil {
+	if _, err := t.raise(info, keepwatch.KindServerUnavailable, "", keepwatch.SeverityError, false, at, nil); err != nil {
 		return keepwatch.Marked{}, err
 	}
 	if err := t.groupSite(info, at, x.Window); err != nil {

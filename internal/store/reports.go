@@ -69,20 +69,12 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 				return err
 			}
 		}
-		if r.Status && state == keepwatch.ServerOK {
-			if err := t.applyConditions(info, r.Conditions, at, &out); err != nil {
+		// A report that withdraws consent applies nothing but the
+		// withdrawal: neither its conditions nor its events.
+		if state == keepwatch.ServerOK {
+			if err := t.applyRaises(info, r, at, &out); err != nil {
 				return err
 			}
-		}
-		for _, e := range r.Events {
-			if _, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
-				return err
-			}
-			if _, err := t.raise(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
-				return err
-			}
-			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
 		}
 		if state != info.state && state == keepwatch.ServerConsentWithdrawn {
 			out.Changes = append(out.Changes, info.change("consent_withdrawn", "", true, at))
@@ -93,10 +85,47 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 	return out, err
 }
 
-// applyConditions replaces the conditions the server's agent reported by
-// the set its status report carries.
-func (t *Tx) applyConditions(info serverInfo, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied) error {
-	return t.replaceConditions(info, originAgent, nil, reported, at, out)
+// applyRaises applies what a report raises: the status report's
+// conditions replace those the server's agent reported before, and its
+// events are recorded and counted on incidents, within the server's flood
+// caps; then the server's flood warning is raised or cleared.
+func (t *Tx) applyRaises(info serverInfo, r keepwatch.Report, at time.Time, out *keepwatch.Applied) error {
+	var gate *keepwatch.FloodGate
+	if r.Status || len(r.Events) > 0 || len(r.HeldEvents) > 0 {
+		open, err := t.openIncidents(info.id)
+		if err != nil {
+			return err
+		}
+		gate = t.s.Flood.Gate(open, len(r.HeldEvents))
+	}
+	if r.Status {
+		if err := t.replaceConditions(info, originAgent, nil, r.Conditions, at, out, gate); err != nil {
+			return err
+		}
+	}
+	record := func(e keepwatch.Event) error {
+		_, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli())
+		return err
+	}
+	for _, e := range r.Events {
+		if err := record(e); err != nil {
+			return err
+		}
+		id, err := t.raise(info, e.Kind, e.Subject, e.Severity, true, e.At, gate)
+		if err != nil {
+			return err
+		}
+		if id != 0 {
+			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
+		}
+	}
+	for _, e := range r.HeldEvents {
+		if err := record(e); err != nil {
+			return err
+		}
+	}
+	return t.flood(info, gate, at, out)
 }
 
 // Condition origins: what the agent reports, and what keepwatch decides.
@@ -107,10 +136,10 @@ const (
 
 // replaceConditions replaces the server's active conditions of one origin
 // (and, when kinds is given, of those kinds only) by the set given,
-// recording what was raised and cleared, opening and resolving incidents.
-// A condition in both keeps its start and takes the new message and
-// severity.
-func (t *Tx) replaceConditions(info serverInfo, origin string, kinds []string, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied) error {
+// recording what was raised and cleared, opening and resolving incidents
+// (those to open within gate, when given). A condition in both keeps its
+// start and takes the new message and severity.
+func (t *Tx) replaceConditions(info serverInfo, origin string, kinds []string, reported []keepwatch.Condition, at time.Time, out *keepwatch.Applied, gate *keepwatch.FloodGate) error {
 	rows, err := t.query(`SELECT kind, subject, severity, message FROM conditions WHERE server_id = ? AND origin = ?`, info.id, origin)
 	if err != nil {
 		return err
@@ -166,7 +195,7 @@ func (t *Tx) replaceConditions(info serverInfo, origin string, kinds []string, r
 		if err := t.recordChange(info, c.Kind, c.Subject, c.Severity, true, since); err != nil {
 			return err
 		}
-		if _, err := t.raise(info, c.Kind, c.Subject, c.Severity, false, since); err != nil {
+		if _, err := t.raise(info, c.Kind, c.Subject, c.Severity, false, since, gate); err != nil {
 			return err
 		}
 		out.Changes = append(out.Changes, info.change(c.Kind, c.Subject, true, since))
@@ -192,7 +221,7 @@ func (s *Store) SetKeepwatchConditions(ctx context.Context, serverID string, kin
 		if err != nil {
 			return err
 		}
-		return t.replaceConditions(info, originKeepwatch, kinds, conds, at, &out)
+		return t.replaceConditions(info, originKeepwatch, kinds, conds, at, &out, nil)
 	})
 	return out.Changes, err
 }

@@ -44,6 +44,8 @@ type Store struct {
 	Now     func() time.Time
 	// Policy tunes the incident lifecycle.
 	Policy keepwatch.IncidentPolicy
+	// Flood caps what one server's reports may open.
+	Flood keepwatch.FloodPolicy
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
 	keys    *sealed.Keyring

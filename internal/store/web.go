@@ -387,11 +387,11 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, now time.Time)
 	}
 	// Active conditions, and open event incidents, which stay a problem of
 	// their installation until resolved.
-	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message
+	crows, err := s.query(ctx, `SELECT c.server_id, c.kind, c.subject, c.severity, c.since, c.message, 0
 		FROM conditions c JOIN servers s ON s.id = c.server_id JOIN installations i ON i.id = s.installation_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL
 		UNION ALL
-		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, ''
+		SELECT n.server_id, n.kind, n.subject, n.severity, n.opened_at, '', 1
 		FROM incidents n JOIN servers s ON s.id = n.server_id JOIN installations i ON i.id = n.installation_id AND i.integrator_id = n.integrator_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL AND n.is_event = 1 AND n.state <> 'resolved'
 		ORDER BY 5`, integratorID, integratorID)
