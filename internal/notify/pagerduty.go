@@ -61,7 +61,13 @@ func (n *Notifier) pagerDutyEvents(ch keepwatch.Channel, m Message) []map[string
 		}
 		details := map[string]any{"customer": ic.Customer, "slc": ic.SLC, "server": ic.Server, "condition": conditionLabel(ic.Incident),
 			"kind": ic.Kind, "since": ic.OpenedAt.UTC().Format(time.RFC3339), "incident": ic.ID, "summary": m.Headline}
-		return []map[string]any{trigger(PagerDutyDedupKey(ic.ID), severity, source, ic.Kind, ic.SLC, ic.OpenedAt, details)}
+		events := []map[string]any{trigger(PagerDutyDedupKey(ic.ID), severity, source, ic.Kind, ic.SLC, ic.OpenedAt, details)}
+		if ic.State == keepwatch.IncidentAcknowledged {
+			// Acknowledged before its opening went out (a rule's minimum
+			// duration): the alert starts acknowledged too.
+			events = append(events, event("acknowledge", PagerDutyDedupKey(ic.ID)))
+		}
+		return events
 	case m.Installation != nil:
 		in := m.Installation
 		key := fmt.Sprintf("keepwatch-careplus-%s-%s", in.SLC, in.CarePlusUntil)

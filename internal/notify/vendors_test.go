@@ -687,3 +687,24 @@ func TestTestNotificationsReachEveryVendorAndLeaveNothingOpen(t *testing.T) {
 		}
 	}
 }
+
+func TestPagerDutyAlertOfAnIncidentAcknowledgedBeforeItWasSentStartsAcknowledged(t *testing.T) {
+	x := newVendorSite(t, store.SQLite)
+	c, err := notify.CreateChannel(ctx, x.s, x.integ, keepwatch.ChannelSpec{Name: "pager", Type: "pagerduty", RoutingKey: pdRoutingKey, Endpoint: x.v.srv.URL + "/pagerduty/v2/enqueue"})
+	must(t, err)
+	_, err = x.s.CreateRule(ctx, x.integ, keepwatch.Rule{Name: "after a minute", ChannelID: c.ID, MinSeverity: keepwatch.SeverityWarning,
+		MinDuration: keepwatch.Duration(time.Minute), Enabled: true})
+	must(t, err)
+	cond := []string{"license_exceeded"}
+	x.report(x.servers[0], x.clock.Now(), cond)
+	x.beat(10*time.Second, cond)
+	ins, err := x.s.Incidents(ctx, x.integ, "", 10)
+	must(t, err)
+	_, err = x.s.AckIncident(ctx, x.integ, ins[0].ID, "tech@alice.example", "")
+	must(t, err)
+	x.beat(time.Minute, cond)
+	pd := x.v.callsTo("/pagerduty/")
+	if len(pd) != 2 || pd[0].JSON.(map[string]any)["event_action"] != "trigger" || pd[1].JSON.(map[string]any)["event_action"] != "acknowledge" {
+		t.Fatalf("pagerduty: %+v", pd)
+	}
+}
