@@ -11,8 +11,8 @@ import (
 // ChannelType names how a channel delivers.
 type ChannelType string
 
-// Channel types of the contract. Opsgenie, ConnectWise and Autotask are
-// reserved names: channels of those types are refused until they exist.
+// Channel types of the contract. ConnectWise and Autotask are reserved
+// names: channels of those types are refused until they exist.
 const (
 	ChannelEmail       ChannelType = "email"
 	ChannelWebhook     ChannelType = "webhook"
@@ -31,7 +31,7 @@ const (
 // paging service or a ticket system. Such channels hear of
 // acknowledgements and only of incidents.
 func (t ChannelType) Tracks() bool {
-	return t == ChannelPagerDuty || t == ChannelHaloPSA
+	return t == ChannelPagerDuty || t == ChannelOpsgenie || t == ChannelHaloPSA
 }
 
 // Webhook signature formats.
@@ -50,7 +50,8 @@ type Channel struct {
 	Target string `json:"target"`
 	// Secret is the webhook signing secret (shown once at creation) or the
 	// vendor key: a Slack or Teams webhook URL, a PagerDuty routing key, a
-	// Pushover application token, a HaloPSA client secret. Sealed at rest,
+	// Pushover application token, an Opsgenie API key, a HaloPSA client
+	// secret. Sealed at rest,
 	// never shown again.
 	Secret string `json:"-"`
 	// SecretHint ends the secret ("…a1b2"), for owners to tell keys apart.
@@ -79,6 +80,7 @@ type ChannelSpec struct {
 	Endpoint     string `json:"endpoint"`      // vendor channels: instead of the vendor's service URL
 	URL          string `json:"url"`           // slack, teams: the incoming webhook URL
 	RoutingKey   string `json:"routing_key"`   // pagerduty: the integration's routing key
+	APIKey       string `json:"api_key"`       // opsgenie: the API integration's key
 	Token        string `json:"token"`         // pushover: the application token
 	User         string `json:"user"`          // pushover: the user or group key
 	ClientID     string `json:"client_id"`     // halopsa: the API application's client id
@@ -103,6 +105,8 @@ func (s ChannelSpec) Channel() (Channel, error) {
 		c.Secret = trim(s.URL)
 	case ChannelPagerDuty:
 		c.Secret = trim(s.RoutingKey)
+	case ChannelOpsgenie:
+		c.Secret = trim(s.APIKey)
 	case ChannelPushover:
 		c.Target, c.Secret = trim(s.User), trim(s.Token)
 	case ChannelHaloPSA:
@@ -185,10 +189,14 @@ func (c Channel) Validate() error {
 		if !validKey(c.Target, 1, maxKeyLen) || !validKey(c.Secret, 1, maxKeyLen) {
 			return Errorf(EINVALID, "client_id and client_secret of a HaloPSA API application (client credentials) are required")
 		}
-	case ChannelOpsgenie, ChannelConnectWise, ChannelAutotask:
-		return Errorf(EINVALID, "%s channels are not available yet; use pagerduty, halopsa or a webhook", c.Type)
+	case ChannelOpsgenie:
+		if !validKey(c.Secret, 20, maxKeyLen) {
+			return Errorf(EINVALID, "api_key must be the key of an Opsgenie API integration")
+		}
+	case ChannelConnectWise, ChannelAutotask:
+		return Errorf(EINVALID, "%s channels are not available yet; use halopsa or a webhook", c.Type)
 	default:
-		return Errorf(EINVALID, "type must be email, webhook, slack, teams, pagerduty, pushover or halopsa")
+		return Errorf(EINVALID, "type must be email, webhook, slack, teams, pagerduty, opsgenie, pushover or halopsa")
 	}
 	return nil
 }

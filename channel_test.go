@@ -32,6 +32,7 @@ func TestChannelSpecValidatesEachTypesFields(t *testing.T) {
 		{ChannelSpec{Name: "h", Type: "halopsa", ClientID: "id", ClientSecret: "s"}, false},
 		{ChannelSpec{Name: "h", Type: "halopsa", ClientID: "id", Endpoint: "https://acme.halopsa.com"}, false},
 		{ChannelSpec{Name: "g", Type: "opsgenie", Endpoint: "https://api.opsgenie.com"}, false},
+		{ChannelSpec{Name: "g", Type: "opsgenie", APIKey: "eb243592-faa2-4ba2-a551-1afdf565c889", Endpoint: "https://api.eu.opsgenie.com"}, true},
 		{ChannelSpec{Name: "c", Type: "connectwise"}, false},
 		{ChannelSpec{Name: "x", Type: "sms"}, false},
 		{ChannelSpec{Name: "", Type: "slack", URL: "https://hooks.slack.com/services/T/B/x"}, false},
@@ -56,7 +57,7 @@ func TestOnlyTrackingChannelsHearOfAcknowledgements(t *testing.T) {
 			t.Errorf("%s tracks incidents", typ)
 		}
 	}
-	for _, typ := range []ChannelType{ChannelPagerDuty, ChannelHaloPSA} {
+	for _, typ := range []ChannelType{ChannelPagerDuty, ChannelOpsgenie, ChannelHaloPSA} {
 		if !typ.Tracks() {
 			t.Errorf("%s does not track incidents", typ)
 		}

@@ -22,6 +22,7 @@ func TestVendorChannelsAreCreatedWithTheirKeysSealedAndNeverShown(t *testing.T) 
 				"teams":     "https://prod-01.westeurope.logic.azure.com/workflows/abc?sig=teams0secret0sig0key",
 				"pagerduty": "pdkey0abcdefghijklmnopqrstuvwxyz",
 				"pushover":  "potoken0abcdefghijklmnopqrstuv",
+				"opsgenie":  "eb243592-faa2-4ba2-a551-1afdf565c889",
 				"halopsa":   "halo0client0secret0value",
 			}
 			bodies := map[string]string{
@@ -29,6 +30,7 @@ func TestVendorChannelsAreCreatedWithTheirKeysSealedAndNeverShown(t *testing.T) 
 				"teams":     `{"name":"teams","type":"teams","url":"` + keys["teams"] + `"}`,
 				"pagerduty": `{"name":"pager","type":"pagerduty","routing_key":"` + keys["pagerduty"] + `"}`,
 				"pushover":  `{"name":"phone","type":"pushover","token":"` + keys["pushover"] + `","user":"uQiRzpo4DXghDmr9QzzfQu27cmVRsG"}`,
+				"opsgenie":  `{"name":"genie","type":"opsgenie","api_key":"` + keys["opsgenie"] + `","endpoint":"https://api.eu.opsgenie.com"}`,
 				"halopsa":   `{"name":"tickets","type":"halopsa","client_id":"keepwatch","client_secret":"` + keys["halopsa"] + `","endpoint":"https://acme.halopsa.com"}`,
 			}
 			for typ, body := range bodies {
@@ -72,6 +74,7 @@ func TestVendorChannelsAreCreatedWithTheirKeysSealedAndNeverShown(t *testing.T) 
 				`{"name":"tickets","type":"halopsa","client_id":"a","client_secret":"b"}`,
 				`{"name":"chat","type":"slack","url":"not a url"}`,
 				`{"name":"genie","type":"opsgenie"}`,
+				`{"name":"psa","type":"connectwise"}`,
 				`{"name":"hook","type":"webhook","target":"https://hooks.example/a","signature":"v9"}`,
 				`{"name":"pager","type":"pagerduty","routing_key":"` + keys["pagerduty"] + `","endpoint":"file:///etc/passwd"}`,
 			} {

@@ -463,6 +463,8 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 		err = n.sendTeams(ctx, ch, msg)
 	case keepwatch.ChannelPagerDuty:
 		err = n.sendPagerDuty(ctx, ch, msg)
+	case keepwatch.ChannelOpsgenie:
+		err = n.sendOpsgenie(ctx, ch, msg)
 	case keepwatch.ChannelPushover:
 		err = n.sendPushover(ctx, ch, msg)
 	case keepwatch.ChannelHaloPSA:

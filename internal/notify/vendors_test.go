@@ -34,6 +34,7 @@ const (
 	haloClient   = "0f6a1d2c-keepwatch"
 	haloSecret   = "halo-secret-7d1e0c5b9a8f"
 	haloTicketID = 4242
+	genieKey     = "eb243592-faa2-4ba2-a551-1afdf565c889"
 )
 
 // vendorCall is one request a vendor receiver answered.
@@ -56,16 +57,19 @@ type vendors struct {
 	calls   []vendorCall
 	limit   map[string]int // path → answer 429 (Retry-After: retryAfter) this many times
 	retry   string
-	tickets map[int]string // HaloPSA ticket id → status
+	tickets map[int]string    // HaloPSA ticket id → status
+	alerts  map[string]string // Opsgenie alias → open, acknowledged, closed
 }
 
 func newVendors(t *testing.T, clock *testutil.Clock) *vendors {
-	v := &vendors{t: t, clock: clock, limit: map[string]int{}, retry: "120", tickets: map[int]string{}}
+	v := &vendors{t: t, clock: clock, limit: map[string]int{}, retry: "120", tickets: map[int]string{}, alerts: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /slack/services/", v.slack)
 	mux.HandleFunc("POST /teams/workflows/", v.teams)
 	mux.HandleFunc("POST /pagerduty/v2/enqueue", v.pagerduty)
 	mux.HandleFunc("POST /pushover/1/messages.json", v.pushover)
+	mux.HandleFunc("POST /opsgenie/v2/alerts", v.opsgenieCreate)
+	mux.HandleFunc("POST /opsgenie/v2/alerts/{alias}/{verb}", v.opsgenieAction)
 	mux.HandleFunc("POST /halo/auth/token", v.haloToken)
 	mux.HandleFunc("POST /halo/api/Tickets", v.haloTickets)
 	mux.HandleFunc("POST /halo/api/Actions", v.haloActions)
@@ -344,6 +348,96 @@ func (v *vendors) pushover(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// opsgenieAuthorised checks the GenieKey header as Opsgenie does.
+func (v *vendors) opsgenieAuthorised(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("Authorization") != "GenieKey "+genieKey {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"message":"Key format is not valid!","took":0.001,"requestId":"x"}`)
+		return false
+	}
+	return true
+}
+
+func opsgenieAccepted(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	io.WriteString(w, `{"result":"Request will be processed","took":0.302,"requestId":"43a29c5c-3dbf-4fa4-9c26-f4f71023e120"}`)
+}
+
+// opsgenieCreate checks a Create Alert request against the Alert API's
+// fields and limits.
+func (v *vendors) opsgenieCreate(w http.ResponseWriter, r *http.Request) {
+	t := v.t
+	if !v.opsgenieAuthorised(w, r) {
+		return
+	}
+	var m map[string]any
+	if !readJSON(t, r, &m) {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	str(t, "opsgenie", m, "message", true, 130)
+	alias := str(t, "opsgenie", m, "alias", true, 512)
+	str(t, "opsgenie", m, "description", false, 15000)
+	str(t, "opsgenie", m, "source", false, 100)
+	str(t, "opsgenie", m, "entity", false, 512)
+	switch p := str(t, "opsgenie", m, "priority", false, 0); p {
+	case "", "P1", "P2", "P3", "P4", "P5":
+	default:
+		t.Errorf("opsgenie: priority %q", p)
+	}
+	for _, tag := range list(t, "opsgenie tags", m["tags"], 0, 20) {
+		if s, ok := tag.(string); !ok || len(s) > 50 {
+			t.Errorf("opsgenie: tag %v", tag)
+		}
+	}
+	for k, d := range obj(t, "opsgenie details", m["details"]) {
+		if _, ok := d.(string); !ok {
+			t.Errorf("opsgenie: details[%s] is %T, want a string", k, d)
+		}
+	}
+	if v.take(w, r, m, nil) {
+		v.mu.Lock()
+		v.alerts[alias] = "open"
+		v.mu.Unlock()
+		opsgenieAccepted(w)
+	}
+}
+
+// opsgenieAction acknowledges or closes an alert by its alias.
+func (v *vendors) opsgenieAction(w http.ResponseWriter, r *http.Request) {
+	t := v.t
+	if !v.opsgenieAuthorised(w, r) {
+		return
+	}
+	if r.URL.Query().Get("identifierType") != "alias" {
+		t.Errorf("opsgenie: identifierType %q", r.URL.Query().Get("identifierType"))
+	}
+	var m map[string]any
+	if !readJSON(t, r, &m) {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	str(t, "opsgenie action", m, "note", false, 25000)
+	str(t, "opsgenie action", m, "user", false, 100)
+	str(t, "opsgenie action", m, "source", false, 100)
+	alias, verb := r.PathValue("alias"), r.PathValue("verb")
+	v.mu.Lock()
+	_, known := v.alerts[alias]
+	v.mu.Unlock()
+	if !known || (verb != "acknowledge" && verb != "close") {
+		t.Errorf("opsgenie: %s of alert %q (known %v)", verb, alias, known)
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if v.take(w, r, m, nil) {
+		v.mu.Lock()
+		v.alerts[alias] = map[string]string{"acknowledge": "acknowledged", "close": "closed"}[verb]
+		v.mu.Unlock()
+		opsgenieAccepted(w)
+	}
+}
+
 func (v *vendors) haloToken(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm()
 	f := r.PostForm
@@ -445,6 +539,7 @@ func newVendorSite(t *testing.T, dialect string, types ...keepwatch.ChannelType)
 		keepwatch.ChannelTeams:     {URL: base + "/teams/workflows/run?api-version=1&sig=" + teamsKey},
 		keepwatch.ChannelPagerDuty: {RoutingKey: pdRoutingKey, Endpoint: base + "/pagerduty/v2/enqueue"},
 		keepwatch.ChannelPushover:  {Token: poToken, User: poUser, Endpoint: base + "/pushover/1/messages.json"},
+		keepwatch.ChannelOpsgenie:  {APIKey: genieKey, Endpoint: base + "/opsgenie"},
 		keepwatch.ChannelHaloPSA:   {ClientID: haloClient, ClientSecret: haloSecret, Endpoint: base + "/halo"},
 	}
 	for _, typ := range types {
@@ -477,7 +572,7 @@ func (x *vendorSite) outbox() []keepwatch.Notification {
 }
 
 func TestVendorChannelsFollowAnIncidentFromOpeningToResolution(t *testing.T) {
-	all := []keepwatch.ChannelType{keepwatch.ChannelSlack, keepwatch.ChannelTeams, keepwatch.ChannelPagerDuty, keepwatch.ChannelPushover, keepwatch.ChannelHaloPSA}
+	all := []keepwatch.ChannelType{keepwatch.ChannelSlack, keepwatch.ChannelTeams, keepwatch.ChannelPagerDuty, keepwatch.ChannelPushover, keepwatch.ChannelOpsgenie, keepwatch.ChannelHaloPSA}
 	for _, d := range testutil.Dialects {
 		t.Run(d, func(t *testing.T) {
 			x := newVendorSite(t, d, all...)
@@ -521,6 +616,9 @@ func TestVendorChannelsFollowAnIncidentFromOpeningToResolution(t *testing.T) {
 			if links, _ := ev["links"].([]any); len(links) != 1 || links[0].(map[string]any)["href"] != link {
 				t.Fatalf("pagerduty links = %v", ev["links"])
 			}
+			if og := x.v.callsTo("/opsgenie/"); len(og) != 1 || og[0].JSON.(map[string]any)["alias"] != dedup || og[0].JSON.(map[string]any)["priority"] != "P2" {
+				t.Fatalf("opsgenie got %+v", og)
+			}
 			po := x.v.callsTo("/pushover/")
 			if len(po) != 1 || po[0].Form.Get("url") != link || po[0].Form.Get("priority") != "1" || !strings.Contains(po[0].Form.Get("message"), "SITE-0001") {
 				t.Fatalf("pushover got %+v", po)
@@ -542,6 +640,9 @@ func TestVendorChannelsFollowAnIncidentFromOpeningToResolution(t *testing.T) {
 			if pd = x.v.callsTo("/pagerduty/"); len(pd) != 2 || pd[1].JSON.(map[string]any)["event_action"] != "acknowledge" || pd[1].JSON.(map[string]any)["dedup_key"] != dedup {
 				t.Fatalf("pagerduty after acknowledgement: %+v", pd)
 			}
+			if og := x.v.callsTo("/opsgenie/"); len(og) != 2 || og[1].Path != "/opsgenie/v2/alerts/"+dedup+"/acknowledge" || x.v.alerts[dedup] != "acknowledged" {
+				t.Fatalf("opsgenie after acknowledgement: %+v", og)
+			}
 			actions := x.v.callsTo("/halo/api/Actions")
 			if len(actions) != 1 || actions[0].JSON.(map[string]any)["ticket_id"] != float64(haloTicketID) ||
 				!strings.Contains(actions[0].JSON.(map[string]any)["note"].(string), "tech@alice.example") {
@@ -555,6 +656,9 @@ func TestVendorChannelsFollowAnIncidentFromOpeningToResolution(t *testing.T) {
 			x.beat(30*time.Second, []string{})
 			if pd = x.v.callsTo("/pagerduty/"); len(pd) != 3 || pd[2].JSON.(map[string]any)["event_action"] != "resolve" || pd[2].JSON.(map[string]any)["dedup_key"] != dedup {
 				t.Fatalf("pagerduty after resolution: %+v", pd)
+			}
+			if og := x.v.callsTo("/opsgenie/"); len(og) != 3 || x.v.alerts[dedup] != "closed" {
+				t.Fatalf("opsgenie after resolution: %+v", og)
 			}
 			tickets = x.v.callsTo("/halo/api/Tickets")
 			if len(tickets) != 2 || tickets[1].JSON.(map[string]any)["id"] != float64(haloTicketID) || x.v.tickets[haloTicketID] != "closed" {
@@ -663,7 +767,7 @@ func TestVendorFailuresNeverShowTheKey(t *testing.T) {
 }
 
 func TestTestNotificationsReachEveryVendorAndLeaveNothingOpen(t *testing.T) {
-	all := []keepwatch.ChannelType{keepwatch.ChannelSlack, keepwatch.ChannelTeams, keepwatch.ChannelPagerDuty, keepwatch.ChannelPushover, keepwatch.ChannelHaloPSA}
+	all := []keepwatch.ChannelType{keepwatch.ChannelSlack, keepwatch.ChannelTeams, keepwatch.ChannelPagerDuty, keepwatch.ChannelPushover, keepwatch.ChannelOpsgenie, keepwatch.ChannelHaloPSA}
 	x := newVendorSite(t, store.SQLite, all...)
 	for _, id := range x.ch {
 		must(t, notify.QueueTest(ctx, x.s, x.integ, id, x.clock.Now()))
@@ -672,6 +776,14 @@ func TestTestNotificationsReachEveryVendorAndLeaveNothingOpen(t *testing.T) {
 	pd := x.v.callsTo("/pagerduty/")
 	if len(pd) != 2 || pd[0].JSON.(map[string]any)["event_action"] != "trigger" || pd[1].JSON.(map[string]any)["event_action"] != "resolve" {
 		t.Fatalf("pagerduty test: %+v", pd)
+	}
+	if og := x.v.callsTo("/opsgenie/"); len(og) != 2 || len(x.v.alerts) != 1 {
+		t.Fatalf("opsgenie test: %+v", og)
+	}
+	for alias, state := range x.v.alerts {
+		if state != "closed" {
+			t.Errorf("opsgenie test alert %s left %s", alias, state)
+		}
 	}
 	if len(x.v.tickets) != 1 || x.v.tickets[haloTicketID] != "closed" {
 		t.Fatalf("halopsa test tickets: %v", x.v.tickets)

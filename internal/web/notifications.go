@@ -79,7 +79,7 @@ func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *requ
 	f := r.PostFormValue
 	c, err := notify.CreateChannel(r.Context(), h.Store, rq.principal().IntegratorID, keepwatch.ChannelSpec{
 		Name: f("name"), Type: f("type"), Target: f("target"), Digest: f("digest") == "on", Signature: f("signature"),
-		Endpoint: f("endpoint"), URL: f("url"), RoutingKey: f("routing_key"), Token: f("token"), User: f("user"),
+		Endpoint: f("endpoint"), URL: f("url"), RoutingKey: f("routing_key"), APIKey: f("api_key"), Token: f("token"), User: f("user"),
 		ClientID: f("client_id"), ClientSecret: f("client_secret")})
 	if err != nil {
 		return h.notificationRefused(w, r, rq, err)
