@@ -36,6 +36,7 @@ func TestChannelFormShowsTheFieldsOfTheChosenTypeInChromium(t *testing.T) {
 	}{
 		{"pagerduty", []string{"c-rk", "c-endpoint"}, []string{"c-target", "c-url", "c-token", "c-cid"}},
 		{"halopsa", []string{"c-cid", "c-csec", "c-endpoint"}, []string{"c-rk", "c-target"}},
+		{"opsgenie", []string{"c-gk", "c-endpoint"}, []string{"c-rk", "c-target", "c-token"}},
 		{"slack", []string{"c-url"}, []string{"c-rk", "c-target", "c-sig"}},
 		{"webhook", []string{"c-target", "c-sig"}, []string{"c-url", "c-endpoint"}},
 	} {
