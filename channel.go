@@ -11,39 +11,151 @@ import (
 // ChannelType names how a channel delivers.
 type ChannelType string
 
-// Channel types of the contract.
+// Channel types of the contract. ConnectWise and Autotask are reserved
+// names: channels of those types are refused until they exist.
 const (
-	ChannelEmail   ChannelType = "email"
-	ChannelWebhook ChannelType = "webhook"
+	ChannelEmail       ChannelType = "email"
+	ChannelWebhook     ChannelType = "webhook"
+	ChannelSlack       ChannelType = "slack"
+	ChannelTeams       ChannelType = "teams"
+	ChannelPagerDuty   ChannelType = "pagerduty"
+	ChannelOpsgenie    ChannelType = "opsgenie"
+	ChannelPushover    ChannelType = "pushover"
+	ChannelConnectWise ChannelType = "connectwise"
+	ChannelAutotask    ChannelType = "autotask"
+	ChannelHaloPSA     ChannelType = "halopsa"
+)
+
+// Tracks reports whether a channel of this type follows an incident
+// through its life (acknowledged, resolved) in a system of its own: a
+// paging service or a ticket system. Such channels hear of
+// acknowledgements and only of incidents.
+func (t ChannelType) Tracks() bool {
+	return t == ChannelPagerDuty || t == ChannelOpsgenie || t == ChannelHaloPSA
+}
+
+// Webhook signature formats.
+const (
+	SignatureKeepwatch = "keepwatch" // X-Keepwatch-Signature (the default)
+	SignatureStandard  = "standard"  // Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature
 )
 
 // Channel is where an integrator's notifications go.
 type Channel struct {
-	ID        int64       `json:"id"`
-	Name      string      `json:"name"`
-	Type      ChannelType `json:"type"`
-	Target    string      `json:"target"` // e-mail address or webhook URL
-	Secret    string      `json:"-"`      // webhook signing secret, shown once at creation
-	Digest    bool        `json:"digest"` // e-mail: also send a daily digest of open incidents
-	Enabled   bool        `json:"enabled"`
-	CreatedAt time.Time   `json:"created_at"`
+	ID   int64       `json:"id"`
+	Name string      `json:"name"`
+	Type ChannelType `json:"type"`
+	// Target is what names the recipient without being a key: an e-mail
+	// address, a webhook URL, a Pushover user key, a HaloPSA client id.
+	Target string `json:"target"`
+	// Secret is the webhook signing secret (shown once at creation) or the
+	// vendor key: a Slack or Teams webhook URL, a PagerDuty routing key, a
+	// Pushover application token, an Opsgenie API key, a HaloPSA client
+	// secret. Sealed at rest,
+	// never shown again.
+	Secret string `json:"-"`
+	// SecretHint ends the secret ("…a1b2"), for owners to tell keys apart.
+	SecretHint string `json:"secret_hint,omitempty"`
+	// Endpoint replaces a vendor's service URL (an on-premise install, a
+	// relay); HaloPSA needs it: the instance's URL.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Signature is a webhook's signature format: keepwatch or standard.
+	Signature string    `json:"signature,omitempty"`
+	Digest    bool      `json:"digest"` // e-mail: also send a daily digest of open incidents
+	Enabled   bool      `json:"enabled"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // MaxNameLen bounds the names people give to channels, rules and tokens.
 const MaxNameLen = 100
 
-// NewChannel validates what a person asked for and returns the channel to
-// store (without its secret: the caller draws one for webhooks).
-func NewChannel(name string, typ ChannelType, target string, digest bool) (Channel, error) {
-	c := Channel{Name: strings.TrimSpace(name), Type: typ, Target: strings.TrimSpace(target), Enabled: true}
-	c.Digest = digest && typ == ChannelEmail
+// ChannelSpec is a channel as a person asks for it, in the field names of
+// the API and of the dashboard form; Channel turns it into what is stored.
+type ChannelSpec struct {
+	Name         string `json:"name"`
+	Type         string `json:"type"`
+	Target       string `json:"target"`        // email: the address; webhook: the URL
+	Digest       bool   `json:"digest"`        // email
+	Signature    string `json:"signature"`     // webhook: keepwatch (default) or standard
+	Endpoint     string `json:"endpoint"`      // vendor channels: instead of the vendor's service URL
+	URL          string `json:"url"`           // slack, teams: the incoming webhook URL
+	RoutingKey   string `json:"routing_key"`   // pagerduty: the integration's routing key
+	APIKey       string `json:"api_key"`       // opsgenie: the API integration's key
+	Token        string `json:"token"`         // pushover: the application token
+	User         string `json:"user"`          // pushover: the user or group key
+	ClientID     string `json:"client_id"`     // halopsa: the API application's client id
+	ClientSecret string `json:"client_secret"` // halopsa: its client secret
+}
+
+// Channel validates the spec and returns the channel to store. A webhook
+// has no secret yet: the caller draws one.
+func (s ChannelSpec) Channel() (Channel, error) {
+	c := Channel{Name: strings.TrimSpace(s.Name), Type: ChannelType(strings.TrimSpace(s.Type)), Enabled: true,
+		Endpoint: strings.TrimSpace(s.Endpoint)}
+	trim := strings.TrimSpace
+	switch c.Type {
+	case ChannelEmail:
+		c.Target, c.Digest = trim(s.Target), s.Digest
+	case ChannelWebhook:
+		c.Target, c.Signature = trim(s.Target), trim(s.Signature)
+		if c.Signature == "" {
+			c.Signature = SignatureKeepwatch
+		}
+	case ChannelSlack, ChannelTeams:
+		c.Secret = trim(s.URL)
+	case ChannelPagerDuty:
+		c.Secret = trim(s.RoutingKey)
+	case ChannelOpsgenie:
+		c.Secret = trim(s.APIKey)
+	case ChannelPushover:
+		c.Target, c.Secret = trim(s.User), trim(s.Token)
+	case ChannelHaloPSA:
+		c.Target, c.Secret = trim(s.ClientID), trim(s.ClientSecret)
+	}
 	return c, c.Validate()
 }
 
-// Validate checks a channel's name, type and target.
+// NewChannel validates an e-mail or webhook channel (see ChannelSpec for
+// every type).
+func NewChannel(name string, typ ChannelType, target string, digest bool) (Channel, error) {
+	return ChannelSpec{Name: name, Type: string(typ), Target: target, Digest: digest}.Channel()
+}
+
+// Limits on channel fields.
+const (
+	maxURLLen = 2048
+	maxKeyLen = 200
+)
+
+func validURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil && len(s) <= maxURLLen
+}
+
+// validKey accepts the keys vendors hand out: printable ASCII without
+// spaces.
+func validKey(s string, min, max int) bool {
+	if len(s) < min || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a channel's name, type and per-type fields.
 func (c Channel) Validate() error {
 	if c.Name == "" || !ValidText(c.Name, MaxNameLen) {
 		return Errorf(EINVALID, "name must be 1 to %d printable characters", MaxNameLen)
+	}
+	if c.Endpoint != "" && !validURL(c.Endpoint) {
+		return Errorf(EINVALID, "endpoint must be an http(s) URL")
+	}
+	if c.Endpoint != "" && (c.Type == ChannelEmail || c.Type == ChannelWebhook) {
+		return Errorf(EINVALID, "endpoint is for vendor channels; an %s channel has a target", c.Type)
 	}
 	switch c.Type {
 	case ChannelEmail:
@@ -52,14 +164,50 @@ func (c Channel) Validate() error {
 			return Errorf(EINVALID, "target must be an e-mail address")
 		}
 	case ChannelWebhook:
-		u, err := url.Parse(c.Target)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(c.Target) > 2048 {
+		if !validURL(c.Target) {
 			return Errorf(EINVALID, "target must be an http(s) URL")
 		}
+		if c.Signature != SignatureKeepwatch && c.Signature != SignatureStandard {
+			return Errorf(EINVALID, "signature must be keepwatch or standard")
+		}
+	case ChannelSlack, ChannelTeams:
+		if !validURL(c.Secret) {
+			return Errorf(EINVALID, "url must be the %s incoming webhook URL (http or https)", c.Type)
+		}
+	case ChannelPagerDuty:
+		if !validKey(c.Secret, 32, 32) {
+			return Errorf(EINVALID, "routing_key must be the 32-character integration key of a PagerDuty service (Events API v2)")
+		}
+	case ChannelPushover:
+		if !validKey(c.Secret, 30, 30) || !validKey(c.Target, 30, 30) {
+			return Errorf(EINVALID, "token (the application's API token) and user (a user or group key) are 30 characters each")
+		}
+	case ChannelHaloPSA:
+		if c.Endpoint == "" {
+			return Errorf(EINVALID, "endpoint must be the URL of the HaloPSA instance, e.g. https://example.halopsa.com")
+		}
+		if !validKey(c.Target, 1, maxKeyLen) || !validKey(c.Secret, 1, maxKeyLen) {
+			return Errorf(EINVALID, "client_id and client_secret of a HaloPSA API application (client credentials) are required")
+		}
+	case ChannelOpsgenie:
+		if !validKey(c.Secret, 20, maxKeyLen) {
+			return Errorf(EINVALID, "api_key must be the key of an Opsgenie API integration")
+		}
+	case ChannelConnectWise, ChannelAutotask:
+		return Errorf(EINVALID, "%s channels are not available yet; use halopsa or a webhook", c.Type)
 	default:
-		return Errorf(EINVALID, "type must be email or webhook")
+		return Errorf(EINVALID, "type must be email, webhook, slack, teams, pagerduty, opsgenie, pushover or halopsa")
 	}
 	return nil
+}
+
+// Hint returns what a channel list shows of a secret: its last four
+// characters, or nothing for short ones.
+func Hint(secret string) string {
+	if len(secret) < 16 {
+		return ""
+	}
+	return "…" + secret[len(secret)-4:]
 }
 
 // Rule decides which incidents notify which channel.

@@ -12,10 +12,13 @@ type NotificationType string
 const (
 	NotifyOpened   NotificationType = "opened"
 	NotifyResolved NotificationType = "resolved"
-	NotifyReminder NotificationType = "reminder"
-	NotifyCarePlus NotificationType = "care_plus_ending"
-	NotifyDigest   NotificationType = "digest"
-	NotifyTest     NotificationType = "test"
+	// NotifyAcknowledged goes only to channels that track incidents
+	// (ChannelType.Tracks): PagerDuty, PSA tickets.
+	NotifyAcknowledged NotificationType = "acknowledged"
+	NotifyReminder     NotificationType = "reminder"
+	NotifyCarePlus     NotificationType = "care_plus_ending"
+	NotifyDigest       NotificationType = "digest"
+	NotifyTest         NotificationType = "test"
 )
 
 // KindCarePlusEnding is the pseudo condition kind rules use to select Care

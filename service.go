@@ -87,6 +87,10 @@ type ChannelStore interface {
 	Notifications(ctx context.Context, integratorID int64, limit int) ([]Notification, error)
 	// Enqueue adds a notification unless one with its dedup key exists.
 	Enqueue(ctx context.Context, n Notification) (bool, error)
+	// IncidentTicket returns the ticket a PSA channel opened for an
+	// incident (not_found if none); SetIncidentTicket keeps it.
+	IncidentTicket(ctx context.Context, integratorID, channelID, incidentID int64) (string, error)
+	SetIncidentTicket(ctx context.Context, integratorID, channelID, incidentID int64, ticketID string) error
 }
 
 // AccountStore keeps an integrator's users, API tokens and audit log.

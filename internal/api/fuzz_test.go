@@ -51,9 +51,9 @@ func FuzzRequestBodies(f *testing.F) {
 		}
 
 		w, r = req()
-		var ch channelRequest
+		var ch keepwatch.ChannelSpec
 		if err := decode(w, r, &ch); err == nil {
-			_, err := keepwatch.NewChannel(ch.Name, keepwatch.ChannelType(ch.Type), ch.Target, ch.Digest)
+			_, err := ch.Channel()
 			clientError(t, err)
 		} else {
 			clientError(t, err)

@@ -66,25 +66,17 @@ func (h *Handler) listChannels(w http.ResponseWriter, r *http.Request, p keepwat
 	return nil
 }
 
-// channelRequest is the body of POST /api/v1/channels.
-type channelRequest struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"`
-	Target string `json:"target"`
-	Digest bool   `json:"digest"`
-}
-
 func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, p keepwatch.Principal) error {
-	var req channelRequest
+	var req keepwatch.ChannelSpec
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	c, err := notify.CreateChannel(r.Context(), h.Store, p.IntegratorID, req.Name, req.Type, req.Target, req.Digest)
+	c, err := notify.CreateChannel(r.Context(), h.Store, p.IntegratorID, req)
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"channel": c}
-	if c.Secret != "" {
+	if c.Type == keepwatch.ChannelWebhook {
 		out["secret"] = c.Secret // shown once: it signs every webhook
 	}
 	respond.JSON(w, http.StatusCreated, out)

@@ -26,7 +26,7 @@ func webhookOutcome(t *testing.T, allow []string, url string) keepwatch.Notifica
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := notify.CreateChannel(ctx, a.Store, in.ID, "hook", "webhook", url, false)
+	ch, err := notify.CreateChannel(ctx, a.Store, in.ID, keepwatch.ChannelSpec{Name: "hook", Type: "webhook", Target: url})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,17 @@ func DefaultRouting(ctx context.Context, s keepwatch.ChannelStore, integratorID 
 
 // CreateChannel validates and adds a channel; a webhook gets a new signing
 // secret (in the returned channel, to be shown once).
-func CreateChannel(ctx context.Context, st keepwatch.ChannelStore, integratorID int64, name, typ, target string, digest bool) (keepwatch.Channel, error) {
-	c, err := keepwatch.NewChannel(name, keepwatch.ChannelType(typ), target, digest)
+func CreateChannel(ctx context.Context, st keepwatch.ChannelStore, integratorID int64, spec keepwatch.ChannelSpec) (keepwatch.Channel, error) {
+	c, err := spec.Channel()
 	if err != nil {
 		return c, err
 	}
 	if c.Type == keepwatch.ChannelWebhook {
-		c.Secret = secret.New("whsec_")
+		if c.Signature == keepwatch.SignatureStandard {
+			c.Secret = NewStandardSecret()
+		} else {
+			c.Secret = secret.New("whsec_")
+		}
 	}
 	return st.CreateChannel(ctx, integratorID, c)
 }

@@ -20,6 +20,14 @@ type Message struct {
 	Text    string
 	HTML    string
 	URL     string
+	// Incident is what an incident message (opened, reminder,
+	// acknowledged, resolved) is about, nil for the others; IncidentURL
+	// links to its page and Headline says in one line what happened.
+	Incident    *keepwatch.IncidentContext
+	IncidentURL string
+	Headline    string
+	// Installation is what a Care Plus warning is about.
+	Installation *keepwatch.Installation
 	// Body is the webhook JSON object (without id/type/sent_at, added at
 	// send time).
 	Body map[string]any
@@ -30,7 +38,7 @@ type Message struct {
 func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now time.Time) (Message, string, error) {
 	m := Message{ID: d.ID, Type: d.Type, Body: map[string]any{}}
 	switch d.Type {
-	case TypeOpened, TypeReminder, TypeResolved:
+	case TypeOpened, TypeReminder, TypeResolved, TypeAcknowledged:
 		ic, err := n.cfg.Store.IncidentForNotify(ctx, d.IncidentID)
 		if err != nil {
 			return m, "", err
@@ -38,7 +46,7 @@ func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now ti
 		if ic.IntegratorID != d.IntegratorID {
 			return m, "the installation is no longer registered to this account", nil
 		}
-		if d.Type != TypeResolved {
+		if d.Type == TypeOpened || d.Type == TypeReminder {
 			if why, err := n.suppressOpening(ctx, d, ic, now); why != "" || err != nil {
 				return m, why, err
 			}
@@ -56,6 +64,7 @@ func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now ti
 		if days < 0 {
 			return m, "Care Plus already ended", nil
 		}
+		m.Installation = &in
 		m.URL = n.link(in.SLC)
 		m.Subject = fmt.Sprintf("[keepwatch] Care Plus of %s ends in %d days (%s)", in.Customer, days, in.CarePlusUntil)
 		m.Text = fmt.Sprintf("The Care Plus subscription of %s (SLC %s, %s) ends on %s, in %d days.\n"+
@@ -132,6 +141,13 @@ func (n *Notifier) link(slc string) string {
 	return strings.TrimRight(n.cfg.PublicURL, "/") + "/installations/" + url.PathEscape(slc)
 }
 
+func (n *Notifier) incidentLink(id int64) string {
+	if n.cfg.PublicURL == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/incidents/%d", strings.TrimRight(n.cfg.PublicURL, "/"), id)
+}
+
 func describe(inc keepwatch.Incident) string {
 	switch {
 	case inc.Kind == keepwatch.KindSiteUnreachable:
@@ -162,7 +178,10 @@ func (n *Notifier) incidentMessage(m *Message, typ keepwatch.NotificationType, i
 		verb = "STILL OPEN"
 	case TypeResolved:
 		verb = "RESOLVED"
+	case TypeAcknowledged:
+		verb = "ACKNOWLEDGED"
 	}
+	m.Incident, m.Headline, m.IncidentURL = &ic, what, n.incidentLink(ic.ID)
 	m.Subject = fmt.Sprintf("[keepwatch] %s: %s — %s", verb, ic.Customer, what)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\nCustomer:     %s\nSLC:          %s\nIncident:     #%d (%s)\nSince:        %s\n",

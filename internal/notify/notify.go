@@ -189,6 +189,8 @@ func (n *Notifier) Evaluate(ctx context.Context) error {
 func (n *Notifier) evaluate(ctx context.Context, tr keepwatch.Transition, cache map[int64][]keepwatch.Rule) error {
 	switch tr.Type {
 	case keepwatch.TransitionOpened, keepwatch.TransitionReopened, keepwatch.TransitionResolved:
+	case keepwatch.TransitionAcknowledged:
+		return n.acknowledged(ctx, tr)
 	default:
 		return nil // acknowledgements, recurrences and annotations ride on other messages
 	}
@@ -455,6 +457,18 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 		err = n.sendWebhook(ctx, ch, msg)
 	case keepwatch.ChannelEmail:
 		err = n.sendEmail(ch, msg)
+	case keepwatch.ChannelSlack:
+		err = n.sendSlack(ctx, ch, msg)
+	case keepwatch.ChannelTeams:
+		err = n.sendTeams(ctx, ch, msg)
+	case keepwatch.ChannelPagerDuty:
+		err = n.sendPagerDuty(ctx, ch, msg)
+	case keepwatch.ChannelOpsgenie:
+		err = n.sendOpsgenie(ctx, ch, msg)
+	case keepwatch.ChannelPushover:
+		err = n.sendPushover(ctx, ch, msg)
+	case keepwatch.ChannelHaloPSA:
+		err = n.sendHaloPSA(ctx, ch, msg, d)
 	default:
 		err = fmt.Errorf("unknown channel type %q", ch.Type)
 	}
@@ -475,7 +489,7 @@ func (n *Notifier) deliverOne(ctx context.Context, d keepwatch.Notification, now
 	}
 	backoff += time.Duration(rand.Int64N(int64(backoff)/5 + 1)) // up to +20 % jitter
 	n.log.Warn("notification failed, will retry", "notification", d.ID, "attempt", attempt, "in", backoff, "err", err)
-	finish("pending", true, outbound.Class(err), now.Add(backoff))
+	finish("pending", true, outbound.Class(err), retryAt(err, now.Add(backoff)))
 }
 
 // Store is what the notifier reads and writes.

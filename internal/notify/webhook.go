@@ -68,9 +68,16 @@ func (n *Notifier) sendWebhook(ctx context.Context, ch keepwatch.Channel, m Mess
 	ts := n.cfg.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "keepwatch/"+keepwatch.Version)
-	req.Header.Set(HeaderDelivery, strconv.FormatInt(m.ID, 10))
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(ch.Secret, ts, b))
+	if ch.Signature == keepwatch.SignatureStandard {
+		id := strconv.FormatInt(m.ID, 10)
+		req.Header.Set(HeaderWebhookID, id)
+		req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
+		req.Header.Set(HeaderWebhookSignature, SignStandard(ch.Secret, id, ts, b))
+	} else {
+		req.Header.Set(HeaderDelivery, strconv.FormatInt(m.ID, 10))
+		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+		req.Header.Set(HeaderSignature, Sign(ch.Secret, ts, b))
+	}
 	resp, err := n.cfg.HTTP.Do(req)
 	if err != nil {
 		return err

@@ -29,8 +29,8 @@ func b2i(b bool) int {
 func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwatch.Channel) (keepwatch.Channel, error) {
 	c.CreatedAt = s.now().UTC()
 	err := s.tx(ctx, func(t *Tx) error {
-		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, digest, enabled, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?)`,
-			integratorID, c.Name, c.Type, c.Target, b2i(c.Digest), b2i(c.Enabled), c.CreatedAt.UnixMilli())
+		id, err := t.insert(`INSERT INTO channels (integrator_id, name, type, target, secret, endpoint, signature, digest, enabled, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?)`,
+			integratorID, c.Name, c.Type, c.Target, c.Endpoint, c.Signature, b2i(c.Digest), b2i(c.Enabled), c.CreatedAt.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -39,21 +39,23 @@ func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwat
 		_, err = t.exec(`UPDATE channels SET secret = ? WHERE id = ?`, s.sealSecret(id, c.Secret), id)
 		return err
 	})
+	c.SecretHint = keepwatch.Hint(c.Secret)
 	return c, err
 }
 
-const channelCols = `id, name, type, target, secret, digest, enabled, created_at`
+const channelCols = `id, name, type, target, secret, endpoint, signature, digest, enabled, created_at`
 
 func (s *Store) scanChannel(r scanner) (keepwatch.Channel, error) {
 	var c keepwatch.Channel
 	var digest, enabled int
 	var created int64
-	err := r.Scan(&c.ID, &c.Name, &c.Type, &c.Target, &c.Secret, &digest, &enabled, &created)
+	err := r.Scan(&c.ID, &c.Name, &c.Type, &c.Target, &c.Secret, &c.Endpoint, &c.Signature, &digest, &enabled, &created)
 	c.Digest, c.Enabled, c.CreatedAt = digest == 1, enabled == 1, keepwatch.TimeFromMillis(created)
 	if err == nil {
 		if c.Secret, err = s.openSecret(c.ID, c.Secret); err != nil {
 			err = fmt.Errorf("secret of channel %d: %w", c.ID, err)
 		}
+		c.SecretHint = keepwatch.Hint(c.Secret)
 	}
 	return c, err
 }

@@ -21,7 +21,7 @@ func TestOldDeliveryErrorsAreScrubbedOnUpgrade(t *testing.T) {
 			must(t, s.Migrate(ctx, 6))
 			in, err := s.CreateIntegrator(ctx, "Alice")
 			must(t, err)
-			ch, err := s.CreateChannel(ctx, in.ID, keepwatch.Channel{Name: "h", Type: keepwatch.ChannelWebhook, Target: "https://hooks.example/h?key=k", Enabled: true})
+			chID, err := s.InsertOldChannelForTest(ctx, in.ID, "h", "https://hooks.example/h?key=k")
 			must(t, err)
 			now := time.Now()
 			for i, fin := range []struct{ state, err string }{
@@ -30,7 +30,7 @@ func TestOldDeliveryErrorsAreScrubbedOnUpgrade(t *testing.T) {
 				{"suppressed", "maintenance window"},
 				{"sent", ""},
 			} {
-				_, err := s.Enqueue(ctx, keepwatch.Notification{IntegratorID: in.ID, ChannelID: ch.ID, Type: "test", DedupKey: "k" + string(rune('a'+i)), NotBefore: now})
+				_, err := s.Enqueue(ctx, keepwatch.Notification{IntegratorID: in.ID, ChannelID: chID, Type: "test", DedupKey: "k" + string(rune('a'+i)), NotBefore: now})
 				must(t, err)
 				ns, err := s.Notifications(ctx, in.ID, 1)
 				must(t, err)

@@ -340,8 +340,10 @@ func migrations(dialect string) ([]migration, error) {
 		ms = append(ms, migration{v, e.Name(), string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	// Versions are unique and start at 1; a number may be left unused (a
+	// later release can fill it: Migrate applies whatever is missing).
 	for i, m := range ms {
-		if m.version != i+1 {
+		if m.version < 1 || (i > 0 && m.version == ms[i-1].version) {
 			return nil, fmt.Errorf("migrations: %s out of sequence", m.name)
 		}
 	}

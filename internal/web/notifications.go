@@ -51,7 +51,7 @@ func (h *Handler) renderNotifications(w http.ResponseWriter, r *http.Request, rq
 		// Technicians see which channels and rules exist; where a channel
 		// delivers (an address, a URL that may carry a key) is for owners.
 		for i := range d.Channels {
-			d.Channels[i].Target, d.Channels[i].Secret = "", ""
+			d.Channels[i].Target, d.Channels[i].Secret, d.Channels[i].SecretHint, d.Channels[i].Endpoint = "", "", "", ""
 		}
 	default:
 		// Viewers see what was sent, not where to.
@@ -76,13 +76,16 @@ func (h *Handler) notificationRefused(w http.ResponseWriter, r *http.Request, rq
 }
 
 func (h *Handler) createChannel(w http.ResponseWriter, r *http.Request, rq *request) error {
-	c, err := notify.CreateChannel(r.Context(), h.Store, rq.principal().IntegratorID,
-		r.PostFormValue("name"), r.PostFormValue("type"), r.PostFormValue("target"), r.PostFormValue("digest") == "on")
+	f := r.PostFormValue
+	c, err := notify.CreateChannel(r.Context(), h.Store, rq.principal().IntegratorID, keepwatch.ChannelSpec{
+		Name: f("name"), Type: f("type"), Target: f("target"), Digest: f("digest") == "on", Signature: f("signature"),
+		Endpoint: f("endpoint"), URL: f("url"), RoutingKey: f("routing_key"), APIKey: f("api_key"), Token: f("token"), User: f("user"),
+		ClientID: f("client_id"), ClientSecret: f("client_secret")})
 	if err != nil {
 		return h.notificationRefused(w, r, rq, err)
 	}
 	h.audit(r, rq, "channel.create", c.Name, string(c.Type))
-	if c.Secret != "" {
+	if c.Type == keepwatch.ChannelWebhook {
 		// Shown once after the redirect, never in the URL.
 		if err := h.putFlash(r.Context(), rq, "new-channel-secret", c.Name+"\n"+c.Secret); err != nil {
 			return err

@@ -172,6 +172,18 @@
     if (at && e.target.value !== '') at.checked = true;
   });
 
+  // The channel form shows the fields of the chosen type only.
+  var ctype = document.querySelector('[data-channel-type]');
+  if (ctype) {
+    var showFields = function () {
+      document.querySelectorAll('[data-for]').forEach(function (f) {
+        f.hidden = f.getAttribute('data-for').split(' ').indexOf(ctype.value) < 0;
+      });
+    };
+    ctype.addEventListener('change', showFields);
+    showFields();
+  }
+
   var reload = document.getElementById('stale-reload');
   if (reload) reload.addEventListener('click', function (e) { e.preventDefault(); location.reload(); });
 
