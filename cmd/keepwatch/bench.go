@@ -12,7 +12,7 @@ import (
 )
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench", "bench [--servers N] [--duration D] [--store sqlite|postgres] [--json]", `Measures keepwatch on this machine: enrolls --servers recording servers,
+	fs := newFlags(e, "bench", "bench [--servers N] [--duration D] [--store sqlite|postgres] [--nodes N] [--json]", `Measures keepwatch on this machine: enrolls --servers recording servers,
 measures ingest over TLS against a bare TLS handler answering 204 (the
 ceiling of the machine), the delay in declaring silent servers
 unavailable, and the memory per tracked server. Progress goes to stderr,
@@ -24,6 +24,7 @@ results to stdout.`)
 	fs.StringVar(&cfg.Store, "store", "sqlite", "the database: sqlite or postgres")
 	fs.StringVar(&cfg.DB, "db", os.Getenv("KEEPWATCH_TEST_POSTGRES"), "PostgreSQL `URL` for --store postgres (a scratch schema is created and dropped)")
 	fs.IntVar(&cfg.Conns, "conns", 128, "`N` concurrent keep-alive TLS connections")
+	fs.IntVar(&cfg.Nodes, "nodes", 1, "`N` keepwatch nodes sharing the database (--store postgres), the load spread over them")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `FILE`")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -53,14 +54,14 @@ results to stdout.`)
 		fmt.Fprintln(e.stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(e.stdout, `servers             %d (%s, heartbeat interval %gs, provisioned in %.1fs)
+	fmt.Fprintf(e.stdout, `servers             %d (%s, %d node(s), heartbeat interval %gs, provisioned in %.1fs)
 ingest              %.0f reports/s over TLS, p50 %.2f ms, p99 %.2f ms (%d connections)
 baseline            %.0f req/s (bare TLS handler answering 204), p99 %.2f ms
 ratio to baseline   %.2f
 detection           %d of %d silent servers declared; delay after deadline p50 %.0f ms, p99 %.0f ms, max %.0f ms
 memory              %.0f bytes per tracked server
 errors              %d (false unavailable: %d)
-`, r.Servers, r.Store, r.IntervalSeconds, r.ProvisionSeconds, r.ReportsPerSec, r.P50Ms, r.P99Ms, r.Conns, r.BaselineRPS, r.BaselineP99Ms,
+`, r.Servers, r.Store, r.Nodes, r.IntervalSeconds, r.ProvisionSeconds, r.ReportsPerSec, r.P50Ms, r.P99Ms, r.Conns, r.BaselineRPS, r.BaselineP99Ms,
 		r.RatioToBaseline, r.Detected, r.Silenced, r.DetectP50Ms, r.DetectP99Ms, r.DetectMaxMs, r.BytesPerServer, r.Errors, r.FalseUnavailable)
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -45,7 +46,10 @@ type Config struct {
 	Store    string        // sqlite or postgres
 	DB       string        // PostgreSQL URL (a scratch schema is created in it)
 	Conns    int           // concurrent keep-alive connections
-	Progress io.Writer     // a progress line every second (nil: none)
+	// Nodes is how many keepwatch nodes share the database (PostgreSQL
+	// only; default 1); the load is spread evenly over them.
+	Nodes    int
+	Progress io.Writer // a progress line every second (nil: none)
 }
 
 // Result is the outcome; its JSON names are stable.
@@ -53,6 +57,7 @@ type Result struct {
 	Servers          int     `json:"servers"`
 	Store            string  `json:"store"`
 	Conns            int     `json:"conns"`
+	Nodes            int     `json:"nodes"`
 	IntervalSeconds  float64 `json:"interval_seconds"`
 	ReportsPerSec    float64 `json:"reports_per_sec"`
 	P50Ms            float64 `json:"p50_ms"`
@@ -88,7 +93,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = 128
 	}
-	res := Result{Servers: cfg.Servers, Store: cfg.Store, Conns: cfg.Conns}
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 1
+	}
+	if cfg.Nodes > 1 && cfg.Store != store.Postgres {
+		return Result{}, fmt.Errorf("--nodes above 1 needs --store postgres: nodes share one database")
+	}
+	res := Result{Servers: cfg.Servers, Store: cfg.Store, Conns: cfg.Conns, Nodes: cfg.Nodes}
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, "\r\033[K"+format, args...)
@@ -139,7 +150,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	bl := load(ctx, tr, "https://"+base.Addr().String(), fleet, cfg.Conns, cfg.Duration, nil, func(rps float64, errs int64) {
+	bl := load(ctx, tr, []string{"https://" + base.Addr().String()}, fleet, cfg.Conns, cfg.Duration, nil, func(rps float64, errs int64) {
 		progress("baseline (bare TLS handler, 204): %.0f req/s, %d errors", rps, errs)
 	})
 	base.Close()
@@ -151,21 +162,37 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := app.New(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: dir, DB: map[bool]string{true: dsn}[cfg.Store == store.Postgres],
-		SelfSigned: true, Interval: interval, Logger: quiet, SecretKey: sealed.NewKey()})
-	if err != nil {
-		return res, err
-	}
+	key := sealed.NewKey()
+	var nodes []*app.App
+	var urls []string
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		a.Shutdown(sctx)
+		for _, n := range nodes {
+			n.Shutdown(sctx)
+		}
 	}()
-	if err := a.Start(ctx); err != nil {
-		return res, err
+	for i := range cfg.Nodes {
+		// Each node its own data directory (its own certificate and
+		// node name), all on the one database.
+		nodeDir := filepath.Join(dir, fmt.Sprintf("node-%d", i))
+		if i == 0 {
+			nodeDir = dir
+		}
+		n, err := app.New(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: nodeDir, DB: map[bool]string{true: dsn}[cfg.Store == store.Postgres],
+			TLSCert: certFile, TLSKey: keyFile, Interval: interval, Logger: quiet, SecretKey: key})
+		if err != nil {
+			return res, err
+		}
+		nodes = append(nodes, n)
+		if err := n.Start(ctx); err != nil {
+			return res, err
+		}
+		urls = append(urls, n.URL())
 	}
+	a := nodes[0]
 	// keepwatch at full speed, every server reporting.
-	kw := load(ctx, tr, a.URL(), fleet, cfg.Conns, cfg.Duration, nil, func(rps float64, errs int64) {
+	kw := load(ctx, tr, urls, fleet, cfg.Conns, cfg.Duration, nil, func(rps float64, errs int64) {
 		progress("keepwatch ingest: %.0f reports/s, %d errors", rps, errs)
 	})
 	// Every server has reported: its credentials and its deadline are in
@@ -196,11 +223,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			warm[i] = true
 		}
 	}
-	if r := loadOnce(ctx, tr, a.URL(), fleet, cfg.Conns, warm); r.errors > 0 {
+	if r := loadOnce(ctx, tr, urls, fleet, cfg.Conns, warm); r.errors > 0 {
 		res.Errors += r.errors
 	}
 	window := 3*interval + interval/10
-	dl := load(ctx, tr, a.URL(), fleet, cfg.Conns, window+3*time.Second, silent, func(rps float64, errs int64) {
+	dl := load(ctx, tr, urls, fleet, cfg.Conns, window+3*time.Second, silent, func(rps float64, errs int64) {
 		progress("detection: %d servers silent, waiting %s past their deadlines (%.0f reports/s from the others)", n, window, rps)
 	})
 	res.Errors += dl.errors
@@ -350,7 +377,7 @@ func (l loadResult) p(q float64) float64 { return pct(l.latency, q) }
 // load sends sealed heartbeats for d over conns connections; worker w owns
 // the servers i ≡ w (mod conns), so sequence numbers stay in order.
 // Servers in skip are left silent.
-func load(ctx context.Context, tr *http.Transport, base string, fleet []fleetServer, conns int, d time.Duration, skip map[int]bool, tick func(float64, int64)) loadResult {
+func load(ctx context.Context, tr *http.Transport, bases []string, fleet []fleetServer, conns int, d time.Duration, skip map[int]bool, tick func(float64, int64)) loadResult {
 	var sent, errs atomic.Int64
 	var mu sync.Mutex
 	var lat []float64
@@ -363,6 +390,7 @@ func load(ctx context.Context, tr *http.Transport, base string, fleet []fleetSer
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			base := bases[w%len(bases)]
 			local := make([]float64, 0, 4096)
 			for i := w; ctx.Err() == nil; i += conns {
 				if i >= len(fleet) {
@@ -425,7 +453,7 @@ func load(ctx context.Context, tr *http.Transport, base string, fleet []fleetSer
 
 // loadOnce sends one heartbeat for every server not in skip, w of them at
 // a time (worker w owns servers i ≡ w mod conns, as in load).
-func loadOnce(ctx context.Context, tr *http.Transport, base string, fleet []fleetServer, conns int, skip map[int]bool) loadResult {
+func loadOnce(ctx context.Context, tr *http.Transport, bases []string, fleet []fleetServer, conns int, skip map[int]bool) loadResult {
 	var errs atomic.Int64
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var wg sync.WaitGroup
@@ -433,6 +461,7 @@ func loadOnce(ctx context.Context, tr *http.Transport, base string, fleet []flee
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			base := bases[w%len(bases)]
 			for i := w; i < len(fleet); i += conns {
 				if skip[i] {
 					continue

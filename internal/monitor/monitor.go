@@ -30,6 +30,9 @@ type Store interface {
 	ReleaseLeases(ctx context.Context, node string, now time.Time) error
 	PartitionServers(ctx context.Context, parts []int) ([]keepwatch.ServerRecord, error)
 	MarkUnavailable(ctx context.Context, at time.Time, batch []keepwatch.Expiry) ([]keepwatch.Marked, error)
+	// LastSeen reads the stored liveness of servers (Unix ms; absent:
+	// unknown), without a write: heartbeats taken by other nodes.
+	LastSeen(ctx context.Context, ids []string) (map[string]int64, error)
 }
 
 // Config configures a Monitor.
@@ -142,15 +145,34 @@ func (m *Monitor) Load(ctx context.Context) error {
 }
 
 // Run sweeps and renews the leases until ctx ends, then hands the leases
-// back so that other nodes take over at once.
+// back so that other nodes take over at once. Leases are renewed by a loop
+// of their own: a slow sweep (a dark site being declared) must never let
+// this node's leases run out while it is alive.
 func (m *Monitor) Run(ctx context.Context) {
+	var leases sync.WaitGroup
+	leases.Add(1)
+	go func() {
+		defer leases.Done()
+		t := time.NewTicker(m.cfg.LeaseTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := m.RenewLeases(ctx); err != nil && ctx.Err() == nil {
+					m.log.Warn("renew leases", "err", err)
+					m.storeTrouble()
+				}
+			}
+		}
+	}()
 	sweep := time.NewTicker(m.cfg.SweepEvery)
 	defer sweep.Stop()
-	lease := time.NewTicker(m.cfg.LeaseTTL / 4)
-	defer lease.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			leases.Wait()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			if err := m.cfg.Store.ReleaseLeases(rctx, m.cfg.Node, m.cfg.Now()); err != nil {
 				m.log.Warn("release leases", "err", err)
@@ -159,11 +181,6 @@ func (m *Monitor) Run(ctx context.Context) {
 			return
 		case <-sweep.C:
 			m.Sweep(ctx)
-		case <-lease.C:
-			if err := m.RenewLeases(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("renew leases", "err", err)
-				m.storeTrouble()
-			}
 		}
 	}
 }
@@ -327,12 +344,54 @@ func (m *Monitor) Sweep(ctx context.Context) {
 	}
 	m.mu.Unlock()
 
+	batch = m.recheck(ctx, batch)
 	at := time.UnixMilli(now).UTC()
 	for len(batch) > 0 {
 		n := min(len(batch), 1000)
 		m.expire(ctx, batch[:n], at)
 		batch = batch[n:]
 	}
+}
+
+// recheck reads the stored liveness of expired servers and re-arms those
+// that reported meanwhile — to another node, whose heartbeats this node
+// does not see — so that only the silent ones take a write transaction. A
+// read that fails leaves the batch whole: the declaration is
+// compare-and-set anyway.
+func (m *Monitor) recheck(ctx context.Context, batch []keepwatch.Expiry) []keepwatch.Expiry {
+	if len(batch) == 0 {
+		return batch
+	}
+	ids := make([]string, len(batch))
+	for i, x := range batch {
+		ids[i] = x.ID
+	}
+	seen, err := m.cfg.Store.LastSeen(ctx, ids)
+	if err != nil {
+		return batch
+	}
+	now := m.cfg.Now().UnixMilli()
+	silent := batch[:0]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, x := range batch {
+		last, ok := seen[x.ID]
+		e, tracked := m.servers[x.ID]
+		if !ok || last <= x.LastSeen || !tracked {
+			silent = append(silent, x)
+			continue
+		}
+		e.lastSeen = max(e.lastSeen, last)
+		if e.lastSeen+m.window(e.intervalMS) < now {
+			x.LastSeen = e.lastSeen
+			silent = append(silent, x)
+			continue
+		}
+		if e.watched {
+			m.arm(e)
+		}
+	}
+	return silent
 }
 
 // expire declares a batch of expired servers in one store transaction and

@@ -412,3 +412,33 @@ func (s *Store) LeaseHolders(ctx context.Context, now time.Time) (map[int]string
 	})
 	return out, err
 }
+
+// LastSeen reads the stored liveness of servers (Unix ms) from the read
+// pool: a sweeper re-checks what other nodes heard without a write.
+// Unknown servers are absent.
+func (s *Store) LastSeen(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.query(ctx, `SELECT id, last_seen FROM servers WHERE id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		_, err = scanAll(rows, func(r scanner) (string, error) {
+			var id string
+			var at int64
+			err := r.Scan(&id, &at)
+			out[id] = at
+			return id, err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
