@@ -54,7 +54,8 @@ type Channel struct {
 	// secret. Sealed at rest,
 	// never shown again.
 	Secret string `json:"-"`
-	// SecretHint ends the secret ("…a1b2"), for owners to tell keys apart.
+	// SecretHint ends a vendor key ("…a1b2"), for owners to tell keys
+	// apart (KeyHint).
 	SecretHint string `json:"secret_hint,omitempty"`
 	// Endpoint replaces a vendor's service URL (an on-premise install, a
 	// relay); HaloPSA needs it: the instance's URL.
@@ -201,13 +202,14 @@ func (c Channel) Validate() error {
 	return nil
 }
 
-// Hint returns what a channel list shows of a secret: its last four
-// characters, or nothing for short ones.
-func Hint(secret string) string {
-	if len(secret) < 16 {
+// KeyHint returns what a channel list shows of a vendor key: its last
+// four characters (nothing for short keys, and nothing of a webhook's
+// signing secret, which nobody sees again).
+func (c Channel) KeyHint() string {
+	if c.Type == ChannelWebhook || len(c.Secret) < 16 {
 		return ""
 	}
-	return "…" + secret[len(secret)-4:]
+	return "…" + c.Secret[len(c.Secret)-4:]
 }
 
 // Rule decides which incidents notify which channel.

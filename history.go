@@ -20,9 +20,10 @@ const (
 )
 
 // Notifies reports whether a transition of this type may notify someone
-// (the others ride on other messages).
+// (the others ride on other messages). Acknowledgements notify only
+// channels that track incidents (ChannelType.Tracks).
 func (t TransitionType) Notifies() bool {
-	return t == TransitionOpened || t == TransitionReopened || t == TransitionResolved
+	return t == TransitionOpened || t == TransitionReopened || t == TransitionResolved || t == TransitionAcknowledged
 }
 
 // Transition is one row of an incident's history.

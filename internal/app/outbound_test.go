@@ -19,6 +19,12 @@ import (
 // retrying).
 func webhookOutcome(t *testing.T, allow []string, url string) keepwatch.Notification {
 	t.Helper()
+	return channelOutcome(t, allow, keepwatch.ChannelSpec{Name: "hook", Type: "webhook", Target: url})
+}
+
+// channelOutcome is webhookOutcome for a channel of any type.
+func channelOutcome(t *testing.T, allow []string, spec keepwatch.ChannelSpec) keepwatch.Notification {
+	t.Helper()
 	a := start(t, app.Config{DataDir: t.TempDir(), InsecureHTTP: true, AllowOutbound: allow,
 		NotifyEvery: 20 * time.Millisecond, NotifyRetryBase: time.Hour})
 	defer a.Shutdown(ctx)
@@ -26,7 +32,7 @@ func webhookOutcome(t *testing.T, allow []string, url string) keepwatch.Notifica
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := notify.CreateChannel(ctx, a.Store, in.ID, keepwatch.ChannelSpec{Name: "hook", Type: "webhook", Target: url})
+	ch, err := notify.CreateChannel(ctx, a.Store, in.ID, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,5 +84,28 @@ func TestWebhooksReachOnlyAllowedDestinations(t *testing.T) {
 	}
 	if _, err := app.New(ctx, app.Config{DataDir: t.TempDir(), AllowOutbound: []string{"10.0.0.0/40"}}); err == nil {
 		t.Fatal("a malformed --allow-outbound entry was accepted")
+	}
+}
+
+// TestVendorEndpointsFollowTheOutboundPolicy: a vendor channel's endpoint
+// on a private address is refused like a webhook's, until the operator
+// allows it.
+func TestVendorEndpointsFollowTheOutboundPolicy(t *testing.T) {
+	var hits atomic.Int64
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"status":"success","message":"Event processed","dedup_key":"k"}`)
+	}))
+	defer rcv.Close()
+	spec := keepwatch.ChannelSpec{Name: "pager", Type: "pagerduty", RoutingKey: strings.Repeat("r", 32), Endpoint: rcv.URL + "/v2/enqueue"}
+	n := channelOutcome(t, nil, spec)
+	if n.State != keepwatch.NotificationPending || n.LastError != "destination not allowed" || hits.Load() != 0 {
+		t.Fatalf("default allow-list: %s %q, receiver hits %d", n.State, n.LastError, hits.Load())
+	}
+	n = channelOutcome(t, []string{"127.0.0.1/32"}, spec)
+	if n.State != keepwatch.NotificationSent || hits.Load() != 2 { // a test is a trigger and its resolve
+		t.Fatalf("allowed: %s %q, receiver hits %d", n.State, n.LastError, hits.Load())
 	}
 }

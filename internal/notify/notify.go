@@ -192,7 +192,7 @@ func (n *Notifier) evaluate(ctx context.Context, tr keepwatch.Transition, cache 
 	case keepwatch.TransitionAcknowledged:
 		return n.acknowledged(ctx, tr)
 	default:
-		return nil // acknowledgements, recurrences and annotations ride on other messages
+		return nil // recurrences and annotations ride on other messages
 	}
 	ic, err := n.cfg.Store.IncidentForNotify(ctx, tr.IncidentID)
 	if err != nil || ic.IntegratorID == 0 {

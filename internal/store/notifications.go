@@ -39,7 +39,7 @@ func (s *Store) CreateChannel(ctx context.Context, integratorID int64, c keepwat
 		_, err = t.exec(`UPDATE channels SET secret = ? WHERE id = ?`, s.sealSecret(id, c.Secret), id)
 		return err
 	})
-	c.SecretHint = keepwatch.Hint(c.Secret)
+	c.SecretHint = c.KeyHint()
 	return c, err
 }
 
@@ -55,7 +55,7 @@ func (s *Store) scanChannel(r scanner) (keepwatch.Channel, error) {
 		if c.Secret, err = s.openSecret(c.ID, c.Secret); err != nil {
 			err = fmt.Errorf("secret of channel %d: %w", c.ID, err)
 		}
-		c.SecretHint = keepwatch.Hint(c.Secret)
+		c.SecretHint = c.KeyHint()
 	}
 	return c, err
 }
