@@ -177,7 +177,7 @@ func TestProtocolTableMatchesTheRealAnswers(t *testing.T) {
 	r.a.Ingest.Now = time.Now
 
 	// Pacing: a server over its pace, an address over its refusals.
-	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 1000, 1
+	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 2, 1
 	for seq := uint64(4); seq < 50; seq++ {
 		if a := r.send(t, seal(t, s, seq, "")); a.status == 429 {
 			note("report", "too fast", a)
