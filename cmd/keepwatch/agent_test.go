@@ -61,16 +61,16 @@ func startAgent(t *testing.T, dir, config, logFile string) *agentProcess {
 // the end of the test).
 func startKeepwatch(t *testing.T, data, addr string) (a *app.App, stop func()) {
 	t.Helper()
-	a, err := app.New(context.Background(), app.Config{DataDir: data, Addr: addr, SelfSigned: true, Interval: time.Second, Logger: testLogger(t)})
+	// This test is about durability and order: keepwatch's flood caps must
+	// not hold back the thousand events' incidents.
+	flood := keepwatch.FloodPolicy{MaxOpenIncidents: 100000, MaxEventsPerMinute: 100000}
+	a, err := app.New(context.Background(), app.Config{DataDir: data, Addr: addr, SelfSigned: true, Interval: time.Second, Logger: testLogger(t), Flood: flood})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// keepwatch paces each server (a backlog of 1,000 reports takes it
 	// 10 s at the default pace); this test is about durability and order.
 	a.Ingest.ServerRate, a.Ingest.ServerBurst = 100000, 100000
-	// Nor may its flood caps hold back the thousand events' incidents.
-	a.Store.Flood = keepwatch.FloodPolicy{MaxOpenIncidents: 100000, MaxEventsPerMinute: 100000}
-	a.Ingest.Flood = a.Store.Flood
 	for tries := 0; ; tries++ {
 		if err = a.Start(context.Background()); err == nil {
 			break

@@ -222,8 +222,8 @@ func validItem(where, kind, subject, message string) error {
 	if !keepwatch.ValidKind(kind) {
 		return keepwatch.Errorf(keepwatch.EINVALID, "%s: kind must be lower-case letters, digits and _, starting with a letter (at most %d)", where, keepwatch.MaxKindLen)
 	}
-	if kind == keepwatch.KindServerUnavailable {
-		return keepwatch.Errorf(keepwatch.EINVALID, "%s: server_unavailable is keepwatch's own verdict, not reported", where)
+	if keepwatch.SetByKeepwatch(kind) {
+		return keepwatch.Errorf(keepwatch.EINVALID, "%s: %s is keepwatch's own verdict, not reported", where, kind)
 	}
 	if !keepwatch.ValidText(subject, keepwatch.MaxSubjectLen) {
 		return keepwatch.Errorf(keepwatch.EINVALID, "%s: subject must be at most %d bytes without control characters", where, keepwatch.MaxSubjectLen)

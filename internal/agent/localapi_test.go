@@ -65,6 +65,8 @@ func TestLocalAPIRefusesBadInputWithCodedErrors(t *testing.T) {
 		{"no events", "POST", "/v1/events", js, `{"events": []}`, nil, 400, keepwatch.EINVALID},
 		{"bad kind", "POST", "/v1/events", js, `{"events": [{"kind": "Archive Failed"}]}`, nil, 400, keepwatch.EINVALID},
 		{"keepwatch's own kind", "PUT", "/v1/conditions", js, `{"conditions": [{"kind": "server_unavailable"}]}`, nil, 400, keepwatch.EINVALID},
+		{"keepwatch's flood", "PUT", "/v1/conditions", js, `{"conditions": [{"kind": "flood"}]}`, nil, 400, keepwatch.EINVALID},
+		{"keepwatch's forecast as an event", "POST", "/v1/events", js, `{"events": [{"kind": "storage_forecast"}]}`, nil, 400, keepwatch.EINVALID},
 		{"control character", "POST", "/v1/events", js, `{"events": [{"kind": "file_delete_failed", "subject": "a\u0007b"}]}`, nil, 400, keepwatch.EINVALID},
 		{"event from the future", "POST", "/v1/events", js, `{"events": [{"kind": "file_delete_failed", "at": "2999-01-01T00:00:00Z"}]}`, nil, 400, keepwatch.EINVALID},
 		{"conditions missing", "PUT", "/v1/conditions", js, `{}`, nil, 400, keepwatch.EINVALID},

@@ -41,6 +41,9 @@ type Config struct {
 	// Interval is the heartbeat interval agents are told (default 60 s).
 	Interval  time.Duration
 	Tolerance float64 // fraction of the interval (default 0.1)
+	// Flood holds each server's flood caps (zero: the defaults), for the
+	// store (open incidents) and ingest (events a minute) alike.
+	Flood keepwatch.FloodPolicy
 
 	TLSCert, TLSKey string
 	SelfSigned      bool
@@ -162,7 +165,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Interval: cfg.Interval, Tolerance: cfg.Tolerance, Now: cfg.Now, Logger: cfg.Logger,
 		Publish: publish, SweepEvery: cfg.SweepEvery, Node: cfg.Node,
 	})
-	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
+	st.Flood = cfg.Flood
+	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish, Flood: cfg.Flood}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}

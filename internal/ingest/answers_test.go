@@ -274,7 +274,7 @@ func TestOnlyUnauthorizedEnrollmentsCountTowardTheLimit(t *testing.T) {
 
 func TestRateLimitMessageAgreesWithRetryAfter(t *testing.T) {
 	r := newRig(t)
-	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 1000, 1
+	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 2, 1
 	s := r.enroll(t, "RS-01")
 	var a answer
 	for seq := uint64(1); seq < 50; seq++ {
@@ -282,7 +282,7 @@ func TestRateLimitMessageAgreesWithRetryAfter(t *testing.T) {
 			break
 		}
 	}
-	// Even a wait of a millisecond is rounded up to a whole second, in
+	// A wait under a second is rounded up to a whole second, in
 	// the header and in the message alike.
 	if a.status != 429 || a.retryAfter != "1" || !strings.HasSuffix(a.msg, "retry in 1s") {
 		t.Fatalf("paced: %+v", a)

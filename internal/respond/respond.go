@@ -133,10 +133,10 @@ func JSONProblem(err error) string {
 		return fmt.Sprintf("%s must be %s, not %s", terr.Field, jsonKind(terr.Type.Kind()), terr.Value)
 	case errors.As(err, &terr):
 		return fmt.Sprintf("must be %s, not %s", jsonKind(terr.Type.Kind()), terr.Value)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &serr) && strings.Contains(serr.Error(), "unexpected end"):
+		return "not valid JSON (it ends too early)"
 	case errors.As(err, &serr):
 		return fmt.Sprintf("not valid JSON (at byte %d)", serr.Offset)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return "not valid JSON (it ends too early)"
 	}
 	return "not valid JSON"
 }

@@ -112,5 +112,24 @@ func TestEventsOverTheRateAreRecordedButOpenNothing(t *testing.T) {
 		if len(times) != 5 {
 			t.Fatalf("%d events recorded, want 5", len(times))
 		}
+		// A report within the calm period keeps the flood; one after it,
+		// holding nothing back, clears it by itself.
+		_, err = s.ApplyReport(ctx, report(f.aliceSrv, 2, day.Add(5*time.Minute)))
+		must(t, err)
+		if open := openOf(t, s, f.alice); open[keepwatch.KindFlood] != 1 {
+			t.Fatalf("flood cleared within the calm period: %v", open)
+		}
+		ch, err := s.ApplyReport(ctx, report(f.aliceSrv, 3, day.Add(keepwatch.DefaultFloodCalm+time.Minute)))
+		must(t, err)
+		if open := openOf(t, s, f.alice); len(open) != 0 {
+			t.Fatalf("flood after a calm report: %v", open)
+		}
+		cleared := false
+		for _, c := range ch.Changes {
+			cleared = cleared || c.Kind == keepwatch.KindFlood && !c.Active
+		}
+		if !cleared {
+			t.Fatalf("the clearing is not among the report's changes: %+v", ch.Changes)
+		}
 	})
 }
