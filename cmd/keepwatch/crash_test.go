@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"keepwatch/internal/agent"
+	"keepwatch/internal/protocol"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 )
@@ -235,5 +238,95 @@ func TestBackupOfARunningServerRestores(t *testing.T) {
 	_, inst := newAPIClient(t, srv2.url, filepath.Join(restored, "tls", "cert.pem"), token).do("GET", "/api/v1/installations/BACK-0001", nil)
 	if inst["status"] != "error" {
 		t.Fatalf("restored installation: %v", inst)
+	}
+}
+
+// A heartbeat acknowledged just before kill -9 is spent for good: sent
+// again to the restarted server it is refused as replayed, never taken as
+// a sign of life.
+func TestKill9LeavesAcknowledgedHeartbeatsSpent(t *testing.T) {
+	data := t.TempDir()
+	admin := func(args ...string) string {
+		out, _ := cli(t, "", append([]string{"admin", "--data", data}, args...)...)
+		return strings.TrimSpace(out)
+	}
+	admin("--create", "integrator", "add", "Alice Security", "--owner-email", "owner@alice.example")
+	token := admin("token", "create", "--integrator", "Alice Security", "--name", "t", "--role", "owner")
+	key := admin("license", "add", "--slc", "CRASH-0002", "--customer", "c", "--product", "p", "--cameras", "1", "--care-plus-until", "2099-01-01")
+	addr := freePort(t)
+	srv := startServer(t, data, addr)
+	ca := filepath.Join(data, "tls", "cert.pem")
+	api := newAPIClient(t, srv.url, ca, token)
+	if code, body := api.do("POST", "/api/v1/registrations", map[string]string{"slc": "CRASH-0002"}); code != 201 {
+		t.Fatalf("register: %d %v", code, body)
+	}
+	st, err := agent.Enroll(context.Background(), agent.EnrollOptions{Server: srv.url, CAFile: ca, SLC: "CRASH-0002", Key: key, Name: "RS-01", Consent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := agent.NewClient(srv.url, ca)
+	sender := &agent.Sender{State: st, Client: c}
+	if _, err := sender.Send(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Heartbeats, sealed here so that their bytes can be sent again.
+	id, err := protocol.ParseServerID(st.ServerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(env []byte) (int, error) {
+		req, _ := http.NewRequest(http.MethodPost, srv.url+protocol.ReportPath, bytes.NewReader(env))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var acked [][]byte
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := st.Seq + 1; ; seq++ {
+			env, _ := protocol.Seal(st.Key, id, seq, nil)
+			code, err := post(env)
+			if err != nil {
+				return
+			}
+			if code == 200 {
+				mu.Lock()
+				acked = append(acked, env)
+				mu.Unlock()
+			}
+		}
+	}()
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Wait()
+	<-done
+	startServer(t, data, addr)
+	c.HTTP.CloseIdleConnections()
+	last := acked[max(0, len(acked)-20):]
+	for i, env := range last {
+		code, err := post(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusConflict {
+			t.Fatalf("acknowledged heartbeat %d of the last %d before kill -9 answered %d after restart, want 409 replayed", i+1, len(last), code)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func (s *Store) CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([
 	}
 	sort.Slice(order, func(a, b int) bool { return beats[order[a]].ID < beats[order[b]].ID })
 	err := s.retryDeadlock(ctx, func() error {
-		return s.tx(ctx, func(t *Tx) error {
+		return s.beatTx(ctx, func(t *Tx) error {
 			accepted, err := t.commitBeats(ctx, beats, order)
 			if err != nil {
 				return err
@@ -212,7 +212,7 @@ func (s *Store) MarkUnavailable(ctx context.Context, at time.Time, batch []keepw
 		order[i] = i
 	}
 	sort.Slice(order, func(a, b int) bool { return batch[order[a]].ID < batch[order[b]].ID })
-	const perTx = 256
+	const perTx = 64
 	for start := 0; start < len(order); start += perTx {
 		part := order[start:min(len(order), start+perTx)]
 		marks := make([]keepwatch.Marked, len(part))

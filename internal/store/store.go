@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -165,6 +166,52 @@ func (s *Store) q(query string) string {
 // tx runs fn in a transaction, committing if it returns nil.
 func (s *Store) tx(ctx context.Context, fn func(*Tx) error) error {
 	t, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(err)
+	}
+	if err := fn(&Tx{tx: t, s: s, ctx: ctx}); err != nil {
+		t.Rollback()
+		return err
+	}
+	return dbErr(t.Commit())
+}
+
+// beatTx runs fn in a write transaction whose commit is atomic and visible
+// at once but not flushed to disk on its own: SQLite commits it with
+// synchronous=NORMAL (the WAL reaches the operating system before the
+// commit returns, so it survives the process being killed; the next
+// fsync — any other commit, or a checkpoint — makes it safe from a power
+// cut), PostgreSQL with synchronous_commit off (its WAL writer flushes
+// within a fraction of a second). Only heartbeats use it: losing the last
+// moments of heartbeats to a power cut costs at most one replayed
+// heartbeat inside the own-outage guard that follows the restart, while
+// an fsync per group commit would cap the heartbeat rate at the disk's
+// flush rate.
+func (s *Store) beatTx(ctx context.Context, fn func(*Tx) error) error {
+	if s.dialect == Postgres {
+		return s.tx(ctx, func(t *Tx) error {
+			if _, err := t.tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return dbErr(err)
+			}
+			return fn(t)
+		})
+	}
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return dbErr(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return dbErr(err)
+	}
+	defer func() {
+		// Every other commit must be flushed again: a connection that
+		// cannot be put back to FULL is discarded.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	t, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return dbErr(err)
 	}
