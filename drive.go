@@ -1,6 +1,7 @@
 package keepwatch
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -323,4 +324,33 @@ func byteText(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// DriveKinds are the kinds keepwatch decides from drive samples.
+var DriveKinds = []string{KindStorageForecast, KindRetentionShort}
+
+// DriveJudgeStore is what judging a server's drives needs: the drives'
+// recent history with the installation's settings, and the place to put
+// keepwatch's verdicts.
+type DriveJudgeStore interface {
+	// ServerDrives returns the settings of the server's installation and
+	// the server's drives with their samples of the last ForecastWindow
+	// before now.
+	ServerDrives(ctx context.Context, serverID string, now time.Time) (DriveSettings, []DriveHistory, error)
+	SetKeepwatchConditions(ctx context.Context, serverID string, kinds []string, conds []Condition, at time.Time) ([]Change, error)
+}
+
+// JudgeDrives re-evaluates a server's drives at now and replaces its
+// storage_forecast and retention_short conditions by the verdict: raised
+// when due, cleared when no longer due. It returns the changes made.
+func JudgeDrives(ctx context.Context, s DriveJudgeStore, serverID string, now time.Time) ([]Change, error) {
+	set, hs, err := s.ServerDrives(ctx, serverID, now)
+	if err != nil {
+		return nil, err
+	}
+	st := make([]DriveStatus, 0, len(hs))
+	for _, h := range hs {
+		st = append(st, set.Status(h, now))
+	}
+	return s.SetKeepwatchConditions(ctx, serverID, DriveKinds, set.Conditions(st, now), now)
 }

@@ -75,6 +75,9 @@ type Config struct {
 	SweepEvery, ReloadEvery time.Duration
 	// Node names this node in the monitor's leases (default: random).
 	Node string
+	// HousekeepEvery paces the compaction of drive series and the
+	// pruning of history (zero: a minute).
+	HousekeepEvery time.Duration
 }
 
 // App is a configured server.
@@ -106,6 +109,9 @@ type App struct {
 	stop         context.CancelFunc
 	running      sync.WaitGroup
 	serverCounts cachedCounts
+	// publish hands committed changes to the live streams (and the other
+	// nodes).
+	publish func([]keepwatch.Change)
 }
 
 // New opens the store and wires the components; nothing listens yet.
@@ -153,6 +159,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		// through LISTEN/NOTIFY.
 		a.cluster = live.NewCluster(a.Broker, cfg.DB, st, cfg.Logger)
 		publish = a.cluster.Publish
+	}
+	a.publish = publish
+	if cfg.HousekeepEvery == 0 {
+		cfg.HousekeepEvery = defaultHousekeepEvery
+		a.cfg.HousekeepEvery = cfg.HousekeepEvery
 	}
 	if cfg.ReloadEvery == 0 {
 		cfg.ReloadEvery = 2 * time.Second
@@ -311,6 +322,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() { a.Ingest.Run(runCtx) })
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
+	a.goRun(func() { a.keepDrives(runCtx) })
 	if a.cluster != nil {
 		a.goRun(func() { a.cluster.Run(runCtx) })
 	}

@@ -74,6 +74,11 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 				return err
 			}
 		}
+		if len(r.Drives) > 0 && state == keepwatch.ServerOK {
+			if err := t.storeDrives(info, r.Drives); err != nil {
+				return err
+			}
+		}
 		for _, e := range r.Events {
 			if _, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
