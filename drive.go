@@ -354,3 +354,50 @@ func JudgeDrives(ctx context.Context, s DriveJudgeStore, serverID string, now ti
 	}
 	return s.SetKeepwatchConditions(ctx, serverID, DriveKinds, set.Conditions(st, now), now)
 }
+
+// DriveRequirement is the retention required of one drive, by path.
+type DriveRequirement struct {
+	Path                  string
+	RequiredRetentionDays int
+}
+
+// MaxDriveRequirements bounds the drives an installation names in its
+// settings.
+const MaxDriveRequirements = 256
+
+// NewDriveSettings validates settings as a person gives them: a horizon
+// (0: the default), the retention required of recording drives (0: none),
+// and per-drive requirements, each path printable and named once.
+func NewDriveSettings(horizon, required int, perDrive []DriveRequirement) (DriveSettings, error) {
+	s := DriveSettings{HorizonDays: horizon, RequiredRetentionDays: required}
+	if len(perDrive) > MaxDriveRequirements {
+		return s, Errorf(EINVALID, "at most %d drives have a requirement of their own", MaxDriveRequirements)
+	}
+	for _, d := range perDrive {
+		if d.Path == "" || !ValidText(d.Path, MaxDrivePathLen) {
+			return s, Errorf(EINVALID, "a drive's path is required, printable, at most %d bytes", MaxDrivePathLen)
+		}
+		if _, dup := s.PerDrive[d.Path]; dup {
+			return s, Errorf(EINVALID, "%s is listed twice", d.Path)
+		}
+		if s.PerDrive == nil {
+			s.PerDrive = map[string]int{}
+		}
+		s.PerDrive[d.Path] = d.RequiredRetentionDays
+	}
+	return s, s.Validate()
+}
+
+// String words the settings for the audit log.
+func (s DriveSettings) String() string {
+	out := fmt.Sprintf("forecast horizon %d days, required retention %d days", s.Horizon(), s.RequiredRetentionDays)
+	paths := make([]string, 0, len(s.PerDrive))
+	for p := range s.PerDrive {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		out += fmt.Sprintf("; %s %d days", p, s.PerDrive[p])
+	}
+	return out
+}

@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
-	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
+	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing, Publish: publish}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,
