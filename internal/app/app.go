@@ -75,6 +75,10 @@ type Config struct {
 	SweepEvery, ReloadEvery time.Duration
 	// Node names this node in the monitor's leases (default: random).
 	Node string
+	// HistoryDays is how long state changes, events, resolved incidents
+	// and notifications are kept, AuditDays the audit log (zero:
+	// DefaultHistoryDays, DefaultAuditDays; at least MinKeepDays).
+	HistoryDays, AuditDays int
 	// HousekeepEvery paces the compaction of drive series and the
 	// pruning of history (zero: a minute).
 	HousekeepEvery time.Duration
@@ -118,6 +122,15 @@ type App struct {
 func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 60 * time.Second
+	}
+	if cfg.HistoryDays == 0 {
+		cfg.HistoryDays = DefaultHistoryDays
+	}
+	if cfg.AuditDays == 0 {
+		cfg.AuditDays = DefaultAuditDays
+	}
+	if cfg.HistoryDays < MinKeepDays || cfg.AuditDays < MinKeepDays {
+		return nil, fmt.Errorf("history and the audit log are kept at least %d days", MinKeepDays)
 	}
 	if cfg.Interval < MinInterval {
 		return nil, fmt.Errorf("heartbeat interval must be at least %s", MinInterval)
@@ -323,6 +336,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
 	a.goRun(func() { a.keepDrives(runCtx) })
+	a.goRun(func() { a.pruneHistory(runCtx) })
 	if a.cluster != nil {
 		a.goRun(func() { a.cluster.Run(runCtx) })
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/store"
 )
 
 // Housekeeping paces. Work is done in small batches, each a short
@@ -78,4 +79,54 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// How long history is kept by default, and at least.
+const (
+	DefaultHistoryDays = 400
+	DefaultAuditDays   = 730
+	MinKeepDays        = 30
+	pruneBatch         = 1000
+)
+
+// pruneHistory deletes history older than its period, in batches of
+// pruneBatch rows with a pause between, until ctx ends.
+func (a *App) pruneHistory(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HousekeepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.PruneOnce(ctx)
+	}
+}
+
+// PruneOnce deletes all history older than its period, batch by batch,
+// and returns how many rows it deleted.
+func (a *App) PruneOnce(ctx context.Context) int {
+	total := 0
+	for _, table := range store.HistoryTables {
+		days := a.cfg.HistoryDays
+		if table == "audit_log" {
+			days = a.cfg.AuditDays
+		}
+		for ctx.Err() == nil {
+			before := a.cfg.Now().Add(-time.Duration(days) * 24 * time.Hour)
+			n, err := a.Store.PruneHistory(ctx, table, before, pruneBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("prune history", "table", table, "err", err)
+				}
+				break
+			}
+			total += n
+			if n < pruneBatch || !sleep(ctx, batchPause) {
+				break
+			}
+		}
+	}
+	return total
 }

@@ -38,3 +38,10 @@ func (s *Store) VacuumForTest(ctx context.Context) error {
 	_, err := s.write.ExecContext(ctx, `VACUUM FULL drive_points`)
 	return err
 }
+
+// CountForTest runs a COUNT query.
+func (s *Store) CountForTest(ctx context.Context, q string, args ...any) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, s.q(q), args...).Scan(&n)
+	return n, err
+}
