@@ -312,6 +312,9 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// ByteText formats a byte count in binary units, one decimal: 7.3 TiB.
+func ByteText(n uint64) string { return byteText(n) }
+
 // byteText formats a byte count in binary units, one decimal.
 func byteText(n uint64) string {
 	const unit = 1024

@@ -49,6 +49,7 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 				"GET /installations/{slc}":              {"/installations/" + aliceSLC, nil, []int{200}, 404},
 				"POST /installations/{slc}/maintenance": {"/installations/" + aliceSLC + "/maintenance", form("duration", "1h", "reason", "disk swap"), []int{303}, 404},
 				"POST /installations/{slc}/maintenance/{id}/stop": {fmt.Sprintf("/installations/%s/maintenance/%d/stop", aliceSLC, f.window), form(), []int{303, 404}, 404},
+				"POST /installations/{slc}/drives":                {"/installations/" + aliceSLC + "/drives", form("horizon", "10", "required", "30"), []int{303}, 404},
 				"GET /incidents":              {"/incidents", nil, []int{200}, 200},
 				"GET /incidents/{id}":         {"/incidents/" + inc, nil, []int{200}, 404},
 				"POST /incidents/bulk":        {"/incidents/bulk", form("id", inc, "action", "assign", "user", fmt.Sprint(f.users["alice-technician"])), []int{303}, 404},
