@@ -2,8 +2,8 @@ package web_test
 
 import (
 	"net/url"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 
 	"keepwatch"
