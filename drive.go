@@ -1,6 +1,7 @@
 package keepwatch
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -311,6 +312,9 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// ByteText formats a byte count in binary units, one decimal: 7.3 TiB.
+func ByteText(n uint64) string { return byteText(n) }
+
 // byteText formats a byte count in binary units, one decimal.
 func byteText(n uint64) string {
 	const unit = 1024
@@ -323,4 +327,80 @@ func byteText(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// DriveKinds are the kinds keepwatch decides from drive samples.
+var DriveKinds = []string{KindStorageForecast, KindRetentionShort}
+
+// DriveJudgeStore is what judging a server's drives needs: the drives'
+// recent history with the installation's settings, and the place to put
+// keepwatch's verdicts.
+type DriveJudgeStore interface {
+	// ServerDrives returns the settings of the server's installation and
+	// the server's drives with their samples of the last ForecastWindow
+	// before now.
+	ServerDrives(ctx context.Context, serverID string, now time.Time) (DriveSettings, []DriveHistory, error)
+	SetKeepwatchConditions(ctx context.Context, serverID string, kinds []string, conds []Condition, at time.Time) ([]Change, error)
+}
+
+// JudgeDrives re-evaluates a server's drives at now and replaces its
+// storage_forecast and retention_short conditions by the verdict: raised
+// when due, cleared when no longer due. It returns the changes made.
+func JudgeDrives(ctx context.Context, s DriveJudgeStore, serverID string, now time.Time) ([]Change, error) {
+	set, hs, err := s.ServerDrives(ctx, serverID, now)
+	if err != nil {
+		return nil, err
+	}
+	st := make([]DriveStatus, 0, len(hs))
+	for _, h := range hs {
+		st = append(st, set.Status(h, now))
+	}
+	return s.SetKeepwatchConditions(ctx, serverID, DriveKinds, set.Conditions(st, now), now)
+}
+
+// DriveRequirement is the retention required of one drive, by path.
+type DriveRequirement struct {
+	Path                  string
+	RequiredRetentionDays int
+}
+
+// MaxDriveRequirements bounds the drives an installation names in its
+// settings.
+const MaxDriveRequirements = 256
+
+// NewDriveSettings validates settings as a person gives them: a horizon
+// (0: the default), the retention required of recording drives (0: none),
+// and per-drive requirements, each path printable and named once.
+func NewDriveSettings(horizon, required int, perDrive []DriveRequirement) (DriveSettings, error) {
+	s := DriveSettings{HorizonDays: horizon, RequiredRetentionDays: required}
+	if len(perDrive) > MaxDriveRequirements {
+		return s, Errorf(EINVALID, "at most %d drives have a requirement of their own", MaxDriveRequirements)
+	}
+	for _, d := range perDrive {
+		if d.Path == "" || !ValidText(d.Path, MaxDrivePathLen) {
+			return s, Errorf(EINVALID, "a drive's path is required, printable, at most %d bytes", MaxDrivePathLen)
+		}
+		if _, dup := s.PerDrive[d.Path]; dup {
+			return s, Errorf(EINVALID, "%s is listed twice", d.Path)
+		}
+		if s.PerDrive == nil {
+			s.PerDrive = map[string]int{}
+		}
+		s.PerDrive[d.Path] = d.RequiredRetentionDays
+	}
+	return s, s.Validate()
+}
+
+// String words the settings for the audit log.
+func (s DriveSettings) String() string {
+	out := fmt.Sprintf("forecast horizon %d days, required retention %d days", s.Horizon(), s.RequiredRetentionDays)
+	paths := make([]string, 0, len(s.PerDrive))
+	for p := range s.PerDrive {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		out += fmt.Sprintf("; %s %d days", p, s.PerDrive[p])
+	}
+	return out
 }

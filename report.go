@@ -27,6 +27,10 @@ type Report struct {
 	HeldEvents []Event
 	// Consent is set when the report changes the customer's consent.
 	Consent *bool
+	// Drives are the drive samples the report carries, stored with it;
+	// they change no agent condition (keepwatch judges them afterwards,
+	// JudgeDrives).
+	Drives []DriveReading
 }
 
 // Applied is the outcome of a stored report.

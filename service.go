@@ -106,3 +106,20 @@ type AccountStore interface {
 	RevokeToken(ctx context.Context, integratorID, tokenID int64) (string, error)
 	AuditLog(ctx context.Context, integratorID int64, limit int) ([]AuditEntry, error)
 }
+
+// DriveStore reads an installation's drives and keeps its expectations of
+// them.
+type DriveStore interface {
+	// InstallationDrives returns the installation's drive settings and
+	// its drives with their samples of the forecast's window.
+	InstallationDrives(ctx context.Context, integratorID int64, slc string, now time.Time) (DriveSettings, []DriveHistory, error)
+	// DriveSeries returns the stored points of a drive that end at or
+	// after from: of the server named, or of the first (by name) with
+	// the path when server is "".
+	DriveSeries(ctx context.Context, integratorID int64, slc, server, path string, from time.Time) ([]SeriesPoint, error)
+	DriveSettings(ctx context.Context, integratorID int64, slc string) (DriveSettings, error)
+	// SetDriveSettings replaces the settings and returns the servers
+	// whose drives are to be judged again.
+	SetDriveSettings(ctx context.Context, integratorID int64, slc string, s DriveSettings) ([]string, error)
+	DriveJudgeStore
+}

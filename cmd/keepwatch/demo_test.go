@@ -143,3 +143,38 @@ func TestDemoRemovesTempDirOnExit(t *testing.T) {
 		})
 	}
 }
+
+// The demo's drives show a forecast and keepwatch's verdicts from the
+// first page: thirty days of history are written at its start.
+func TestDemoShowsDriveForecastsAtOnce(t *testing.T) {
+	out, _ := startDemo(t, t.TempDir())
+	api := &apiClient{t: t, base: banner(t, out, `URL:\s+(\S+)`), token: banner(t, out, `API token:\s+(\S+)`), http: &http.Client{Timeout: 10 * time.Second}}
+	drive := func(slc string) map[string]any {
+		t.Helper()
+		code, body := api.do("GET", "/api/v1/installations/"+slc+"/drives", nil)
+		ds, _ := body["drives"].([]any)
+		if code != 200 || len(ds) == 0 {
+			t.Fatalf("%s drives: %d %v", slc, code, body)
+		}
+		return ds[0].(map[string]any)
+	}
+	// Filling: full in about nine days.
+	if d := drive("DEMO-1000-7000"); d["trend"] != "filling" || d["days_until_full"] == nil ||
+		d["days_until_full"].(float64) < 7 || d["days_until_full"].(float64) > 11 {
+		t.Fatalf("filling drive %v", d)
+	}
+	// Held full by its recorder: not filling, 19 days kept of 30.
+	if d := drive("DEMO-1074-7026"); d["trend"] != "retention_managed" || d["days_until_full"] != nil || d["retention_days"].(float64) < 18.9 {
+		t.Fatalf("retained drive %v", d)
+	}
+	_, body := api.do("GET", "/api/v1/installations/DEMO-1074-7026", nil)
+	found := false
+	for _, c := range body["conditions"].([]any) {
+		if c.(map[string]any)["kind"] == "retention_short" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no retention_short on the site keeping 19 days of 30: %v", body["conditions"])
+	}
+}

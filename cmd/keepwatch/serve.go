@@ -42,6 +42,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&allow, "allow-outbound", "a `CIDR` or host name webhooks may reach besides public addresses, e.g. an on-premise receiver (repeatable; none by default)")
 	metricsTokenFile := fs.String("metrics-token-file", "", "`FILE` holding a bearer token /metrics then requires (default "+envMetricsToken+"; none: /metrics is open)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics only on this separate `HOST:PORT` (e.g. 127.0.0.1:9464), not on --addr")
+	fs.IntVar(&cfg.HistoryDays, "history-days", app.DefaultHistoryDays, "keep state changes, events, resolved incidents and notifications for `DAYS` (at least 30; 400 covers a 365-day uptime)")
+	fs.IntVar(&cfg.AuditDays, "audit-days", app.DefaultAuditDays, "keep the audit log for `DAYS` (at least 30)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's `URL` as users reach it, for links in notifications (default: the listen URL)")
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -101,6 +101,16 @@ func setup(t *testing.T, dialect string) *tenants {
 		if _, err := s.ApplyReport(ctx, r); err != nil {
 			t.Fatal(err)
 		}
+		// A day of hourly samples of a drive.
+		var samples []keepwatch.DriveReading
+		for h := 24; h >= 0; h-- {
+			at := time.Now().Add(-time.Duration(h) * time.Hour)
+			samples = append(samples, keepwatch.DriveReading{Path: `E:\Recordings`, Role: keepwatch.DriveRecording,
+				DriveSample: keepwatch.DriveSample{At: at, Capacity: 8 << 40, Free: 4<<40 - uint64(24-h)<<34, OldestRecording: at.Add(-20 * 24 * time.Hour)}})
+		}
+		if err := s.AddDriveSamples(ctx, id, samples); err != nil {
+			t.Fatal(err)
+		}
 		if who.name == "alice" {
 			ins, err := s.Incidents(ctx, in.ID, "", 10)
 			if err != nil || len(ins) != 1 {
@@ -231,6 +241,10 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"GET /api/v1/installations/{slc}/maintenance":         {"/api/v1/installations/" + aliceSLC + "/maintenance", "", 200, 404, "not_found"},
 				"POST /api/v1/installations/{slc}/maintenance":        {"/api/v1/installations/" + aliceSLC + "/maintenance", `{"duration_seconds":3600,"reason":"disk swap"}`, 201, 404, "not_found"},
 				"DELETE /api/v1/installations/{slc}/maintenance/{id}": {"/api/v1/installations/" + aliceSLC + "/maintenance/" + fmt.Sprint(tn.window), "", 200, 404, "not_found"},
+				"GET /api/v1/installations/{slc}/drives":              {"/api/v1/installations/" + aliceSLC + "/drives", "", 200, 404, "not_found"},
+				"GET /api/v1/installations/{slc}/drives/series":       {"/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings&range=90d", "", 200, 404, "not_found"},
+				"GET /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", "", 200, 404, "not_found"},
+				"PUT /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", `{"required_retention_days":30}`, 200, 404, "not_found"},
 			}
 			routes := tn.a.API.Routes()
 			for _, rt := range routes {
@@ -284,6 +298,9 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				{"alice-technician", "GET", "/api/v1/users", "", 403},
 				{"alice-technician", "POST", "/api/v1/tokens", `{"name":"x","role":"owner"}`, 403},
 				{"alice-technician", "GET", "/api/v1/audit", "", 403},
+				{"alice-viewer", "GET", "/api/v1/installations/" + aliceSLC + "/drives", "", 200},
+				{"alice-viewer", "GET", "/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings", "", 200},
+				{"alice-viewer", "PUT", "/api/v1/installations/" + aliceSLC + "/drive-settings", `{"required_retention_days":1}`, 403},
 			} {
 				status, body := tn.call(t, rc.who, rc.method, rc.path, rc.body)
 				if status != rc.want || (rc.want == 403 && code(body) != "forbidden") {
@@ -393,6 +410,12 @@ func TestBadRequestsGetCodedErrors(t *testing.T) {
 		{"POST", "/api/v1/registrations", `{"slc":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "too_large"},
 		{"POST", "/api/v1/incidents/1/ack", `{"note":"` + strings.Repeat("x", 2000) + `"}`, 400, "invalid_request"},
 		{"GET", "/api/v1/nothing-here", "", 404, "not_found"},
+		{"GET", "/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings&range=7d", "", 400, "invalid_request"},
+		{"GET", "/api/v1/installations/" + aliceSLC + "/drives/series", "", 400, "invalid_request"},
+		{"GET", "/api/v1/installations/" + aliceSLC + "/drives/series?path=Z:", "", 404, "not_found"},
+		{"PUT", "/api/v1/installations/" + aliceSLC + "/drive-settings", `{"forecast_horizon_days":400}`, 400, "invalid_request"},
+		{"PUT", "/api/v1/installations/" + aliceSLC + "/drive-settings", `{"required_retention_days":-1}`, 400, "invalid_request"},
+		{"PUT", "/api/v1/installations/" + aliceSLC + "/drive-settings", `{"drives":[{"path":"E:","required_retention_days":3},{"path":"E:","required_retention_days":4}]}`, 400, "invalid_request"},
 	} {
 		status, body := tn.call(t, "alice-owner", c.method, c.path, c.body)
 		if status != c.status || code(body) != c.code {

@@ -37,6 +37,7 @@ type Store interface {
 	keepwatch.MaintenanceStore
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
+	keepwatch.DriveStore
 }
 
 // Handler serves the API.
@@ -49,6 +50,9 @@ type Handler struct {
 	// KeepAlive paces SSE comments that keep proxies from closing idle
 	// streams (default 15 s).
 	KeepAlive time.Duration
+	// Publish receives the changes the API's actions make (drive
+	// verdicts after new settings), once committed.
+	Publish func([]keepwatch.Change)
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
 	// RecheckEvery paces the re-check of an event stream's credential
@@ -99,7 +103,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
 		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
-	}, append(append(h.notifyRoutes(), h.peopleRoutes()...), h.maintenanceRoutes()...)...)
+	}, append(append(h.notifyRoutes(), h.peopleRoutes()...), append(h.maintenanceRoutes(), h.driveRoutes()...)...)...)
 }
 
 // Register adds the API routes to mux.

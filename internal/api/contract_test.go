@@ -143,6 +143,10 @@ func TestOpenAPIMatchesTheRealAnswers(t *testing.T) {
 		"GET /api/v1/installations/{slc}/maintenance":         {"/api/v1/installations/" + aliceSLC + "/maintenance", ""},
 		"POST /api/v1/installations/{slc}/maintenance":        {"/api/v1/installations/" + aliceSLC + "/maintenance", `{"duration_seconds":3600,"reason":"disk swap"}`},
 		"DELETE /api/v1/installations/{slc}/maintenance/{id}": {"/api/v1/installations/" + aliceSLC + "/maintenance/" + window, ""},
+		"GET /api/v1/installations/{slc}/drives":              {"/api/v1/installations/" + aliceSLC + "/drives", ""},
+		"GET /api/v1/installations/{slc}/drives/series":       {"/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings&range=90d", ""},
+		"GET /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", ""},
+		"PUT /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", `{"forecast_horizon_days":14,"required_retention_days":30,"drives":[]}`},
 	}
 	routes := map[string]api.Route{}
 	for _, rt := range tn.a.API.Routes() {
@@ -196,6 +200,7 @@ func TestOpenAPIMatchesTheRealAnswers(t *testing.T) {
 	add("GET /api/v1/installations", "alice-owner", "GET", "/api/v1/installations?filter=bogus", "")
 	add("GET /api/v1/incidents", "alice-owner", "GET", "/api/v1/incidents?state=bogus", "")
 	add("GET /api/v1/audit", "alice-owner", "GET", "/api/v1/audit?limit=0", "")
+	add("GET /api/v1/installations/{slc}/drives/series", "alice-owner", "GET", "/api/v1/installations/"+aliceSLC+"/drives/series?path=E:%5CRecordings&range=7y", "")
 	add("POST /api/v1/incidents/{id}/resolve", "alice-owner", "POST", "/api/v1/incidents/"+inc+"/resolve", `{}`)
 	add("POST /api/v1/registrations", "alice-owner", "POST", "/api/v1/registrations", `{"slc":"`+bobSLC+`"}`)
 	add("POST /api/v1/users", "alice-owner", "POST", "/api/v1/users", `{"email":"spare@alice.example","role":"viewer"}`)

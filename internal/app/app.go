@@ -78,6 +78,13 @@ type Config struct {
 	SweepEvery, ReloadEvery time.Duration
 	// Node names this node in the monitor's leases (default: random).
 	Node string
+	// HistoryDays is how long state changes, events, resolved incidents
+	// and notifications are kept, AuditDays the audit log (zero:
+	// DefaultHistoryDays, DefaultAuditDays; at least MinKeepDays).
+	HistoryDays, AuditDays int
+	// HousekeepEvery paces the compaction of drive series and the
+	// pruning of history (zero: a minute).
+	HousekeepEvery time.Duration
 }
 
 // App is a configured server.
@@ -109,12 +116,24 @@ type App struct {
 	stop         context.CancelFunc
 	running      sync.WaitGroup
 	serverCounts cachedCounts
+	// publish hands committed changes to the live streams (and the other
+	// nodes).
+	publish func([]keepwatch.Change)
 }
 
 // New opens the store and wires the components; nothing listens yet.
 func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 60 * time.Second
+	}
+	if cfg.HistoryDays == 0 {
+		cfg.HistoryDays = DefaultHistoryDays
+	}
+	if cfg.AuditDays == 0 {
+		cfg.AuditDays = DefaultAuditDays
+	}
+	if cfg.HistoryDays < MinKeepDays || cfg.AuditDays < MinKeepDays {
+		return nil, fmt.Errorf("history and the audit log are kept at least %d days", MinKeepDays)
 	}
 	if cfg.Interval < MinInterval {
 		return nil, fmt.Errorf("heartbeat interval must be at least %s", MinInterval)
@@ -157,6 +176,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.cluster = live.NewCluster(a.Broker, cfg.DB, st, cfg.Logger)
 		publish = a.cluster.Publish
 	}
+	a.publish = publish
+	if cfg.HousekeepEvery == 0 {
+		cfg.HousekeepEvery = defaultHousekeepEvery
+		a.cfg.HousekeepEvery = cfg.HousekeepEvery
+	}
 	if cfg.ReloadEvery == 0 {
 		cfg.ReloadEvery = 2 * time.Second
 		a.cfg.ReloadEvery = cfg.ReloadEvery
@@ -169,8 +193,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish, Flood: cfg.Flood}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
-	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
-	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
+	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}
+	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing, Publish: publish}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,
@@ -316,6 +340,8 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
 	a.goRun(func() { a.warmCredentials(runCtx) })
+	a.goRun(func() { a.keepDrives(runCtx) })
+	a.goRun(func() { a.pruneHistory(runCtx) })
 	if a.cluster != nil {
 		a.goRun(func() { a.cluster.Run(runCtx) })
 	}

@@ -156,6 +156,9 @@ func Setup(ctx context.Context, st *store.Store, today keepwatch.Date) (Credenti
 	if err != nil {
 		return creds, nil, err
 	}
+	if err := pinDrives(ctx, st, in.ID, sites, now); err != nil {
+		return creds, nil, err
+	}
 	if err := offerUnregistered(ctx, st, in.ID, today); err != nil {
 		return creds, nil, err
 	}
@@ -184,6 +187,36 @@ func technician(ctx context.Context, st *store.Store, integratorID int64) (keepw
 	}
 	ss := keepwatch.Session{UserID: id, IntegratorID: integratorID, Email: TechnicianEmail, Role: keepwatch.RoleTechnician}
 	return ss.Principal(), id, nil
+}
+
+// pinDrives gives the first sites drives that show each behaviour at
+// once: one filling towards full in nine days, one running away, one held
+// full by its recorder but keeping 19 days of footage where the customer
+// requires 30, and one held full keeping 34 days; the others draw theirs
+// (sim.DrivesFor).
+func pinDrives(ctx context.Context, st *store.Store, integratorID int64, sites *Sites, now time.Time) error {
+	const tib = 1 << 40
+	day := 24 * time.Hour
+	pinned := [][]sim.SimDrive{
+		{{Path: `E:\Recordings`, Role: "recording", Capacity: 8 * tib, Behavior: sim.DriveFilling, Start: now.Add(-30 * day),
+			StartUsed: 0.35, FullAfter: 39 * day, Seed: 1},
+			{Path: `F:\Archive`, Role: "archive", Capacity: 16 * tib, Behavior: sim.DriveFilling, Start: now.Add(-200 * day),
+				StartUsed: 0.05, FullAfter: 500 * day, Seed: 2}},
+		{{Path: `E:\Recordings`, Role: "recording", Capacity: 6 * tib, Behavior: sim.DriveRunaway, Start: now.Add(-10 * time.Hour),
+			StartUsed: 0.7, FullAfter: 40 * time.Hour, RetentionDays: 30, Seed: 3}},
+		{{Path: `E:\Recordings`, Role: "recording", Capacity: 12 * tib, Behavior: sim.DriveRetained, Start: now.Add(-60 * day),
+			RetentionDays: 19, Seed: 4}},
+		{{Path: `D:\Recordings`, Role: "recording", Capacity: 10 * tib, Behavior: sim.DriveRetained, Start: now.Add(-60 * day),
+			RetentionDays: 34, Seed: 5}},
+	}
+	for i, ds := range pinned {
+		in := sites.Installations[i]
+		in.Drives = ds
+		if _, err := st.SetDriveSettings(ctx, integratorID, in.SLC, keepwatch.DriveSettings{RequiredRetentionDays: 30}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maintained is the pinned site the demo puts in a maintenance window.
@@ -234,7 +267,7 @@ func NewFleet(url, caFile string, st *store.Store, log *slog.Logger, sites *Site
 	f := &Fleet{Store: st, Logger: log, sites: sites}
 	f.fleet, f.err = sim.New(sim.Config{
 		URL: url, CAFile: caFile, Installations: sites.Installations, FaultRate: FaultRate, Mix: Mix,
-		Ramp: time.Second, Store: st, Conns: 8, Logger: log,
+		Ramp: time.Second, Store: st, Conns: 8, Logger: log, Drives: true,
 	})
 	return f
 }
@@ -244,8 +277,21 @@ func (f *Fleet) Start(ctx context.Context) error {
 	if f.err != nil {
 		return f.err
 	}
-	return f.fleet.Start(ctx)
+	if err := f.fleet.Start(ctx); err != nil {
+		return err
+	}
+	// Thirty days of drive history, so that the charts and forecasts
+	// show from the first page.
+	n, err := f.fleet.BackfillDrives(ctx, f.Store, time.Now(), BackfillSpan, time.Hour)
+	if err != nil {
+		return err
+	}
+	f.Logger.Info("demo drive history written", "samples", n)
+	return nil
 }
+
+// BackfillSpan is the drive history the demo writes at its start.
+var BackfillSpan = 30 * 24 * time.Hour
 
 // Run keeps the fleet alive until ctx ends, with a technician who takes
 // care of archive incidents.

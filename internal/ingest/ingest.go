@@ -346,7 +346,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 // consent change, a server coming back) in a transaction of its own. The
 // caller holds c.mu.
 func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (keepwatch.ServerState, error) {
-	plain := !rep.Status && len(rep.Events) == 0 && len(rep.HeldEvents) == 0 && rep.Consent == nil && c.state == keepwatch.ServerOK && !offsetChanged(c, rep)
+	plain := !rep.Status && len(rep.Events) == 0 && len(rep.HeldEvents) == 0 && len(rep.Drives) == 0 && rep.Consent == nil && c.state == keepwatch.ServerOK && !offsetChanged(c, rep)
 	if plain {
 		out, err := h.committer.commit(ctx, keepwatch.Beat{ID: rep.ServerID, Seq: rep.Seq, At: rep.ReceivedAt, IntervalMS: rep.Interval.Milliseconds()})
 		if err != nil {
@@ -374,6 +374,16 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 	h.seen(c, rep, applied.State)
 	if len(applied.Changes) > 0 {
 		h.Publish(applied.Changes)
+	}
+	if len(rep.Drives) > 0 && applied.State == keepwatch.ServerOK {
+		// The samples are stored: judge the drives on them. The report
+		// stands whatever the verdict's fate; the next one judges again.
+		changes, err := keepwatch.JudgeDrives(ctx, h.Store, rep.ServerID, rep.ReceivedAt)
+		if err != nil {
+			h.Logger.Warn("judge drives", "server", rep.ServerID, "err", err)
+		} else if len(changes) > 0 {
+			h.Publish(changes)
+		}
 	}
 	return applied.State, nil
 }
@@ -485,6 +495,34 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 			rep.Conditions = append(rep.Conditions, cond)
 		}
 	}
+	if len(p.Drives) > keepwatch.MaxDrives {
+		return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d drives", keepwatch.MaxDrives)
+	}
+	for i, d := range p.Drives {
+		if d.Capacity > math.MaxInt64 {
+			return rep, keepwatch.Errorf(keepwatch.EINVALID, "drives[%d]: capacity is at most %d bytes", i, int64(math.MaxInt64))
+		}
+		r := keepwatch.DriveReading{Path: d.Path, Role: keepwatch.DriveRole(d.Role),
+			DriveSample: keepwatch.DriveSample{Capacity: d.Capacity, Free: d.Free}}
+		switch {
+		case d.At != nil:
+			r.At = shift(d.At.UTC())
+		case p.SentAt != nil:
+			r.At = shift(p.SentAt.UTC())
+		default:
+			r.At = now.UTC()
+		}
+		if d.OldestRecordingAt != nil {
+			r.OldestRecording = shift(d.OldestRecordingAt.UTC())
+		}
+		if r.Role == "" {
+			r.Role = keepwatch.DriveOther
+		}
+		rep.Drives = append(rep.Drives, r)
+	}
+	if err := keepwatch.ValidateDriveReadings(rep.Drives, now); err != nil {
+		return rep, err
+	}
 	if len(p.Events) > keepwatch.MaxEvents {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "a report carries at most %d events", keepwatch.MaxEvents)
 	}
@@ -540,4 +578,6 @@ type Store interface {
 	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)
+	// The drives a report's samples are judged on (keepwatch.JudgeDrives).
+	keepwatch.DriveJudgeStore
 }

@@ -32,6 +32,9 @@ type Installation struct {
 	Servers       []*Creds `json:"servers"`
 	// Scenario pins what happens to the site (demo); not cached.
 	Scenario Scenario `json:"-"`
+	// Drives pins the drives of the site's first server (demo; with
+	// Config.Drives); not cached. Unset: DrivesFor draws them.
+	Drives []SimDrive `json:"-"`
 }
 
 // Cache is what a state directory keeps between runs, so that a rerun

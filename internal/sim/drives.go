@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 
 	"keepwatch"
 	"keepwatch/internal/protocol"
+	"keepwatch/internal/store"
 )
 
 // DriveBehavior is how a simulated drive's used space moves.
@@ -151,3 +153,55 @@ func (s *driveSet) due(now time.Time) []protocol.PayloadDrive {
 
 // String names a drive for logs.
 func (d SimDrive) String() string { return fmt.Sprintf("%s (%s, %s)", d.Path, d.Role, d.Behavior) }
+
+// BackfillDrives writes span of history of every enrolled server's drives
+// before now straight into the store, a sample every step (their figures
+// are a function of time, so the live samples that follow continue the
+// same lines), then compacts the series and judges the drives, so that
+// charts and forecasts show at once. It returns how many samples it wrote.
+func (f *Fleet) BackfillDrives(ctx context.Context, st *store.Store, now time.Time, span, step time.Duration) (int, error) {
+	n := 0
+	for _, s := range f.servers {
+		if s.drives == nil || s.creds.ID == "" {
+			continue
+		}
+		var rs []keepwatch.DriveReading
+		for t := now.Add(-span); t.Before(now); t = t.Add(step) {
+			for _, d := range s.drives.drives {
+				rs = append(rs, readingOf(d.Sample(t)))
+			}
+		}
+		if err := st.AddDriveSamples(ctx, s.creds.ID, rs); err != nil {
+			return n, err
+		}
+		n += len(rs)
+	}
+	for {
+		c, err := st.CompactDrives(ctx, now, 100)
+		if err != nil {
+			return n, err
+		}
+		if c < 100 {
+			break
+		}
+	}
+	for _, s := range f.servers {
+		if s.drives == nil || s.creds.ID == "" {
+			continue
+		}
+		if _, err := keepwatch.JudgeDrives(ctx, st, s.creds.ID, now); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readingOf is a sample as keepwatch stores it.
+func readingOf(p protocol.PayloadDrive) keepwatch.DriveReading {
+	r := keepwatch.DriveReading{Path: p.Path, Role: keepwatch.DriveRole(p.Role),
+		DriveSample: keepwatch.DriveSample{At: *p.At, Capacity: p.Capacity, Free: p.Free}}
+	if p.OldestRecordingAt != nil {
+		r.OldestRecording = *p.OldestRecordingAt
+	}
+	return r
+}

@@ -96,6 +96,9 @@ type Config struct {
 	// Concurrency bounds the enrollments in flight (default 8); Conns the
 	// connections to keepwatch (default 32).
 	Concurrency, Conns int
+	// Drives: each server measures its drives (DrivesFor) and sends
+	// their samples every SampleEvery, as the agent does.
+	Drives bool
 	// Seed makes the faults reproducible (zero: random).
 	Seed   uint64
 	Logger *slog.Logger
@@ -166,6 +169,12 @@ func New(cfg Config) (*Fleet, error) {
 				f: f, site: st, first: j == 0, creds: cr,
 				rnd:   rand.New(rand.NewPCG(cfg.Seed, uint64(i)<<16|uint64(j))),
 				acked: map[string]Item{}, ackedEvents: map[string]Item{}, needStatus: true,
+			}
+			if cfg.Drives {
+				s.drives = &driveSet{drives: DrivesFor(s.rnd, time.Now())}
+				if j == 0 && len(in.Drives) > 0 {
+					s.drives.drives = in.Drives
+				}
 			}
 			st.servers = append(st.servers, s)
 			f.servers = append(f.servers, s)
@@ -458,6 +467,8 @@ type server struct {
 	creds *Creds
 	id    protocol.ServerID
 	rnd   *rand.Rand
+	// drives, when set, are the drives the server samples.
+	drives *driveSet
 
 	mu          sync.Mutex
 	h           *health
@@ -606,6 +617,14 @@ func (s *server) tick(ctx context.Context, now time.Time) (next time.Time, stop 
 	case beat:
 	default:
 		return s.wake(time.Time{}), false
+	}
+	if ds := s.drives.due(now); len(ds) > 0 {
+		// Samples ride in whatever report goes now, a heartbeat too.
+		if p == nil {
+			t := now.UTC()
+			p = &protocol.Payload{SentAt: &t}
+		}
+		p.Drives = ds
 	}
 	if err := s.send(ctx, p); err != nil {
 		return s.failed(now, codeOf(err), p, nEvents)

@@ -185,6 +185,8 @@ func (f *Fleet) Check(views []keepwatch.InstallationView, now time.Time) Check {
 			switch {
 			case cd.Kind == keepwatch.KindServerUnavailable:
 				unavailable[cd.Server] = true
+			case cd.Kind == keepwatch.KindStorageForecast || cd.Kind == keepwatch.KindRetentionShort:
+				// keepwatch's own verdicts on the drives' samples.
 			case cd.Server != "" && cd.Kind != keepwatch.KindSiteUnreachable:
 				if shown[cd.Server] == nil {
 					shown[cd.Server] = map[string]keepwatch.Condition{}

@@ -76,6 +76,11 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 				return err
 			}
 		}
+		if len(r.Drives) > 0 && state == keepwatch.ServerOK {
+			if err := t.storeDrives(info, r.Drives); err != nil {
+				return err
+			}
+		}
 		if state != info.state && state == keepwatch.ServerConsentWithdrawn {
 			out.Changes = append(out.Changes, info.change("consent_withdrawn", "", true, at))
 		}

@@ -121,15 +121,15 @@ func TestMigrationsStepwiseEqualFreshAndGolden(t *testing.T) {
 			dsn := testutil.DSN(t, d)
 			// Migrate one version at a time, reopening in between, as
 			// successive releases would.
-			for v := 1; ; v++ {
+			for _, v := range store.MigrationVersionsForTest(d) {
 				s, err := store.OpenNoMigrate(ctx, dsn)
 				must(t, err)
 				must(t, s.Migrate(ctx, v))
 				got, err := s.SchemaVersion(ctx)
 				must(t, err)
 				s.Close()
-				if got < v {
-					break
+				if got != v {
+					t.Fatalf("migrated to %d, schema version %d", v, got)
 				}
 			}
 			stepped, err := store.Open(ctx, dsn)

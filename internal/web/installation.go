@@ -42,6 +42,7 @@ type installationData struct {
 	Today       keepwatch.Date
 	Registered  time.Time
 	LiveHref    string
+	Drives      drivesData
 }
 
 type durationChoice struct {
@@ -104,6 +105,13 @@ func (h *Handler) renderInstallation(w http.ResponseWriter, r *http.Request, rq 
 	}
 	d := installationData{View: view, Timeline: timeline, Maintenance: windows, Durations: maintenanceDurations, Today: h.today(),
 		Registered: registered, LiveHref: "/installations/" + slc + "?partial=1"}
+	rng, _ := chartSpan(r.URL.Query().Get("range"))
+	if rng != chartRanges[0].Key {
+		d.LiveHref += "&range=" + rng
+	}
+	if d.Drives, err = h.loadDrives(ctx, p.IntegratorID, slc, rng, now); err != nil {
+		return err
+	}
 	d.Active, d.State = view.Maintenance, string(view.Status)
 	var mine []keepwatch.Incident
 	for _, n := range incidents {

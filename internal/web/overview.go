@@ -35,7 +35,7 @@ type count struct {
 }
 
 type overviewData struct {
-	Filter   string // errors or all
+	Filter   string // errors, all or filling
 	State    string // one display state, or ""
 	Query    string
 	Rows     []overviewRow
@@ -48,6 +48,10 @@ type overviewData struct {
 	NextHref string
 	AllHref  string
 	ErrHref  string
+	// FillHref lists the installations with a drive that will be full
+	// within its horizon (storage_forecast); Filling counts them.
+	FillHref string
+	Filling  int
 	LiveHref string
 	Today    keepwatch.Date
 }
@@ -55,7 +59,7 @@ type overviewData struct {
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) error {
 	q := r.URL.Query()
 	d := overviewData{Filter: q.Get("filter"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), Today: h.today()}
-	if d.Filter != "all" {
+	if d.Filter != "all" && d.Filter != "filling" {
 		d.Filter = "errors"
 	}
 	if len(d.Query) > 100 {
@@ -78,7 +82,13 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	var matches []int
 	for i := range views {
 		v := &views[i]
+		filling := fillingSoon(v)
+		if filling {
+			d.Filling++
+		}
 		switch {
+		case d.Filter == "filling" && !filling:
+			continue
 		case d.State != "" && string(v.Status) != d.State:
 			continue
 		case d.State == "" && d.Filter == "errors" && !v.Status.NeedsAttention():
@@ -100,8 +110,8 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 
 	link := func(filter, state, query string, page int) string {
 		v := url.Values{}
-		if filter == "all" {
-			v.Set("filter", "all")
+		if filter == "all" || filter == "filling" {
+			v.Set("filter", filter)
 		}
 		if state != "" {
 			v.Set("state", state)
@@ -121,7 +131,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 		key := string(s)
 		d.Counts = append(d.Counts, count{Key: key, Label: counterLabels[s], N: tally[s], Href: link("all", key, d.Query, 1), Current: d.State == key})
 	}
-	d.AllHref, d.ErrHref = link("all", "", d.Query, 1), link("errors", "", d.Query, 1)
+	d.AllHref, d.ErrHref, d.FillHref = link("all", "", d.Query, 1), link("errors", "", d.Query, 1), link("filling", "", d.Query, 1)
 	if d.Page > 1 {
 		d.PrevHref = link(d.Filter, d.State, d.Query, d.Page-1)
 	}
@@ -144,6 +154,17 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 func containsFold(s, needle string) bool {
 	for i := 0; i+len(needle) <= len(s); i++ {
 		if strings.EqualFold(s[i:i+len(needle)], needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// fillingSoon tells whether one of an installation's drives will be full
+// within its horizon.
+func fillingSoon(v *keepwatch.InstallationView) bool {
+	for _, c := range v.Conditions {
+		if c.Kind == keepwatch.KindStorageForecast {
 			return true
 		}
 	}

@@ -32,6 +32,7 @@ func TestScreenshots(t *testing.T) {
 	pages := []struct{ name, path, wait string }{
 		{"overview", "/", "#rows"},
 		{"installation", "/installations/DEMO-1001", "#conditions"},
+		{"drives", "/installations/DEMO-1001#drives", "#drives"},
 		{"incidents", "/incidents", "#incident-list"},
 		{"incident", fmt.Sprintf("/incidents/%d", site), "#history"},
 		{"registration", "/registrations", "#register-form"},
@@ -54,7 +55,7 @@ func TestScreenshots(t *testing.T) {
 				t.Errorf("%s at %s: %d px wider than the window", p.path, size.name, over)
 			}
 			shot := chromedp.FullScreenshot(100) // 100: PNG
-			if p.name == "overview" || size.name == "laptop" && p.name != "settings" && p.name != "incident" {
+			if p.name == "overview" || p.name == "drives" || size.name == "laptop" && p.name != "settings" && p.name != "incident" {
 				shot = chromedp.CaptureScreenshot() // the first screen, as a person sees it
 			}
 			png, err := chromedp.Run(b, shot)
@@ -212,6 +213,7 @@ func seedDemo(f *fixture) {
 			}
 		}
 	}
+	seedDrives(f, now)
 	// Some work already done by the team.
 	clock = now.Add(-time.Hour)
 	ins, err := s.Incidents(ctx, f.alice, "", 100)
@@ -254,4 +256,39 @@ func setMaintenance(ctx context.Context, s *store.Store, integratorID int64, slc
 		return m, err
 	}
 	return s.SetMaintenance(ctx, integratorID, m)
+}
+
+// seedDrives gives Harbor Logistics (DEMO-1001) 40 days of drive samples,
+// hourly: on RS-01 a recording drive filling towards full in about 9
+// days and keeping 19 days of footage where 30 are required, and an
+// archive drive filling slowly; on RS-02 a recording drive the recorder
+// holds at about 95 %.
+func seedDrives(f *fixture, now time.Time) {
+	t, s := f.t, f.a.Store
+	const tib = uint64(1) << 40
+	srv, err := s.Servers(ctx, f.alice, "DEMO-1001")
+	must(t, err)
+	_, err = s.SetDriveSettings(ctx, f.alice, "DEMO-1001", keepwatch.DriveSettings{RequiredRetentionDays: 30})
+	must(t, err)
+	var rs1, rs2 []keepwatch.DriveReading
+	for h := 40 * 24; h >= 0; h-- {
+		at := now.Add(-time.Duration(h) * time.Hour)
+		days := float64(40*24-h) / 24
+		used := uint64(float64(8*tib) * (0.45 + 0.012*days))
+		rs1 = append(rs1, keepwatch.DriveReading{Path: `E:\Recordings`, Role: keepwatch.DriveRecording,
+			DriveSample: keepwatch.DriveSample{At: at, Capacity: 8 * tib, Free: 8*tib - used, OldestRecording: at.Add(-19 * 24 * time.Hour)}},
+			keepwatch.DriveReading{Path: `F:\Archive`, Role: keepwatch.DriveArchive,
+				DriveSample: keepwatch.DriveSample{At: at, Capacity: 16 * tib, Free: 16*tib - uint64(float64(16*tib)*(0.3+0.002*days))}})
+		level := 0.945 + float64((40*24-h)%50)/5000
+		rs2 = append(rs2, keepwatch.DriveReading{Path: `D:\Recordings`, Role: keepwatch.DriveRecording,
+			DriveSample: keepwatch.DriveSample{At: at, Capacity: 12 * tib, Free: 12*tib - uint64(float64(12*tib)*level), OldestRecording: at.Add(-34 * 24 * time.Hour)}})
+	}
+	must(t, s.AddDriveSamples(ctx, srv[0].ID, rs1))
+	must(t, s.AddDriveSamples(ctx, srv[1].ID, rs2))
+	_, err = s.CompactDrives(ctx, now, 100)
+	must(t, err)
+	for _, x := range srv {
+		_, err := keepwatch.JudgeDrives(ctx, s, x.ID, now)
+		must(t, err)
+	}
 }

@@ -3,6 +3,8 @@ package web
 import (
 	"fmt"
 	"html/template"
+	"math"
+	"strconv"
 	"time"
 
 	"keepwatch"
@@ -143,6 +145,21 @@ func templateFuncs() template.FuncMap {
 		"serverState": func(s keepwatch.Server) string { return string(keepwatch.ServerStatus(s)) },
 		"worst":       func(s keepwatch.Server) *keepwatch.Condition { return keepwatch.WorstCondition(s.Conditions) },
 		"str":         func(v any) string { return fmt.Sprint(v) },
+		"float":       func(n int) float64 { return float64(n) },
+		"deref1": func(f *float64) float64 {
+			if f == nil {
+				return 0
+			}
+			return *f
+		},
+		// days writes a number of days to one decimal: 10.7, 19.
+		"days": func(d float64) string {
+			if d >= 10 { // whole days from 10 on
+				return strconv.FormatFloat(math.Round(d), 'f', -1, 64)
+			}
+			return strconv.FormatFloat(math.Round(d*10)/10, 'f', -1, 64)
+		},
+		"bytes": keepwatch.ByteText,
 		// dict passes several values to a template: dict "Row" . "Page" $.
 		"dict": func(kv ...any) map[string]any {
 			m := make(map[string]any, len(kv)/2)

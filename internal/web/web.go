@@ -36,6 +36,9 @@ type Handler struct {
 	Auth   *auth.Service
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Publish receives the changes the dashboard's actions make (drive
+	// verdicts after new settings), once committed.
+	Publish func([]keepwatch.Change)
 
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -69,6 +72,7 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/installations/{slc}", keepwatch.RoleViewer, h.installation},
 		{"POST", "/installations/{slc}/maintenance", keepwatch.RoleTechnician, h.setMaintenance},
 		{"POST", "/installations/{slc}/maintenance/{id}/stop", keepwatch.RoleTechnician, h.stopMaintenance},
+		{"POST", "/installations/{slc}/drives", keepwatch.RoleTechnician, h.setDriveSettings},
 		{"GET", "/incidents", keepwatch.RoleViewer, h.incidents},
 		{"POST", "/incidents/bulk", keepwatch.RoleTechnician, h.bulkIncidents},
 		{"GET", "/incidents/{id}", keepwatch.RoleViewer, h.incident},
@@ -325,6 +329,7 @@ var flashes = map[string]string{
 	"channelCreated":       "Channel added.",
 	"codesCreated":         "New recovery codes made; the old ones no longer work.",
 	"bulk":                 "",
+	"drives":               "Drive settings saved: the drives are judged against them now.",
 	"maintenanceScheduled": "Maintenance scheduled: it shows on the overview until it starts.",
 	"maintenanceCancelled": "Scheduled maintenance cancelled.",
 	"released":             "SLC released.",
@@ -382,5 +387,6 @@ type Store interface {
 	keepwatch.MaintenanceStore
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
+	keepwatch.DriveStore
 	flashStore
 }
