@@ -94,7 +94,7 @@ func newDriveSite(t *testing.T) *driveSite {
 	must(t, err)
 	// Faster than a configuration may ask: a round of samples as soon as
 	// the test moves the clock.
-	cfg.Checks.DriveSamples.Every = agent.Duration(50 * time.Millisecond)
+	cfg.Checks.DriveSamples.Every = agent.Duration(200 * time.Millisecond)
 	cfg.Checks.Drives.Every = agent.Duration(time.Hour)
 	ds.d = &agent.Daemon{Dir: dir, Config: cfg, Logger: quiet(), Now: ds.clk.now}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -131,7 +131,7 @@ func (ds *driveSite) record(t *testing.T, name string, n int) {
 func (ds *driveSite) measured(t *testing.T) keepwatch.DriveStatus {
 	t.Helper()
 	want := ds.clk.now()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		set, hs, err := ds.a.Store.InstallationDrives(ctx, ds.integr, driveSLC, want)
 		must(t, err)

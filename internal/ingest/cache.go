@@ -22,6 +22,10 @@ type cred struct {
 	revoked        bool
 	carePlusUntil  keepwatch.Date
 	clockOffsetMS  int64
+	// judgedSlot is the latest 5-minute slot of drive samples keepwatch
+	// judged this server's drives on (Unix seconds): samples of a slot
+	// already judged only replace its point, and are judged with the next.
+	judgedSlot int64
 	// limit paces this server's reports (a misbehaving agent cannot
 	// monopolize ingest).
 	limit ratelimit.Bucket

@@ -375,14 +375,19 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 	if len(applied.Changes) > 0 {
 		h.Publish(applied.Changes)
 	}
-	if len(rep.Drives) > 0 && applied.State == keepwatch.ServerOK {
-		// The samples are stored: judge the drives on them. The report
-		// stands whatever the verdict's fate; the next one judges again.
+	if slot := newestSlot(rep.Drives); slot > c.judgedSlot && applied.State == keepwatch.ServerOK {
+		// The samples are stored: judge the drives on them, once per
+		// 5-minute slot (a faster sender adds nothing to judge). The
+		// report stands whatever the verdict's fate; the next slot's
+		// samples are judged again.
 		changes, err := keepwatch.JudgeDrives(ctx, h.Store, rep.ServerID, rep.ReceivedAt)
 		if err != nil {
 			h.Logger.Warn("judge drives", "server", rep.ServerID, "err", err)
-		} else if len(changes) > 0 {
-			h.Publish(changes)
+		} else {
+			c.judgedSlot = slot
+			if len(changes) > 0 {
+				h.Publish(changes)
+			}
 		}
 	}
 	return applied.State, nil
@@ -406,6 +411,16 @@ func (h *Handler) paceEvents(c *cred, rep *keepwatch.Report, now time.Time) {
 			return
 		}
 	}
+}
+
+// newestSlot is the 5-minute slot (Unix seconds) of a report's latest
+// drive sample; 0 without samples.
+func newestSlot(rs []keepwatch.DriveReading) int64 {
+	var slot int64
+	for _, r := range rs {
+		slot = max(slot, r.At.Truncate(keepwatch.SeriesRawSlot).Unix())
+	}
+	return slot
 }
 
 // seen tells the monitor what a committed report says of the server's

@@ -44,6 +44,45 @@ func TestPayloadEventTimes(t *testing.T) {
 	}
 }
 
+// Drive samples are taken at their time (or the report's), moved onto
+// keepwatch's clock with the report; a sample that breaks a rule refuses
+// the report; keepwatch's own kinds are never reported.
+func TestPayloadDrives(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r, err := parsePayload([]byte(`{"sent_at":"2026-11-25T11:55:00Z","transmitted_at":"2026-11-25T13:00:00Z","drives":[
+		{"path":"E:\\Recordings","role":"recording","at":"2026-11-25T12:50:00Z","capacity":1000,"free":100,"oldest_recording_at":"2026-11-01T13:00:00Z"},
+		{"path":"F:\\Archive","capacity":2000,"free":2000}]}`), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Drives) != 2 || r.Status {
+		t.Fatalf("drives %+v status %v", r.Drives, r.Status)
+	}
+	e, f := r.Drives[0], r.Drives[1]
+	if e.Path != `E:\Recordings` || e.Role != keepwatch.DriveRecording || !e.At.Equal(now.Add(-10*time.Minute)) ||
+		!e.OldestRecording.Equal(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)) || e.Used() != 900 {
+		t.Fatalf("E: %+v", e)
+	}
+	if f.Role != keepwatch.DriveOther || !f.At.Equal(now.Add(-65*time.Minute)) || !f.OldestRecording.IsZero() {
+		t.Fatalf("F: %+v", f)
+	}
+	for _, bad := range []string{
+		`{"drives":[{"path":"E:","capacity":0,"free":0}]}`,
+		`{"drives":[{"path":"E:","capacity":10,"free":11}]}`,
+		`{"drives":[{"path":"","capacity":10,"free":1}]}`,
+		`{"drives":[{"path":"E:","capacity":10,"free":1},{"path":"E:","capacity":10,"free":1}]}`,
+		`{"drives":[{"path":"E:","role":"cache","capacity":10,"free":1}]}`,
+		`{"drives":[{"path":"E:","capacity":10,"free":1,"at":"2026-11-25T14:00:00Z"}]}`,
+		`{"drives":[{"path":"E:","capacity":18446744073709551615,"free":1}]}`,
+		`{"conditions":[{"kind":"storage_forecast","subject":"E:"}]}`,
+		`{"conditions":[{"kind":"retention_short","subject":"E:"}]}`,
+	} {
+		if _, err := parsePayload([]byte(bad), now); keepwatch.ErrorCode(err) != keepwatch.EINVALID {
+			t.Errorf("%s: %v, want invalid_request", bad, err)
+		}
+	}
+}
+
 // FuzzPayload: any plaintext is either refused with invalid_request or
 // yields only valid, bounded conditions and events.
 func FuzzPayload(f *testing.F) {
