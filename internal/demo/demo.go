@@ -282,7 +282,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 	}
 	// Thirty days of drive history, so that the charts and forecasts
 	// show from the first page.
-	n, err := f.fleet.BackfillDrives(ctx, f.Store, time.Now(), BackfillSpan, time.Hour)
+	n, err := f.fleet.BackfillDrives(ctx, f.Store, time.Now(), BackfillSpan, BackfillStep)
 	if err != nil {
 		return err
 	}
@@ -290,8 +290,13 @@ func (f *Fleet) Start(ctx context.Context) error {
 	return nil
 }
 
-// BackfillSpan is the drive history the demo writes at its start.
-var BackfillSpan = 30 * 24 * time.Hour
+// BackfillSpan is the drive history the demo writes at its start, a
+// sample every BackfillStep: enough for the charts' daily points and a
+// forecast's trend, written in a few seconds.
+var (
+	BackfillSpan = 30 * 24 * time.Hour
+	BackfillStep = 6 * time.Hour
+)
 
 // Run keeps the fleet alive until ctx ends, with a technician who takes
 // care of archive incidents.
