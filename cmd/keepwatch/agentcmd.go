@@ -132,11 +132,15 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	defer lock.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	old, _ := agent.Load(dir)
+	// The state of the same server proves its current key, so the new
+	// key replaces it at once rather than waiting for approval.
+	o.Previous = old
 	st, err := agent.Enroll(ctx, o)
 	if err != nil {
 		return err
 	}
-	if old, err := agent.Load(dir); err == nil && old.ServerID == st.ServerID {
+	if old != nil && old.ServerID == st.ServerID {
 		// The same server enrolled again: its spool stays valid, and the
 		// counter simply carries on.
 		st.Seq = old.Seq
@@ -145,6 +149,11 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 		return err
 	}
 	fmt.Fprintln(e.stdout, st.ServerID)
+	if st.Pending {
+		fmt.Fprintf(e.stderr, "%q in %s is already enrolled as server %s: this new enrollment waits for the integrator's approval "+
+			"(dashboard or POST /api/v1/reenrollments/{id}/approve); the agent keeps its reports until then\n", st.Name, st.SLC, st.ServerID)
+		return nil
+	}
 	fmt.Fprintf(e.stderr, "enrolled %q in %s as server %s; heartbeat every %ds\n", st.Name, st.SLC, st.ServerID, st.Interval)
 	return nil
 }

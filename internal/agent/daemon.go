@@ -556,7 +556,9 @@ func (d *Daemon) checkSkew(serverTime string) {
 
 // adopt takes the heartbeat interval keepwatch dictates.
 func (d *Daemon) adopt(resp protocol.ReportResponse) {
-	if resp.HeartbeatIntervalSeconds <= 0 {
+	// Answers reach here authenticated; still, an interval outside
+	// 1 s – 1 h is never adopted.
+	if !protocol.ValidInterval(resp.HeartbeatIntervalSeconds) {
 		return
 	}
 	d.mu.Lock()

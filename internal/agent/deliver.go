@@ -34,6 +34,7 @@ type courier struct {
 	client *Client
 	id     protocol.ServerID
 	key    []byte
+	auth   []byte // protocol.AuthKey(key): checks keepwatch's answers
 	now    func() time.Time
 	// grant adds "consent": true to every report until one is accepted:
 	// keepwatch still holds a withdrawal this agent has since revoked.
@@ -49,7 +50,7 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 	if len(st.Key) != 32 {
 		return nil, errors.New("agent.json holds no report key; enroll again")
 	}
-	return &courier{spool: sp, client: c, id: id, key: st.Key, now: now}, nil
+	return &courier{spool: sp, client: c, id: id, key: st.Key, auth: protocol.AuthKey(st.Key), now: now}, nil
 }
 
 // attempt sends e, just claimed from the spool, once and settles the
@@ -62,7 +63,7 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 	if err != nil {
 		return resRetry, resp, err
 	}
-	resp, err = c.client.Report(ctx, env)
+	resp, err = c.client.Report(ctx, env, c.auth)
 	now := c.now()
 	if err == nil {
 		c.grant, c.renumbered = false, 0
@@ -76,7 +77,17 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 		c.note(fmt.Sprintf("keepwatch unreachable: %v", err), now)
 		return resRetry, resp, err
 	}
+	if !se.Authenticated {
+		// Not keepwatch's word (a proxy, a forgery, or a refusal before
+		// keepwatch knew the key): never stop, drop or renumber on it;
+		// send the same report again after a backoff.
+		c.note(se.Error(), now)
+		return resRetry, resp, se
+	}
 	switch se.Code {
+	case keepwatch.EREENROLLPENDING:
+		c.note("the new enrollment waits for the integrator's approval on the dashboard; reports are kept until then", now)
+		return resPaused, resp, se
 	case keepwatch.EREPLAYED:
 		if e.Attempts > 0 {
 			// An earlier attempt got through and only its answer was

@@ -147,7 +147,7 @@ func (l *Local) Send(ctx context.Context, p *protocol.Payload) (uint64, protocol
 		return 0, resp, err
 	}
 	resp, err = c.flush(ctx, true, seq)
-	if err == nil && resp.HeartbeatIntervalSeconds > 0 && resp.HeartbeatIntervalSeconds != l.State.Interval {
+	if err == nil && protocol.ValidInterval(resp.HeartbeatIntervalSeconds) && resp.HeartbeatIntervalSeconds != l.State.Interval {
 		l.State.Interval = resp.HeartbeatIntervalSeconds
 		err = l.saveState()
 	}

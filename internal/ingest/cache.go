@@ -17,11 +17,17 @@ type cred struct {
 	mu             sync.Mutex
 	installationID int64
 	key            [32]byte // inline: no separate allocation per server
-	lastSeq        uint64
-	state          keepwatch.ServerState
-	revoked        bool
-	carePlusUntil  keepwatch.Date
-	clockOffsetMS  int64
+	auth           [32]byte // protocol.AuthKey(key): MACs answers
+	// pending is the key of a re-enrollment waiting for approval, with
+	// its answer key; hasPending says whether there is one.
+	pending, pendingAuth [32]byte
+	hasPending           bool
+	statusSeq            uint64
+	lastSeq              uint64
+	state                keepwatch.ServerState
+	revoked              bool
+	carePlusUntil        keepwatch.Date
+	clockOffsetMS        int64
 	// limit paces this server's reports (a misbehaving agent cannot
 	// monopolize ingest).
 	limit ratelimit.Bucket
@@ -47,6 +53,14 @@ func (c *creds) lookup(ctx context.Context, id protocol.ServerID) (*cred, error)
 		return cr, nil
 	}
 	return c.refresh(ctx, id)
+}
+
+// cached returns the credentials this node holds of a server, nil if
+// none (no store query).
+func (c *creds) cached(id protocol.ServerID) *cred {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
 }
 
 // refresh reloads one server from the store, as after its enrollment.
@@ -78,10 +92,20 @@ func (c *creds) apply(r keepwatch.ServerRecord) *cred {
 	c.mu.Unlock()
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
-	if ok && string(cr.key[:]) != string(r.Key) {
-		cr.lastSeq = r.LastSeq
+	if string(cr.key[:]) != string(r.Key) || cr.auth == ([32]byte{}) {
+		if ok {
+			// A new key restarts the numbers.
+			cr.lastSeq, cr.statusSeq = r.LastSeq, r.StatusSeq
+		}
+		copy(cr.key[:], r.Key)
+		copy(cr.auth[:], protocol.AuthKey(r.Key))
 	}
-	copy(cr.key[:], r.Key)
+	cr.hasPending = len(r.PendingKey) == 32
+	if cr.hasPending && string(cr.pending[:]) != string(r.PendingKey) {
+		copy(cr.pending[:], r.PendingKey)
+		copy(cr.pendingAuth[:], protocol.AuthKey(r.PendingKey))
+	}
+	cr.statusSeq = max(cr.statusSeq, r.StatusSeq)
 	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
 	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
 	cr.lastSeq = max(cr.lastSeq, r.LastSeq)

@@ -7,10 +7,12 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -42,8 +44,11 @@ type Handler struct {
 	Liveness Liveness
 	// Interval is the heartbeat interval agents are told.
 	Interval time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// KeyLifetime is how long an enrollment key enrolls after it was
+	// issued (default keepwatch.EnrollmentKeyLifetime).
+	KeyLifetime time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
 	// Publish receives the changes of each applied report, once committed.
 	Publish func([]keepwatch.Change)
 
@@ -71,6 +76,9 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	}
 	if h.Logger == nil {
 		h.Logger = slog.Default()
+	}
+	if h.KeyLifetime == 0 {
+		h.KeyLifetime = keepwatch.EnrollmentKeyLifetime
 	}
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
@@ -148,7 +156,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	resp, err := h.doEnroll(r, req)
+	status, resp, err := h.doEnroll(r, req)
 	if err != nil {
 		if keepwatch.ErrorCode(err) == keepwatch.EUNAUTHORIZED {
 			h.badEnrolls.Allow(source(r), h.Now())
@@ -157,72 +165,114 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.accepted.Inc("enroll")
-	respond.JSON(w, http.StatusCreated, resp)
+	respond.JSON(w, status, resp)
 }
 
-func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
+func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (int, protocol.EnrollResponse, error) {
 	var resp protocol.EnrollResponse
 	slc, err := keepwatch.NormalizeSLC(req.SLC)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	if req.Name == "" || !keepwatch.ValidText(req.Name, keepwatch.MaxServerNameLen) {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to %d printable characters", keepwatch.MaxServerNameLen)
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to %d printable characters", keepwatch.MaxServerNameLen)
 	}
 	if !keepwatch.ValidText(req.AgentVersion, 64) {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
 	agentPub, err := ecdh.X25519().NewPublicKey(req.PublicKey)
 	if err != nil {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key must be a 32-byte X25519 public key (base64)")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key must be a 32-byte X25519 public key (base64)")
+	}
+	if len(req.MAC) != sha256.Size {
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "mac must be a 32-byte HMAC-SHA256 (base64)")
 	}
 	in, keyHash, err := h.Store.EnrollmentInfo(r.Context(), slc)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
-	got := sha256.Sum256([]byte(req.EnrollmentKey))
-	if subtle.ConstantTimeCompare(got[:], keyHash) != 1 {
-		return resp, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
+	// The enrollment key never travels: the request proves it with a MAC
+	// over what it asks for, so a TLS-terminating proxy neither learns the
+	// key nor can substitute its own public key.
+	enrollKey := protocol.EnrollMACKeyFromHash(keyHash)
+	if len(keyHash) != sha256.Size || !hmac.Equal(req.MAC, protocol.EnrollRequestMAC(enrollKey, slc, req.Name, req.PublicKey)) {
+		return 0, resp, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
+	}
+	if h.Now().After(in.EnrollmentKeyIssued.Add(h.KeyLifetime)) {
+		return 0, resp, keepwatch.Errorf(keepwatch.EKEYEXPIRED, "the enrollment key of this installation expired on %s; ask for a new one",
+			in.EnrollmentKeyIssued.Add(h.KeyLifetime).UTC().Format(time.DateOnly))
 	}
 	if in.CarePlusUntil.Before(keepwatch.DateOf(h.Now())) {
-		return resp, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", in.CarePlusUntil)
+		return 0, resp, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", in.CarePlusUntil)
 	}
 	if !req.Consent {
-		return resp, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "the customer has not consented to sending status information")
+		return 0, resp, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "the customer has not consented to sending status information")
 	}
 	idStr, err := h.Store.ServerIDByName(r.Context(), in.ID, req.Name)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	id := protocol.NewServerID()
+	pending := false
 	if idStr != "" {
 		if id, err = protocol.ParseServerID(idStr); err != nil {
-			return resp, err
+			return 0, resp, err
 		}
+		// A known name: the enrollment key alone does not take the server
+		// over. An agent that proves it holds the current report key
+		// replaces it at once; any other waits for the integrator.
+		pending = !h.provesCurrentKey(r.Context(), id, req)
 	}
 	priv, err := ecdh.X25519().GenerateKey(nil)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	serverPub := priv.PublicKey().Bytes()
 	key, err := protocol.DeriveKey(priv, agentPub, req.PublicKey, serverPub, id)
 	if err != nil {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
 	}
 	interval := h.Interval
-	if _, err := h.Store.Enroll(r.Context(), keepwatch.Enrollment{
-		InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion,
-	}); err != nil {
-		return resp, err
+	e := keepwatch.Enrollment{InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion}
+	if pending {
+		if _, err := h.Store.RequestReenrollment(r.Context(), e, source(r)); err != nil {
+			return 0, resp, err
+		}
+	} else if _, err := h.Store.Enroll(r.Context(), e); err != nil {
+		return 0, resp, err
 	}
 	if _, err := h.creds.refresh(r.Context(), id); err != nil {
-		return resp, err
+		return 0, resp, err
 	}
-	h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
-	return protocol.EnrollResponse{
+	status := http.StatusCreated
+	if pending {
+		status = http.StatusAccepted
+		h.Logger.Warn("re-enrollment waits for approval", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
+	} else {
+		h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
+	}
+	secs := int64(interval / time.Second)
+	return status, protocol.EnrollResponse{
 		ServerID: id.String(), ServerPublicKey: serverPub,
-		HeartbeatIntervalSeconds: int64(interval / time.Second), Protocol: protocol.Version,
+		HeartbeatIntervalSeconds: secs, Protocol: protocol.Version, Pending: pending,
+		MAC: protocol.EnrollAnswerMAC(enrollKey, slc, req.Name, req.PublicKey, serverPub, id, secs, pending),
 	}, nil
+}
+
+// provesCurrentKey reports whether a re-enrollment carries a valid proof
+// of the server's current report key.
+func (h *Handler) provesCurrentKey(ctx context.Context, id protocol.ServerID, req protocol.EnrollRequest) bool {
+	if req.ServerID != id.String() || len(req.Proof) != sha256.Size {
+		return false
+	}
+	c, err := h.creds.lookup(ctx, id)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	auth := c.auth
+	c.mu.Unlock()
+	return hmac.Equal(req.Proof, protocol.ReenrollProof(auth[:], id, req.PublicKey))
 }
 
 // errForged is the one answer to a report that does not authenticate,
@@ -230,94 +280,164 @@ func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protoco
 var errForged = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	if wait := h.badReports.Blocked(source(r), h.Now()); wait > 0 {
-		h.limited(w, r, wait, "too many refused reports from this address")
-		return
-	}
+	// The penalty box holds only an address's unauthenticated junk: a
+	// report that authenticates is never refused for other traffic from
+	// its address (many servers share one NAT), it is paced per server.
+	blocked := h.badReports.Blocked(source(r), h.Now())
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxEnvelope))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, r, keepwatch.Errorf(keepwatch.ETOOLARGE, "a report is at most %d bytes", protocol.MaxEnvelope))
+			err = keepwatch.Errorf(keepwatch.ETOOLARGE, "a report is at most %d bytes", protocol.MaxEnvelope)
 		} else {
-			h.fail(w, r, keepwatch.Errorf(keepwatch.EINVALID, "could not read the report"))
+			err = keepwatch.Errorf(keepwatch.EINVALID, "could not read the report")
 		}
+		h.junk(w, r, blocked, err)
 		return
 	}
-	resp, typ, err := h.accept(r, body)
+	a, err := h.accept(r, body, blocked)
 	if err != nil {
-		var lim *limitError
-		switch code := keepwatch.ErrorCode(err); {
-		case errors.As(err, &lim):
-			h.limited(w, r, lim.wait, "this server sends too fast")
+		if a.auth == nil {
+			h.junk(w, r, blocked, err)
 			return
-		case code == keepwatch.EUNAUTHORIZED || code == keepwatch.EINVALID || code == keepwatch.ETOOLARGE:
-			h.badReports.Allow(source(r), h.Now())
 		}
-		h.fail(w, r, err)
+		h.failAuthenticated(w, r, a, err)
 		return
 	}
-	h.accepted.Inc(typ)
-	respond.JSON(w, http.StatusOK, resp)
+	h.accepted.Inc(a.typ)
+	h.writeAuthenticated(w, a, http.StatusOK, a.resp)
+}
+
+// junk answers a request that did not authenticate; it counts against the
+// sender's address, and an address over its allowance is refused at once.
+func (h *Handler) junk(w http.ResponseWriter, r *http.Request, blocked time.Duration, err error) {
+	if blocked > 0 {
+		h.limited(w, r, blocked, "too many refused reports from this address")
+		return
+	}
+	if keepwatch.ErrorCode(err) != keepwatch.EUNAVAILABLE && keepwatch.ErrorCode(err) != keepwatch.EINTERNAL {
+		h.badReports.Allow(source(r), h.Now())
+	}
+	h.fail(w, r, err)
+}
+
+// answer is what accept learned of a report: once the envelope
+// authenticated, auth is the key that MACs the answer.
+type answer struct {
+	resp protocol.ReportResponse
+	typ  string
+	id   protocol.ServerID
+	seq  uint64
+	auth []byte
+}
+
+// failAuthenticated refuses an authenticated report, with the answer MAC.
+func (h *Handler) failAuthenticated(w http.ResponseWriter, r *http.Request, a answer, err error) {
+	var lim *limitError
+	if errors.As(err, &lim) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(lim.wait.Seconds()))))
+		err = keepwatch.Errorf(keepwatch.ERATELIMITED, "this server sends too fast; retry in %s", lim.wait.Round(time.Second))
+	}
+	code := keepwatch.ErrorCode(err)
+	h.refused.Inc(code)
+	status := respond.Status(code)
+	if status >= 500 {
+		h.Logger.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+	if code == keepwatch.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "5")
+	}
+	var body protocol.ErrorBody
+	body.Error.Code, body.Error.Message = code, keepwatch.ErrorMessage(err)
+	h.writeAuthenticated(w, a, status, body)
+}
+
+// writeAuthenticated writes an answer with its Keepwatch-MAC header: the
+// agent acts only on answers that carry a valid one.
+func (h *Handler) writeAuthenticated(w http.ResponseWriter, a answer, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(protocol.MACHeader, base64.StdEncoding.EncodeToString(protocol.AnswerMAC(a.auth, a.id, a.seq, status, b)))
+	w.WriteHeader(status)
+	w.Write(b)
 }
 
 // accept authenticates and applies one envelope. It answers only what
-// the store committed.
-func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse, string, error) {
-	var resp protocol.ReportResponse
+// the store committed. While the sender's address is blocked, only
+// servers this node already holds are looked up (junk costs no query).
+func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (answer, error) {
+	var a answer
 	hdr, err := protocol.ParseHeader(body)
 	if err != nil {
-		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
+		return a, keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
 	}
-	c, err := h.creds.lookup(r.Context(), hdr.ID)
-	if err != nil {
-		return resp, "", err
+	a.id, a.seq = hdr.ID, hdr.Seq
+	var c *cred
+	if blocked > 0 {
+		if c = h.creds.cached(hdr.ID); c == nil {
+			return a, errForged
+		}
+	} else if c, err = h.creds.lookup(r.Context(), hdr.ID); err != nil {
+		return a, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.revoked {
-		return resp, "", errForged
-	}
 	pt, err := protocol.Open(c.key[:], body)
 	if err != nil {
-		return resp, "", errForged
+		if c.hasPending && !c.revoked {
+			if _, perr := protocol.Open(c.pending[:], body); perr == nil {
+				a.auth = bytes.Clone(c.pendingAuth[:])
+				return a, keepwatch.Errorf(keepwatch.EREENROLLPENDING, "this key waits for the integrator's approval of the new enrollment")
+			}
+		}
+		return a, errForged
+	}
+	a.auth = bytes.Clone(c.auth[:])
+	if c.revoked {
+		return a, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "this server was revoked by the operator")
 	}
 	if hdr.Seq <= c.lastSeq {
-		return resp, "", errReplayed(hdr.Seq)
+		return a, errReplayed(hdr.Seq)
 	}
 	if hdr.Seq > keepwatch.MaxSeq || c.lastSeq > 0 && hdr.Seq-c.lastSeq > keepwatch.MaxSeqJump {
-		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "sequence number %d jumps too far above the last accepted one", hdr.Seq)
+		return a, keepwatch.Errorf(keepwatch.EINVALID, "sequence number %d jumps too far above the last accepted one", hdr.Seq)
 	}
 	now := h.Now()
 	if wait := c.limit.Allow(now, h.ServerRate, h.ServerBurst); wait > 0 {
-		return resp, "", &limitError{wait}
+		return a, &limitError{wait}
 	}
 	if c.carePlusUntil.Before(keepwatch.DateOf(now)) {
-		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", c.carePlusUntil)
+		return a, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", c.carePlusUntil)
 	}
 	rep, err := parsePayload(pt, now)
 	if err != nil {
-		return resp, "", err
+		return a, err
 	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
 	if c.state == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
-		return resp, "", keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
+		return a, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
 	}
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
-	typ := "status"
+	a.typ = "status"
 	if !rep.Status {
-		typ = "heartbeat"
+		a.typ = "heartbeat"
 	}
 	state, err := h.apply(r.Context(), c, rep)
 	if err != nil {
-		return resp, "", err
+		return a, err
 	}
-	return protocol.ReportResponse{
+	a.resp = protocol.ReportResponse{
 		Seq: hdr.Seq, State: string(state),
 		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
-	}, typ, nil
+	}
+	return a, nil
 }
 
 // apply makes a report durable: a plain heartbeat of a reporting server
@@ -477,6 +597,7 @@ type Store interface {
 	EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Installation, []byte, error)
 	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
 	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
+	RequestReenrollment(ctx context.Context, e keepwatch.Enrollment, remote string) (int64, error)
 	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)

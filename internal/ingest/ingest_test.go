@@ -199,24 +199,6 @@ func TestOversizedEnrollmentIsRefused(t *testing.T) {
 	}
 }
 
-func TestReEnrollmentKeepsIdentityAndRotatesKey(t *testing.T) {
-	r := newRig(t)
-	first := r.enroll(t, "RS-01")
-	if _, err := first.Send(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	second := r.enroll(t, "RS-01")
-	if second.State.ServerID != first.State.ServerID || bytes.Equal(second.State.Key, first.State.Key) {
-		t.Fatalf("re-enrollment: id %s→%s, key changed %v", first.State.ServerID, second.State.ServerID, !bytes.Equal(second.State.Key, first.State.Key))
-	}
-	if _, err := second.Send(ctx, nil); err != nil {
-		t.Fatalf("new key, sequence restarted: %v", err)
-	}
-	if _, err := first.Send(ctx, nil); err == nil || !strings.Contains(err.Error(), keepwatch.EUNAUTHORIZED) {
-		t.Fatalf("old key still accepted: %v", err)
-	}
-}
-
 func TestGuessingEnrollmentKeysIsThrottled(t *testing.T) {
 	r := newRig(t)
 	c := &agent.Client{BaseURL: r.srv.URL, HTTP: r.srv.Client()}

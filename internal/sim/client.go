@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -95,13 +96,20 @@ func (c *client) report(ctx context.Context, id protocol.ServerID, key []byte, s
 	if err != nil {
 		return resp, err
 	}
-	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp)
+	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp, &answerCheck{protocol.AuthKey(key), id, seq})
 	return resp, err
 }
 
 // post sends body and decodes the answer into out; any other status than
 // want is a *refusal.
-func (c *client) post(ctx context.Context, path, contentType string, body []byte, want int, out any) error {
+// answerCheck is what authenticates the answer to one envelope.
+type answerCheck struct {
+	auth []byte
+	id   protocol.ServerID
+	seq  uint64
+}
+
+func (c *client) post(ctx context.Context, path, contentType string, body []byte, want int, out any, ac *answerCheck) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
@@ -126,6 +134,10 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 		}
 		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), strings.TrimSpace(string(b))}
 	}
+	if ac != nil && !protocol.CheckAnswer(ac.auth, ac.id, ac.seq, r.StatusCode, b, r.Header.Get(protocol.MACHeader)) {
+		// An acceptance without keepwatch's MAC is not keepwatch's.
+		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), "the answer does not carry keepwatch's MAC"}
+	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), "the answer is not JSON"}
 	}
@@ -133,26 +145,38 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 }
 
 // enroll enrolls one server (protocol.md section 3): a fresh X25519 key
-// pair, the enrollment request, and the report key derived on both sides.
-func (c *client) enroll(ctx context.Context, slc, key, name string) (Creds, time.Duration, error) {
+// pair, the enrollment request MACed under the enrollment key, the
+// answer's MAC checked, and the report key derived on both sides. prev,
+// when it holds the server's current key, proves it.
+func (c *client) enroll(ctx context.Context, slc, key string, prev Creds) (Creds, time.Duration, error) {
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return Creds{}, 0, err
 	}
 	pub := priv.PublicKey().Bytes()
-	body, err := json.Marshal(protocol.EnrollRequest{
-		SLC: slc, EnrollmentKey: key, Name: name, Consent: true, PublicKey: pub, AgentVersion: agentVersion,
-	})
+	slc = strings.ToUpper(strings.TrimSpace(slc))
+	ek := protocol.EnrollMACKey(key)
+	req := protocol.EnrollRequest{
+		SLC: slc, Name: prev.Name, Consent: true, PublicKey: pub, AgentVersion: agentVersion,
+		MAC: protocol.EnrollRequestMAC(ek, slc, prev.Name, pub),
+	}
+	if id, err := protocol.ParseServerID(prev.ID); err == nil && len(prev.Key) == 32 {
+		req.ServerID, req.Proof = prev.ID, protocol.ReenrollProof(protocol.AuthKey(prev.Key), id, pub)
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return Creds{}, 0, err
 	}
 	var resp protocol.EnrollResponse
-	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp); err != nil {
+	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp, nil); err != nil {
 		return Creds{}, 0, err
 	}
 	id, err := protocol.ParseServerID(resp.ServerID)
 	if err != nil {
 		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+	}
+	if !hmac.Equal(resp.MAC, protocol.EnrollAnswerMAC(ek, slc, prev.Name, pub, resp.ServerPublicKey, id, resp.HeartbeatIntervalSeconds, resp.Pending)) {
+		return Creds{}, 0, &refusal{http.StatusCreated, "http_201", "the enrollment answer is not authenticated"}
 	}
 	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
 	if err != nil {
@@ -162,5 +186,5 @@ func (c *client) enroll(ctx context.Context, slc, key, name string) (Creds, time
 	if err != nil {
 		return Creds{}, 0, err
 	}
-	return Creds{Name: name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, nil
+	return Creds{Name: prev.Name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, nil
 }

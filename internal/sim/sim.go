@@ -259,7 +259,10 @@ feed:
 func (f *Fleet) enroll(ctx context.Context, st *site, s *server) error {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		creds, interval, err := f.client.enroll(ctx, st.inst.SLC, st.inst.EnrollmentKey, s.creds.Name)
+		f.cacheMu.Lock()
+		prev := *s.creds
+		f.cacheMu.Unlock()
+		creds, interval, err := f.client.enroll(ctx, st.inst.SLC, st.inst.EnrollmentKey, prev)
 		if err == nil {
 			f.cacheMu.Lock()
 			*s.creds = creds
