@@ -37,6 +37,7 @@ type Store interface {
 	keepwatch.MaintenanceStore
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
+	keepwatch.TrustStore
 }
 
 // Handler serves the API.
@@ -51,6 +52,9 @@ type Handler struct {
 	KeepAlive time.Duration
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
+	// KeyLifetime is how long a new enrollment key enrolls (default
+	// keepwatch.EnrollmentKeyLifetime); ingest enforces it.
+	KeyLifetime time.Duration
 	// RecheckEvery paces the re-check of an event stream's credential
 	// (default 800 ms, so that a stream ends within a second).
 	RecheckEvery time.Duration
@@ -99,7 +103,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
 		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
-	}, append(append(h.notifyRoutes(), h.peopleRoutes()...), h.maintenanceRoutes()...)...)
+	}, append(append(append(h.notifyRoutes(), h.peopleRoutes()...), h.maintenanceRoutes()...), h.trustRoutes()...)...)
 }
 
 // Register adds the API routes to mux.

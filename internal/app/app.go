@@ -41,6 +41,9 @@ type Config struct {
 	// Interval is the heartbeat interval agents are told (default 60 s).
 	Interval  time.Duration
 	Tolerance float64 // fraction of the interval (default 0.1)
+	// EnrollmentKeyLifetime is how long an enrollment key enrolls after
+	// it was issued (default keepwatch.EnrollmentKeyLifetime).
+	EnrollmentKeyLifetime time.Duration
 
 	TLSCert, TLSKey string
 	SelfSigned      bool
@@ -162,11 +165,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Store: st, Interval: cfg.Interval, Tolerance: cfg.Tolerance, Now: cfg.Now, Logger: cfg.Logger,
 		Publish: publish, SweepEvery: cfg.SweepEvery, Node: cfg.Node,
 	})
-	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
+	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
 	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
-	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
+	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,

@@ -90,12 +90,12 @@ func TestEnrollmentKeyAloneDoesNotTakeAServerOver(t *testing.T) {
 	}
 	// Another integrator cannot decide it.
 	other, _ := r.a.Store.CreateIntegrator(ctx, "Mallory")
-	if _, err := r.a.Store.DecideReenrollment(ctx, other.ID, list[0].ID, true, "user:m", "api", ""); keepwatch.ErrorCode(err) != keepwatch.ENOTFOUND {
+	if _, err := r.a.Store.DecideReenrollment(ctx, other.ID, list[0].ID, true, "user:m"); keepwatch.ErrorCode(err) != keepwatch.ENOTFOUND {
 		t.Fatalf("another integrator approved: %v", err)
 	}
 
 	// Rejected: the pending key is refused from then on.
-	if _, err := r.a.Store.DecideReenrollment(ctx, integ, list[0].ID, false, "user:alice", "api", ""); err != nil {
+	if _, err := r.a.Store.DecideReenrollment(ctx, integ, list[0].ID, false, "user:alice"); err != nil {
 		t.Fatal(err)
 	}
 	waitCreds(t, r)
@@ -110,7 +110,7 @@ func TestEnrollmentKeyAloneDoesNotTakeAServerOver(t *testing.T) {
 	// the new key works, the old one is refused.
 	reinstalled := r.enrollTB(t, "RS-01")
 	list, _ = r.a.Store.Reenrollments(ctx, integ, 10)
-	if _, err := r.a.Store.DecideReenrollment(ctx, integ, list[0].ID, true, "user:alice", "api", ""); err != nil {
+	if _, err := r.a.Store.DecideReenrollment(ctx, integ, list[0].ID, true, "user:alice"); err != nil {
 		t.Fatal(err)
 	}
 	waitCreds(t, r)

@@ -92,8 +92,8 @@ func (s *Store) Reenrollments(ctx context.Context, integratorID int64, limit int
 // DecideReenrollment approves or rejects a pending re-enrollment of one
 // of the integrator's servers. Approval switches the server to the new key
 // at once (the old key is refused from then on, sequence numbers restart);
-// rejection discards the new key. Both are audited.
-func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, approve bool, actor, source, remote string) (keepwatch.Reenrollment, error) {
+// rejection discards the new key. The caller audits the decision.
+func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, approve bool, actor string) (keepwatch.Reenrollment, error) {
 	var out keepwatch.Reenrollment
 	err := s.tx(ctx, func(t *Tx) error {
 		rev, err := t.nextRev()
@@ -113,12 +113,12 @@ func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, 
 			return dbErr(err)
 		}
 		now := s.now()
-		state, action := keepwatch.ReenrollmentRejected, "reenrollment.reject"
+		state := keepwatch.ReenrollmentRejected
 		if approve {
 			if len(pending) == 0 {
 				return keepwatch.Errorf(keepwatch.ENOTFOUND, "no pending re-enrollment %d", id)
 			}
-			state, action = keepwatch.ReenrollmentApproved, "reenrollment.approve"
+			state = keepwatch.ReenrollmentApproved
 			_, err = t.exec(`UPDATE servers SET report_key = pending_key, pending_key = NULL, last_seq = 0, status_seq = 0, consent = 1,
 				enrolled_at = ?, rev = ?, state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
 				now.UnixMilli(), rev, serverID)
@@ -132,14 +132,35 @@ func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, 
 			state, truncate(actor, 128), now.UnixMilli(), id); err != nil {
 			return err
 		}
-		_, err = t.exec(`INSERT INTO audit_log (integrator_id, at, actor, action, target, detail, source, remote_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			integratorID, now.UnixMilli(), actor, action, truncate(slc+" / "+name, 256), "", source, truncate(remote, 64))
-		if err != nil {
-			return err
-		}
 		d := now.UTC()
 		out = keepwatch.Reenrollment{ID: id, ServerID: serverID, Server: name, SLC: slc, State: state, DecidedBy: actor, DecidedAt: &d}
 		return nil
 	})
 	return out, err
+}
+
+// SetIntegratorEnrollmentKey replaces (keyHash) or revokes (nil) the
+// enrollment key of an installation registered to the integrator.
+func (s *Store) SetIntegratorEnrollmentKey(ctx context.Context, integratorID int64, slc string, keyHash []byte) error {
+	return s.tx(ctx, func(t *Tx) error {
+		rev, err := t.nextRev()
+		if err != nil {
+			return err
+		}
+		var r sql.Result
+		if keyHash == nil {
+			r, err = t.exec(`UPDATE installations SET enrollment_key_hash = ?, rev = ? WHERE slc = ? AND integrator_id = ?`,
+				[]byte{}, rev, slc, integratorID)
+		} else {
+			r, err = t.exec(`UPDATE installations SET enrollment_key_hash = ?, enrollment_key_issued_at = ?, rev = ? WHERE slc = ? AND integrator_id = ?`,
+				keyHash, s.now().UnixMilli(), rev, slc, integratorID)
+		}
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such installation in your account")
+		}
+		return nil
+	})
 }
