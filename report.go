@@ -24,6 +24,17 @@ type Report struct {
 	Events     []Event
 	// Consent is set when the report changes the customer's consent.
 	Consent *bool
+	// TransmittedAt is the agent's clock when it sent this attempt (zero:
+	// not said).
+	TransmittedAt time.Time
+	// StatusSeq is a status report's own number, or for a heartbeat the
+	// number of the last status report the agent sent (0: not numbered);
+	// the store keeps the last one accepted to tell a lost status report.
+	StatusSeq uint64
+	// Delayed: the report was held back on the way (its transmitted_at is
+	// far behind). It is recorded, with its events, but proves nothing
+	// about the server being alive now.
+	Delayed bool
 }
 
 // Applied is the outcome of a stored report.

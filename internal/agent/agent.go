@@ -41,8 +41,11 @@ type State struct {
 	ServerID string `json:"server_id"`
 	Key      []byte `json:"key,omitempty"`
 	Seq      uint64 `json:"seq"`
-	Interval int64  `json:"heartbeat_interval_seconds"`
-	Consent  bool   `json:"consent"`
+	// StatusSeq numbers the status reports a Sender sends (the daemon's
+	// spool keeps its own).
+	StatusSeq uint64 `json:"status_seq,omitempty"`
+	Interval  int64  `json:"heartbeat_interval_seconds"`
+	Consent   bool   `json:"consent"`
 	// Pending: keepwatch holds this key until the integrator approves
 	// the re-enrollment of a known server name (section 10 of
 	// docs/protocol.md); reports are answered reenrollment_pending.
@@ -292,24 +295,35 @@ type Sender struct {
 	Client *Client
 }
 
-// Send seals payload (nil for a heartbeat) and posts it.
+// Send seals payload (nil for a heartbeat) and posts it. A status report
+// keepwatch missed is not resent by itself: the answer's Refresh says to
+// send the full state.
 func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
 	id, err := protocol.ParseServerID(s.State.ServerID)
 	if err != nil {
 		return resp, err
 	}
-	var pt []byte
+	// Every report, a heartbeat too, says when it was sent (keepwatch
+	// learns this machine's clock offset and notices a report held back
+	// on the way) and numbers status reports in their own counter.
+	var q protocol.Payload
 	if p != nil {
-		// transmitted_at lets keepwatch learn this machine's clock offset.
-		q := *p
-		if q.TransmittedAt == nil {
-			now := time.Now().UTC()
-			q.TransmittedAt = &now
-		}
-		if pt, err = json.Marshal(&q); err != nil {
-			return resp, err
-		}
+		q = *p
+	}
+	if q.TransmittedAt == nil {
+		now := time.Now().UTC()
+		q.TransmittedAt = &now
+	}
+	if q.Conditions != nil {
+		s.State.StatusSeq++
+	}
+	if q.StatusSeq == 0 {
+		q.StatusSeq = s.State.StatusSeq
+	}
+	pt, err := json.Marshal(&q)
+	if err != nil {
+		return resp, err
 	}
 	s.State.Seq++
 	if err := s.save(); err != nil {

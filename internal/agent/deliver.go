@@ -58,7 +58,11 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 // on this machine.
 func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
-	payload := prepare(e.Payload, c.grant && consent && e.Kind != KindConsent, c.now())
+	n, err := c.spool.StatusNumber(e.Seq, isStatus(e.Payload))
+	if err != nil {
+		return resRetry, resp, err
+	}
+	payload := prepare(e.Payload, c.grant && consent && e.Kind != KindConsent, c.now(), n)
 	env, err := protocol.Seal(c.key, c.id, e.Seq, payload)
 	if err != nil {
 		return resRetry, resp, err
@@ -135,13 +139,15 @@ func (c *courier) note(msg string, at time.Time) { c.spool.SetError(msg, at) }
 // prepare stamps a spooled payload for this attempt: transmitted_at, the
 // clock now (sent_at stays the time it was recorded), from which keepwatch
 // learns this machine's clock offset; and, with grant, "consent": true.
-func prepare(payload []byte, grant bool, now time.Time) []byte {
+// statusSeq is the report's status number (StatusNumber).
+func prepare(payload []byte, grant bool, now time.Time, statusSeq uint64) []byte {
 	var p protocol.Payload
 	if len(payload) > 0 && json.Unmarshal(payload, &p) != nil {
 		return payload
 	}
 	now = now.UTC()
 	p.TransmittedAt = &now
+	p.StatusSeq = statusSeq
 	if grant && p.Consent == nil {
 		on := true
 		p.Consent = &on
@@ -151,6 +157,15 @@ func prepare(payload []byte, grant bool, now time.Time) []byte {
 		return payload
 	}
 	return b
+}
+
+// isStatus reports whether a spooled payload is a status report (it
+// carries "conditions").
+func isStatus(payload []byte) bool {
+	var p struct {
+		Conditions json.RawMessage `json:"conditions"`
+	}
+	return len(payload) > 0 && json.Unmarshal(payload, &p) == nil && p.Conditions != nil && string(p.Conditions) != "null"
 }
 
 // backoff is the wait before retry n (1-based): 1 s doubling up to max,

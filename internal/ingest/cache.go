@@ -23,11 +23,16 @@ type cred struct {
 	pending, pendingAuth [32]byte
 	hasPending           bool
 	statusSeq            uint64
-	lastSeq              uint64
-	state                keepwatch.ServerState
-	revoked              bool
-	carePlusUntil        keepwatch.Date
-	clockOffsetMS        int64
+	// transitMS is the shortest time from a report's transmitted_at to
+	// its arrival seen since the last status report: the server's clock
+	// offset plus the quickest path. A report far above it was held back.
+	transitMS     int64
+	transitKnown  bool
+	lastSeq       uint64
+	state         keepwatch.ServerState
+	revoked       bool
+	carePlusUntil keepwatch.Date
+	clockOffsetMS int64
 	// limit paces this server's reports (a misbehaving agent cannot
 	// monopolize ingest).
 	limit ratelimit.Bucket

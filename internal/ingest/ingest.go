@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -424,6 +425,7 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		return a, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
 	}
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
+	refresh := h.judgePath(c, &rep, now)
 	a.typ = "status"
 	if !rep.Status {
 		a.typ = "heartbeat"
@@ -436,9 +438,60 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		Seq: hdr.Seq, State: string(state),
 		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
+		Refresh:                  refresh,
 	}
 	return a, nil
 }
+
+// judgePath checks what a report says of the path from its server: a gap
+// in the status reports' own numbers means one was lost on the way (the
+// gap is recorded as a status_report_lost event; the report itself
+// restores the full state); a heartbeat that says a status report was
+// sent which keepwatch never accepted asks for a full refresh; a report
+// whose transmitted_at lies far behind the server's usual transit was held
+// back on the way, and is recorded as heartbeat_delayed, not as a sign of
+// life. It reports whether to ask the agent for a full status report now.
+// The caller holds c.mu.
+func (h *Handler) judgePath(c *cred, rep *keepwatch.Report, now time.Time) bool {
+	refresh := false
+	transit, timed := int64(0), !rep.TransmittedAt.IsZero()
+	if timed {
+		transit = now.Sub(rep.TransmittedAt).Milliseconds()
+	}
+	if rep.Status {
+		if rep.StatusSeq > 0 && c.statusSeq > 0 && rep.StatusSeq > c.statusSeq+1 {
+			rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindStatusReportLost, Severity: keepwatch.SeverityOf(keepwatch.KindStatusReportLost),
+				At: now.UTC(), Message: fmt.Sprintf("status reports #%d to #%d of this server never arrived; this report restored its full state", c.statusSeq+1, rep.StatusSeq-1)})
+		}
+		// A status report sets the transit baseline afresh (after a clock
+		// correction on the server, for one).
+		if timed {
+			c.transitMS, c.transitKnown = transit, true
+		}
+		return false
+	}
+	if rep.StatusSeq > c.statusSeq {
+		refresh = true // a status report was sent that keepwatch never accepted
+	}
+	if !timed {
+		return refresh
+	}
+	if c.transitKnown && transit-c.transitMS > maxDelay(h.Interval).Milliseconds() {
+		late := time.Duration(transit-c.transitMS) * time.Millisecond
+		rep.Delayed = true
+		rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindHeartbeatDelayed, Severity: keepwatch.SeverityOf(keepwatch.KindHeartbeatDelayed),
+			At: now.UTC(), Message: fmt.Sprintf("a report arrived %s later than this server's reports usually take: it was held back on the way (or the server's clock was set back) and is not counted as a sign of life", late.Round(time.Second))})
+		return true
+	}
+	if !c.transitKnown || transit < c.transitMS {
+		c.transitMS, c.transitKnown = transit, true
+	}
+	return refresh
+}
+
+// maxDelay is how much later than its server's usual transit a report
+// may arrive and still count as a sign of life.
+func maxDelay(interval time.Duration) time.Duration { return max(interval, 30*time.Second) }
 
 // apply makes a report durable: a plain heartbeat of a reporting server
 // through the group commit, anything else (a status report, events, a
@@ -467,6 +520,16 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		return "", err
 	}
 	c.lastSeq, c.state = rep.Seq, applied.State
+	if rep.Status && rep.StatusSeq > 0 {
+		c.statusSeq = rep.StatusSeq
+	}
+	if rep.Delayed {
+		// Recorded, but not a sign of life.
+		if len(applied.Changes) > 0 {
+			h.Publish(applied.Changes)
+		}
+		return applied.State, nil
+	}
 	if rep.ClockOffset != nil {
 		c.clockOffsetMS = rep.ClockOffset.Milliseconds()
 	}
@@ -520,7 +583,10 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 	if !keepwatch.ValidText(p.AgentVersion, 64) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
-	rep.AgentVersion, rep.Consent = p.AgentVersion, p.Consent
+	rep.AgentVersion, rep.Consent, rep.StatusSeq = p.AgentVersion, p.Consent, p.StatusSeq
+	if p.TransmittedAt != nil {
+		rep.TransmittedAt = p.TransmittedAt.UTC()
+	}
 	// A server whose clock is off (by more than network jitter) has its
 	// times moved onto keepwatch's clock, and the offset is shown.
 	shift := func(t time.Time) time.Time { return t }

@@ -275,9 +275,19 @@ func TestAgentClockSkewIsCorrectedAndShown(t *testing.T) {
 			if want := time.Now().Add(-5 * time.Minute); at.Before(want.Add(-10*time.Second)) || at.After(want.Add(10*time.Second)) {
 				t.Fatalf("event placed at %s, want about %s (keepwatch's clock)", at, want)
 			}
-			// A later heartbeat with a correct clock clears the offset.
+			// The clock is fixed. Set back, it makes the next heartbeat look
+			// held back on the way: keepwatch asks for a full status
+			// report, which clears the offset.
 			now := time.Now()
-			if _, err := s.Send(ctx, &protocol.Payload{TransmittedAt: &now}); err != nil {
+			resp, err := s.Send(ctx, &protocol.Payload{TransmittedAt: &now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Refresh != (skew > 0) {
+				t.Fatalf("heartbeat after the clock was fixed: refresh %v", resp.Refresh)
+			}
+			all, _ := agent.StatusPayload(nil, nil, now)
+			if _, err := s.Send(ctx, all); err != nil {
 				t.Fatal(err)
 			}
 			if rec, _ = r.a.Store.ServerRecord(ctx, s.State.ServerID); rec.ClockOffsetMS != 0 {

@@ -375,3 +375,88 @@ func TestExpiredEnrollmentKeyIsRefusedWithItsCode(t *testing.T) {
 		t.Fatalf("revoked key: %v", err)
 	}
 }
+
+// A status report lost on the way (here: a middlebox that swallows it)
+// no longer goes unnoticed behind heartbeats: the next heartbeat says which
+// status report was sent last, keepwatch asks for the full state, and the
+// gap is recorded for the integrator.
+func TestALostStatusReportIsNoticedAndRecorded(t *testing.T) {
+	r := newRig(t)
+	integ := r.register(t)
+	s := r.enroll(t, "RS-01")
+	p, _ := agent.StatusPayload([]string{"storage_full:E:"}, nil, time.Now())
+	if _, err := s.Send(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// The all-clear (status report #2) is swallowed on the way.
+	m := newMITM(t, r)
+	m.editReq = func([]byte) []byte { return nil }
+	lost := &agent.Sender{State: s.State, Client: m.client()}
+	allClear, _ := agent.StatusPayload(nil, nil, time.Now())
+	if _, err := lost.Send(ctx, allClear); err == nil {
+		t.Fatal("the swallowed report was taken as delivered")
+	}
+	resp, err := s.Send(ctx, nil)
+	if err != nil || !resp.Refresh {
+		t.Fatalf("heartbeat after a lost status report: %+v %v", resp, err)
+	}
+	if openIncidents(t, r, integ, keepwatch.KindStatusReportLost) != 0 {
+		t.Fatal("gap recorded before the refresh came")
+	}
+	// The agent sends its full state (status report #3).
+	if _, err := s.Send(ctx, allClear); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := r.a.Store.Incidents(ctx, integ, keepwatch.IncidentOpen, 10)
+	var found bool
+	for _, in := range ins {
+		if in.Kind == keepwatch.KindStatusReportLost {
+			found = true
+		}
+		if in.Kind == "storage_full" {
+			t.Fatal("the full state did not clear the condition")
+		}
+	}
+	if !found {
+		t.Fatalf("no status_report_lost incident: %+v", ins)
+	}
+	if resp, err := s.Send(ctx, nil); err != nil || resp.Refresh {
+		t.Fatalf("heartbeat after the refresh: %+v %v", resp, err)
+	}
+}
+
+// A heartbeat held back on the way and released later (after the server
+// died, say) is recorded but does not count as a sign of life.
+func TestAHeldBackHeartbeatIsNotASignOfLife(t *testing.T) {
+	r := newRig(t)
+	integ := r.register(t)
+	s := r.enroll(t, "RS-01")
+	p, _ := agent.StatusPayload(nil, nil, time.Now())
+	if _, err := s.Send(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.a.Store.ServerRecord(ctx, s.State.ServerID)
+	// Sealed ten minutes ago, held since.
+	sent := time.Now().Add(-10 * time.Minute).UTC()
+	held, _ := json.Marshal(protocol.Payload{TransmittedAt: &sent, StatusSeq: s.State.StatusSeq})
+	s.State.Seq++
+	env := seal(t, s, s.State.Seq, string(held))
+	time.Sleep(20 * time.Millisecond)
+	if status, code := r.post(t, env); status != 200 {
+		t.Fatalf("held-back heartbeat: %d %s", status, code)
+	}
+	after, _ := r.a.Store.ServerRecord(ctx, s.State.ServerID)
+	if after.LastSeen != before.LastSeen {
+		t.Fatalf("the held-back heartbeat counted as a sign of life: last seen %d → %d", before.LastSeen, after.LastSeen)
+	}
+	if openIncidents(t, r, integ, keepwatch.KindHeartbeatDelayed) != 1 {
+		t.Fatal("the held-back heartbeat was not recorded")
+	}
+	// A timely heartbeat still counts.
+	if _, err := s.Send(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := r.a.Store.ServerRecord(ctx, s.State.ServerID); now.LastSeen <= before.LastSeen {
+		t.Fatal("a timely heartbeat did not count")
+	}
+}

@@ -27,6 +27,23 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 			return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d already seen", r.Seq)
 		}
 		at := r.ReceivedAt
+		if r.Delayed {
+			// Recorded, but no sign of life: neither last_seen nor the
+			// state moves.
+			if _, err := t.exec(`UPDATE servers SET last_seq = ? WHERE id = ?`, int64(r.Seq), r.ServerID); err != nil {
+				return err
+			}
+			if err := t.insertEvents(info, r.Events, at, &out); err != nil {
+				return err
+			}
+			out.State = info.state
+			return nil
+		}
+		if r.Status && r.StatusSeq > 0 {
+			if _, err := t.exec(`UPDATE servers SET status_seq = ? WHERE id = ?`, int64(r.StatusSeq), r.ServerID); err != nil {
+				return err
+			}
+		}
 		state := info.state
 		if r.Consent != nil && !*r.Consent {
 			state = keepwatch.ServerConsentWithdrawn
@@ -74,15 +91,8 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 				return err
 			}
 		}
-		for _, e := range r.Events {
-			if _, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
-				return err
-			}
-			if _, err := t.raise(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
-				return err
-			}
-			out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
+		if err := t.insertEvents(info, r.Events, at, &out); err != nil {
+			return err
 		}
 		if state != info.state && state == keepwatch.ServerConsentWithdrawn {
 			out.Changes = append(out.Changes, info.change("consent_withdrawn", "", true, at))
@@ -91,6 +101,21 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 		return nil
 	})
 	return out, err
+}
+
+// insertEvents records a report's events and raises their incidents.
+func (t *Tx) insertEvents(info serverInfo, events []keepwatch.Event, at time.Time, out *keepwatch.Applied) error {
+	for _, e := range events {
+		if _, err := t.exec(`INSERT INTO events (installation_id, server_id, kind, subject, severity, message, occurred_at, received_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, info.installationID, info.id, e.Kind, e.Subject, string(e.Severity), e.Message, e.At.UnixMilli(), at.UnixMilli()); err != nil {
+			return err
+		}
+		if _, err := t.raise(info, e.Kind, e.Subject, e.Severity, true, e.At); err != nil {
+			return err
+		}
+		out.Changes = append(out.Changes, info.change(e.Kind, e.Subject, true, e.At))
+	}
+	return nil
 }
 
 // applyConditions replaces the conditions the server's agent reported by
