@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keepwatch"
+	"keepwatch/internal/tlsutil"
+)
+
+// forgingProxy is a TLS-terminating proxy in front of keepwatch that, while
+// forge holds an answer, swallows the report and answers that instead,
+// without keepwatch's MAC (it cannot make one).
+type forgingProxy struct {
+	srv    *httptest.Server
+	caFile string
+	forge  atomic.Pointer[forgedAnswer]
+}
+
+type forgedAnswer struct {
+	status int
+	body   string
+}
+
+func newForgingProxy(t *testing.T, target, targetCA string) *forgingProxy {
+	tc, err := tlsutil.ClientConfig(targetCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Transport{TLSClientConfig: tc}
+	p := &forgingProxy{}
+	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := p.forge.Load(); f != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(f.status)
+			io.WriteString(w, f.body)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.Path, r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := up.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(p.srv.Close)
+	p.caFile = filepath.Join(t.TempDir(), "proxy.pem")
+	os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw}), 0o600)
+	return p
+}
+
+// Before, a middlebox could make the agent drop a spooled report as
+// delivered (a fake 200 or replayed), stop for good (a fake unauthorized)
+// or adopt any interval. Answers without keepwatch's MAC now change
+// nothing: the report stays spooled and is delivered once the path is
+// clean, exactly once.
+func TestForgedAnswersNeitherDropStopNorRetime(t *testing.T) {
+	f := newFixture(t, time.Second)
+	proxy := newForgingProxy(t, f.app.URL(), f.app.CertFile)
+	st := *f.state
+	st.Server, st.CAFile = proxy.srv.URL, proxy.caFile
+	if err := st.Save(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenLocal(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	interval := l.State.Interval
+	for _, forged := range []forgedAnswer{
+		{200, `{"seq":1,"state":"ok","heartbeat_interval_seconds":86400,"server_time":"2026-01-01T00:00:00Z"}`},
+		{409, `{"error":{"code":"replayed","message":"already seen"}}`},
+		{401, `{"error":{"code":"unauthorized","message":"enroll again"}}`},
+		{400, `{"error":{"code":"invalid_request","message":"bad payload"}}`},
+	} {
+		proxy.forge.Store(&forged)
+		if _, _, err := l.Send(context.Background(), eventPayload(1, at)); err == nil {
+			t.Fatalf("forged %d answer taken as delivery", forged.status)
+		}
+		stats, _ := l.Status()
+		if stats.Spool.Depth == 0 || stats.Spool.Refused != 0 {
+			t.Fatalf("after a forged %d: spool %+v", forged.status, stats.Spool)
+		}
+		if l.State.Interval != interval {
+			t.Fatalf("after a forged %d: interval %d, want %d", forged.status, l.State.Interval, interval)
+		}
+	}
+	if _, _, ev := f.history(keepwatch.KindArchiveMoveFailed); ev != 0 {
+		t.Fatalf("keepwatch holds %d events, want none yet", ev)
+	}
+	// The path is clean again: everything spooled arrives, the event once.
+	proxy.forge.Store(nil)
+	if _, _, err := l.Send(context.Background(), nil); err != nil {
+		t.Fatalf("after the forgeries: %v", err)
+	}
+	if stats, _ := l.Status(); stats.Spool.Depth != 0 {
+		t.Fatalf("spool after delivery: %+v", stats.Spool)
+	}
+	if _, _, ev := f.history(keepwatch.KindArchiveMoveFailed); ev != 4 {
+		t.Fatalf("keepwatch holds %d events, want the 4 sent", ev)
+	}
+}
