@@ -90,11 +90,12 @@ func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, err
 		}
 		r.State, r.LastSeq, r.StatusSeq = keepwatch.ServerState(state), uint64(seq), uint64(statusSeq)
 		if len(pending) > 0 {
-			pk, err := s.openReportKey(r.ID, pending)
-			if err != nil {
-				return nil, fmt.Errorf("pending key of server %s: %w", r.ID, err)
+			// A pending key that no longer opens (sealed under a retired
+			// secret key) is as good as none: the server keeps reporting
+			// with its current key and the request cannot be approved.
+			if pk, err := s.openReportKey(r.ID, pending); err == nil {
+				r.PendingKey = pk
 			}
-			r.PendingKey = pk
 		}
 		r.CarePlusUntil, _ = keepwatch.ParseDate(until)
 		key, err := s.openReportKey(r.ID, r.Key)
