@@ -25,6 +25,11 @@ type ServerRecord struct {
 	// StatusSeq is the number of the last status report accepted under
 	// the current key.
 	StatusSeq uint64
+	// NextKey is the key of an in-band rotation the agent asked for (nil
+	// if none): its first use replaces Key.
+	NextKey []byte
+	// RotateRequired: keepwatch asks the agent to rotate its key.
+	RotateRequired bool
 }
 
 // Watched reports whether the monitor keeps a deadline for the server: it

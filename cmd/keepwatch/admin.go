@@ -56,6 +56,9 @@ enrolls until rotate-key issues one. Servers already enrolled keep
 reporting.`, adminLicenseRevokeKey},
 	{"server revoke", "--id SERVER_ID", `Revokes an enrolled recording server: its reports are refused from now on.
 The id is the one keepwatch agent status and the dashboard show.`, adminServerRevoke},
+	{"server require-rotation", "--id SERVER_ID", `Makes keepwatch ask the server's agent to rotate its report key: every
+answer says so (rotate_key) until the agent has switched to a new key,
+which a running agent does by itself.`, adminServerRequireRotation},
 	{"backup", "--to FILE", `Writes a consistent copy of the SQLite database while keepwatch runs.
 Restore it by stopping keepwatch and putting the copy in place as
 keepwatch.db in the data directory (removing stale -wal and -shm files).
@@ -443,6 +446,23 @@ func adminLicenseRevokeKey(ctx context.Context, e *env, fs *flag.FlagSet, args [
 		return err
 	}
 	fmt.Fprintf(e.stderr, "enrollment key of %s revoked; nothing enrolls until rotate-key issues a new one, enrolled servers keep reporting\n", norm)
+	return nil
+}
+
+func adminServerRequireRotation(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	id := fs.String("id", "", "the recording server's `SERVER_ID`, as keepwatch agent status shows it")
+	if err := flagsOnly(fs, args, "id"); err != nil {
+		return err
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.RequireRotation(ctx, *id); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "server %s is asked to rotate its report key at its next report\n", *id)
 	return nil
 }
 

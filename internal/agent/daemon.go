@@ -44,6 +44,7 @@ type Daemon struct {
 	state   *State
 	spool   *Spool
 	courier *courier
+	rot     *rotation // an in-band key rotation in progress (sender only)
 	checks  []check
 	sampler *driveSampler
 	addr    string
@@ -493,6 +494,7 @@ func (d *Daemon) sender(ctx context.Context) {
 			d.Logger.Debug("delivered", "seq", e.Seq, "kind", e.Kind, "events", e.Events, "recorded", e.RecordedAt, "server_time", resp.ServerTime)
 			d.checkSkew(resp.ServerTime)
 			d.adopt(resp)
+			d.rotateIfAsked(e, resp)
 			if resp.Refresh {
 				// keepwatch missed a status report: send the full state now.
 				d.Logger.Warn("keepwatch missed a status report; sending the full state again", "seq", e.Seq)

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -116,4 +118,61 @@ func TestForgedAnswersNeitherDropStopNorRetime(t *testing.T) {
 	if _, _, ev := f.history(keepwatch.KindArchiveMoveFailed); ev != 4 {
 		t.Fatalf("keepwatch holds %d events, want the 4 sent", ev)
 	}
+}
+
+// agent rotate replaces the report key in-band; keepwatch refuses the old
+// key from the new key's first use.
+func TestRotateReplacesTheReportKeyInBand(t *testing.T) {
+	f := newFixture(t, time.Second)
+	old := bytes.Clone(f.state.Key)
+	l, err := OpenLocal(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	st, err := Load(f.dir)
+	if err != nil || bytes.Equal(st.Key, old) || len(st.Key) != 32 {
+		t.Fatalf("state after rotate: key changed %v, %v", st != nil && !bytes.Equal(st.Key, old), err)
+	}
+	rec, err := f.app.Store.ServerRecord(context.Background(), st.ServerID)
+	if err != nil || !bytes.Equal(rec.Key, st.Key) || rec.NextKey != nil {
+		t.Fatalf("keepwatch's key after rotate: same as the agent's %v, next %x, %v", bytes.Equal(rec.Key, st.Key), rec.NextKey, err)
+	}
+	c, _ := NewClient(st.Server, st.CAFile)
+	stale := &Sender{State: &State{ServerID: st.ServerID, Key: old, Seq: st.Seq + 100}, Client: c}
+	_, err = stale.Send(context.Background(), nil)
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != keepwatch.EUNAUTHORIZED {
+		t.Fatalf("the old key after rotation: %v", err)
+	}
+	l, err = OpenLocal(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, _, err := l.Send(context.Background(), eventPayload(1, time.Now().UTC())); err != nil {
+		t.Fatalf("the new key: %v", err)
+	}
+}
+
+// keepwatch can require a rotation; a running agent carries it out by
+// itself.
+func TestARunningAgentRotatesWhenKeepwatchAsks(t *testing.T) {
+	f := newFixture(t, time.Second)
+	old := bytes.Clone(f.state.Key)
+	f.runDaemon(Config{}, Probes{})
+	if err := f.app.Store.RequireRotation(context.Background(), f.state.ServerID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the agent switched to a new key and keepwatch with it", func() bool {
+		st, err := Load(f.dir)
+		if err != nil || bytes.Equal(st.Key, old) {
+			return false
+		}
+		rec, err := f.app.Store.ServerRecord(context.Background(), st.ServerID)
+		return err == nil && bytes.Equal(rec.Key, st.Key) && !rec.RotateRequired
+	})
 }

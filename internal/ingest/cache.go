@@ -23,6 +23,10 @@ type cred struct {
 	pending, pendingAuth [32]byte
 	hasPending           bool
 	statusSeq            uint64
+	// next is the key of an in-band rotation the agent asked for: its
+	// first use replaces key. rotate: keepwatch asks the agent to rotate.
+	next            [32]byte
+	hasNext, rotate bool
 	// transitMS is the shortest time from a report's transmitted_at to
 	// its arrival seen since the last status report: the server's clock
 	// offset plus the quickest path. A report far above it was held back.
@@ -111,6 +115,10 @@ func (c *creds) apply(r keepwatch.ServerRecord) *cred {
 		copy(cr.pendingAuth[:], protocol.AuthKey(r.PendingKey))
 	}
 	cr.statusSeq = max(cr.statusSeq, r.StatusSeq)
+	cr.hasNext, cr.rotate = len(r.NextKey) == 32, r.RotateRequired
+	if cr.hasNext {
+		copy(cr.next[:], r.NextKey)
+	}
 	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
 	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
 	cr.lastSeq = max(cr.lastSeq, r.LastSeq)

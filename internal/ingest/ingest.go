@@ -389,6 +389,19 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pt, err := protocol.Open(c.key[:], body)
+	if err != nil && c.hasNext && !c.revoked {
+		// The first envelope under the rotated key switches the server to
+		// it: the old key is refused from then on.
+		if npt, nerr := protocol.Open(c.next[:], body); nerr == nil {
+			if err := h.Store.PromoteNextKey(r.Context(), hdr.ID.String()); err != nil {
+				return a, err
+			}
+			c.key, c.hasNext, c.rotate = c.next, false, false
+			copy(c.auth[:], protocol.AuthKey(c.key[:]))
+			h.Logger.Info("report key rotated", "server", hdr.ID.String())
+			pt, err = npt, nil
+		}
+	}
 	if err != nil {
 		if c.hasPending && !c.revoked {
 			if _, perr := protocol.Open(c.pending[:], body); perr == nil {
@@ -426,6 +439,12 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 	}
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
 	refresh := h.judgePath(c, &rep, now)
+	var rotated []byte
+	if rep.RotateKey != nil {
+		if rotated, err = h.rotate(r.Context(), c, hdr.ID, rep.RotateKey); err != nil {
+			return a, err
+		}
+	}
 	a.typ = "status"
 	if !rep.Status {
 		a.typ = "heartbeat"
@@ -439,8 +458,36 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
 		Refresh:                  refresh,
+		RotateKey:                c.rotate && rotated == nil,
+		ServerPublicKey:          rotated,
 	}
 	return a, nil
+}
+
+// rotate answers an in-band request for a new report key: a fresh X25519
+// exchange, sealed under the current key, whose result is kept as the
+// next key until the agent first uses it. It returns keepwatch's public
+// key. The caller holds c.mu.
+func (h *Handler) rotate(ctx context.Context, c *cred, id protocol.ServerID, agentPubBytes []byte) ([]byte, error) {
+	agentPub, err := ecdh.X25519().NewPublicKey(agentPubBytes)
+	if err != nil {
+		return nil, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key must be a 32-byte X25519 public key (base64)")
+	}
+	priv, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	serverPub := priv.PublicKey().Bytes()
+	key, err := protocol.DeriveKey(priv, agentPub, agentPubBytes, serverPub, id)
+	if err != nil {
+		return nil, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key is not usable")
+	}
+	if err := h.Store.SetNextKey(ctx, id.String(), key); err != nil {
+		return nil, err
+	}
+	copy(c.next[:], key)
+	c.hasNext = true
+	return serverPub, nil
 }
 
 // judgePath checks what a report says of the path from its server: a gap
@@ -584,6 +631,12 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
 	rep.AgentVersion, rep.Consent, rep.StatusSeq = p.AgentVersion, p.Consent, p.StatusSeq
+	if p.Rotate != nil {
+		if len(p.Rotate.PublicKey) != 32 {
+			return rep, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key must be a 32-byte X25519 public key (base64)")
+		}
+		rep.RotateKey = p.Rotate.PublicKey
+	}
 	if p.TransmittedAt != nil {
 		rep.TransmittedAt = p.TransmittedAt.UTC()
 	}
@@ -664,6 +717,8 @@ type Store interface {
 	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
 	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
 	RequestReenrollment(ctx context.Context, e keepwatch.Enrollment, remote string) (int64, error)
+	SetNextKey(ctx context.Context, serverID string, key []byte) error
+	PromoteNextKey(ctx context.Context, serverID string) error
 	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)

@@ -185,6 +185,12 @@ type ReportResponse struct {
 	// Refresh asks for a status report with the full current state at
 	// once: keepwatch missed a status report (status_seq gap).
 	Refresh bool `json:"refresh,omitempty"`
+	// RotateKey asks the agent to rotate its report key in-band.
+	RotateKey bool `json:"rotate_key,omitempty"`
+	// ServerPublicKey answers a report that asked to rotate (Payload
+	// Rotate): keepwatch's new X25519 public key, from which both sides
+	// derive the next report key as at enrollment.
+	ServerPublicKey []byte `json:"server_public_key,omitempty"`
 }
 
 // Payload is the plaintext of a report. An empty plaintext, or a payload
@@ -202,7 +208,10 @@ type Payload struct {
 	// StatusSeq numbers status reports in their own counter (1, 2, …
 	// under a report key). In a status report it is that report's number;
 	// in a heartbeat, the number of the last status report sent.
-	StatusSeq  uint64              `json:"status_seq,omitempty"`
+	StatusSeq uint64 `json:"status_seq,omitempty"`
+	// Rotate asks to rotate the report key in-band: the agent's new
+	// X25519 public key.
+	Rotate     *PayloadRotate      `json:"rotate,omitempty"`
 	Consent    *bool               `json:"consent,omitempty"`
 	Conditions *[]PayloadCondition `json:"conditions,omitempty"`
 	Events     []PayloadEvent      `json:"events,omitempty"`
@@ -211,6 +220,11 @@ type Payload struct {
 	// full and how much footage it keeps. They change no condition: a
 	// report is a status report by its "conditions" alone.
 	Drives []PayloadDrive `json:"drives,omitempty"`
+}
+
+// PayloadRotate asks for a new report key.
+type PayloadRotate struct {
+	PublicKey []byte `json:"public_key"`
 }
 
 // PayloadDrive is one measurement of a drive. Sizes are bytes.

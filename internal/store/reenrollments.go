@@ -119,7 +119,7 @@ func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, 
 				return keepwatch.Errorf(keepwatch.ENOTFOUND, "no pending re-enrollment %d", id)
 			}
 			state = keepwatch.ReenrollmentApproved
-			_, err = t.exec(`UPDATE servers SET report_key = pending_key, pending_key = NULL, last_seq = 0, status_seq = 0, consent = 1,
+			_, err = t.exec(`UPDATE servers SET report_key = pending_key, pending_key = NULL, next_key = NULL, rotate_required = 0, last_seq = 0, status_seq = 0, consent = 1,
 				enrolled_at = ?, rev = ?, state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
 				now.UnixMilli(), rev, serverID)
 		} else {
@@ -160,6 +160,45 @@ func (s *Store) SetIntegratorEnrollmentKey(ctx context.Context, integratorID int
 		}
 		if n, _ := r.RowsAffected(); n == 0 {
 			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no such installation in your account")
+		}
+		return nil
+	})
+}
+
+// SetNextKey keeps the key of an in-band rotation the server's agent asked
+// for; the first envelope sealed under it makes it the report key
+// (PromoteNextKey). A later request replaces an earlier one.
+func (s *Store) SetNextKey(ctx context.Context, serverID string, key []byte) error {
+	return s.serverUpdate(ctx, serverID, `UPDATE servers SET next_key = ?, rev = ? WHERE id = ? AND revoked_at IS NULL`, s.sealReportKey(serverID, key))
+}
+
+// PromoteNextKey makes the rotated key the server's report key: the old
+// key is refused from then on. Sequence numbers carry on.
+func (s *Store) PromoteNextKey(ctx context.Context, serverID string) error {
+	return s.serverUpdate(ctx, serverID, `UPDATE servers SET report_key = next_key, next_key = NULL, rotate_required = 0, rev = ?
+		WHERE id = ? AND next_key IS NOT NULL AND revoked_at IS NULL`)
+}
+
+// RequireRotation makes keepwatch ask the server's agent to rotate its
+// report key (the answer's rotate_key) until it has.
+func (s *Store) RequireRotation(ctx context.Context, serverID string) error {
+	return s.serverUpdate(ctx, serverID, `UPDATE servers SET rotate_required = 1, rev = ? WHERE id = ? AND revoked_at IS NULL`)
+}
+
+// serverUpdate runs one UPDATE of a server row, with the new revision
+// before the id (after the leading args), so running nodes pick it up.
+func (s *Store) serverUpdate(ctx context.Context, serverID, query string, lead ...any) error {
+	return s.tx(ctx, func(t *Tx) error {
+		rev, err := t.nextRev()
+		if err != nil {
+			return err
+		}
+		r, err := t.exec(query, append(lead, rev, serverID)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no active server %s (or nothing to change)", serverID)
 		}
 		return nil
 	})
