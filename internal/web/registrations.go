@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"keepwatch"
@@ -25,6 +26,9 @@ type registrationsData struct {
 	Ended         []keepwatch.InstallationView
 	Consent       []consentRow
 	Today         keepwatch.Date
+	// Reenrollments wait for approval: a known server name enrolled again
+	// without its current key.
+	Reenrollments []keepwatch.Reenrollment
 }
 
 func (h *Handler) registrations(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -44,6 +48,15 @@ func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq
 		return err
 	}
 	d := registrationsData{Total: len(views), Today: today}
+	reen, err := h.Store.Reenrollments(ctx, p.IntegratorID, 100)
+	if err != nil {
+		return err
+	}
+	for _, re := range reen {
+		if re.State == keepwatch.ReenrollmentPending {
+			d.Reenrollments = append(d.Reenrollments, re)
+		}
+	}
 	horizon := today.AddDays(carePlusHorizon)
 	for _, v := range views {
 		switch {
@@ -116,5 +129,34 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request, rq *request) e
 	}
 	h.audit(r, rq, "registration.release", slc, "")
 	redirectDone(w, r, "/registrations", "released")
+	return nil
+}
+
+func (h *Handler) approveReenrollment(w http.ResponseWriter, r *http.Request, rq *request) error {
+	return h.decideReenrollment(w, r, rq, true)
+}
+
+func (h *Handler) rejectReenrollment(w http.ResponseWriter, r *http.Request, rq *request) error {
+	return h.decideReenrollment(w, r, rq, false)
+}
+
+// decideReenrollment approves or rejects a pending re-enrollment, as
+// POST /api/v1/reenrollments/{id}/approve|reject does.
+func (h *Handler) decideReenrollment(w http.ResponseWriter, r *http.Request, rq *request, approve bool) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return keepwatch.Errorf(keepwatch.ENOTFOUND, "no pending re-enrollment %s", r.PathValue("id"))
+	}
+	p := rq.principal()
+	re, err := h.Store.DecideReenrollment(r.Context(), p.IntegratorID, id, approve, p.Actor)
+	if err != nil {
+		return err
+	}
+	action, done := "reenrollment.reject", "reenrollmentRejected"
+	if approve {
+		action, done = "reenrollment.approve", "reenrollmentApproved"
+	}
+	h.audit(r, rq, action, re.SLC+" / "+re.Server, "re-enrollment "+strconv.FormatInt(id, 10))
+	redirectDone(w, r, "/registrations", done)
 	return nil
 }

@@ -78,6 +78,8 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/registrations", keepwatch.RoleViewer, h.registrations},
 		{"POST", "/registrations", keepwatch.RoleOwner, h.register},
 		{"POST", "/registrations/release", keepwatch.RoleOwner, h.release},
+		{"POST", "/registrations/reenrollments/{id}/approve", keepwatch.RoleTechnician, h.approveReenrollment},
+		{"POST", "/registrations/reenrollments/{id}/reject", keepwatch.RoleTechnician, h.rejectReenrollment},
 		{"GET", "/settings", keepwatch.RoleOwner, h.settings},
 		{"POST", "/settings/users", keepwatch.RoleOwner, h.addUser},
 		{"POST", "/settings/users/{id}/role", keepwatch.RoleOwner, h.setUserRole},
@@ -328,6 +330,8 @@ var flashes = map[string]string{
 	"maintenanceScheduled": "Maintenance scheduled: it shows on the overview until it starts.",
 	"maintenanceCancelled": "Scheduled maintenance cancelled.",
 	"released":             "SLC released.",
+	"reenrollmentApproved": "Re-enrollment approved: the server reports with its new key, the old one is refused.",
+	"reenrollmentRejected": "Re-enrollment rejected: the server keeps its key.",
 	"role":                 "Role changed.",
 	"removed":              "User removed.",
 	"revoked":              "Token revoked.",
@@ -382,5 +386,6 @@ type Store interface {
 	keepwatch.MaintenanceStore
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
+	keepwatch.TrustStore
 	flashStore
 }
