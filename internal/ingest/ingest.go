@@ -505,6 +505,9 @@ func (h *Handler) judgePath(c *cred, rep *keepwatch.Report, now time.Time) bool 
 	if timed {
 		transit = now.Sub(rep.TransmittedAt).Milliseconds()
 	}
+	// Only a plain heartbeat is judged held back: a report that carries
+	// events, a consent change or a rotation is applied for what it says.
+	plain := !rep.Status && len(rep.Events) == 0 && rep.Consent == nil && rep.RotateKey == nil
 	if rep.Status {
 		if rep.StatusSeq > 0 && c.statusSeq > 0 && rep.StatusSeq > c.statusSeq+1 {
 			rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindStatusReportLost, Severity: keepwatch.SeverityOf(keepwatch.KindStatusReportLost),
@@ -523,7 +526,7 @@ func (h *Handler) judgePath(c *cred, rep *keepwatch.Report, now time.Time) bool 
 	if !timed {
 		return refresh
 	}
-	if c.transitKnown && transit-c.transitMS > maxDelay(h.Interval).Milliseconds() {
+	if plain && c.transitKnown && transit-c.transitMS > maxDelay(h.Interval).Milliseconds() {
 		late := time.Duration(transit-c.transitMS) * time.Millisecond
 		rep.Delayed = true
 		rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindHeartbeatDelayed, Severity: keepwatch.SeverityOf(keepwatch.KindHeartbeatDelayed),
@@ -536,9 +539,11 @@ func (h *Handler) judgePath(c *cred, rep *keepwatch.Report, now time.Time) bool 
 	return refresh
 }
 
-// maxDelay is how much later than its server's usual transit a report
-// may arrive and still count as a sign of life.
-func maxDelay(interval time.Duration) time.Duration { return max(interval, 30*time.Second) }
+// maxDelay is how much later than its server's usual transit a heartbeat
+// may arrive and still count as a sign of life: one interval and 30
+// seconds, so a heartbeat held back can make a dead server look alive for
+// at most that much longer.
+func maxDelay(interval time.Duration) time.Duration { return interval + 30*time.Second }
 
 // apply makes a report durable: a plain heartbeat of a reporting server
 // through the group commit, anything else (a status report, events, a

@@ -82,7 +82,8 @@ func codeOf(err error) string {
 // limits, but never a refusal of the report itself.
 func retryable(code string) bool {
 	switch code {
-	case codeNetwork, keepwatch.EINTERNAL, keepwatch.EUNAVAILABLE, keepwatch.ERATELIMITED, keepwatch.ECONFLICT:
+	case codeNetwork, keepwatch.EINTERNAL, keepwatch.EUNAVAILABLE, keepwatch.ERATELIMITED, keepwatch.ECONFLICT,
+		keepwatch.EREENROLLPENDING: // approved moments ago: every node learns it within seconds
 		return true
 	}
 	return strings.HasPrefix(code, "http_5")
@@ -127,7 +128,8 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 	if err != nil {
 		return &refusal{code: codeNetwork, message: err.Error()}
 	}
-	if r.StatusCode != want {
+	// An enrollment may also be accepted pending the integrator's approval.
+	if r.StatusCode != want && !(want == http.StatusCreated && r.StatusCode == http.StatusAccepted) {
 		var eb protocol.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
 			return &refusal{r.StatusCode, eb.Error.Code, eb.Error.Message}
@@ -147,11 +149,12 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 // enroll enrolls one server (protocol.md section 3): a fresh X25519 key
 // pair, the enrollment request MACed under the enrollment key, the
 // answer's MAC checked, and the report key derived on both sides. prev,
-// when it holds the server's current key, proves it.
-func (c *client) enroll(ctx context.Context, slc, key string, prev Creds) (Creds, time.Duration, error) {
+// when it holds the server's current key, proves it; without that proof a
+// known name comes back pending the integrator's approval.
+func (c *client) enroll(ctx context.Context, slc, key string, prev Creds) (Creds, time.Duration, bool, error) {
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
 	pub := priv.PublicKey().Bytes()
 	slc = strings.ToUpper(strings.TrimSpace(slc))
@@ -165,26 +168,26 @@ func (c *client) enroll(ctx context.Context, slc, key string, prev Creds) (Creds
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
 	var resp protocol.EnrollResponse
 	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp, nil); err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
 	id, err := protocol.ParseServerID(resp.ServerID)
 	if err != nil {
-		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+		return Creds{}, 0, false, fmt.Errorf("enrollment answer: %w", err)
 	}
 	if !hmac.Equal(resp.MAC, protocol.EnrollAnswerMAC(ek, slc, prev.Name, pub, resp.ServerPublicKey, id, resp.HeartbeatIntervalSeconds, resp.Pending)) {
-		return Creds{}, 0, &refusal{http.StatusCreated, "http_201", "the enrollment answer is not authenticated"}
+		return Creds{}, 0, false, &refusal{http.StatusCreated, "http_201", "the enrollment answer is not authenticated"}
 	}
 	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
 	if err != nil {
-		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+		return Creds{}, 0, false, fmt.Errorf("enrollment answer: %w", err)
 	}
 	k, err := protocol.DeriveKey(priv, serverPub, pub, resp.ServerPublicKey, id)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
-	return Creds{Name: prev.Name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, nil
+	return Creds{Name: prev.Name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, resp.Pending, nil
 }
