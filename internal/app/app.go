@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
-	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger}
+	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger, KeyLifetime: cfg.EnrollmentKeyLifetime}
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,

@@ -62,6 +62,8 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 				"GET /registrations":                             {"/registrations", nil, []int{200}, 200},
 				"POST /registrations":                            {"/registrations", form("slc", aliceSLC), []int{303}, 409},
 				"POST /registrations/release":                    {"/registrations/release", form("slc", aliceIdleSLC), []int{303, 404}, 404},
+				"POST /registrations/enrollment-key":             {"/registrations/enrollment-key", form("slc", aliceOKSLC), []int{303}, 404},
+				"POST /registrations/enrollment-key/revoke":      {"/registrations/enrollment-key/revoke", form("slc", aliceOKSLC), []int{303}, 404},
 				"POST /registrations/reenrollments/{id}/approve": {"/registrations/reenrollments/" + approve + "/approve", form(), []int{303, 404}, 404},
 				"POST /registrations/reenrollments/{id}/reject":  {"/registrations/reenrollments/" + reject + "/reject", form(), []int{303, 404}, 404},
 				"GET /settings":                                  {"/settings", nil, []int{200}, 200},

@@ -5,9 +5,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"keepwatch"
 	"keepwatch/internal/auth"
+	"keepwatch/internal/secret"
 )
 
 // carePlusHorizon is how far ahead the registration center warns of Care
@@ -29,6 +31,10 @@ type registrationsData struct {
 	// Reenrollments wait for approval: a known server name enrolled again
 	// without its current key.
 	Reenrollments []keepwatch.Reenrollment
+	// NewKey is an enrollment key just issued, shown once: for NewKeySLC,
+	// enrolling until NewKeyExpires.
+	NewKey, NewKeySLC string
+	NewKeyExpires     time.Time
 }
 
 func (h *Handler) registrations(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -79,6 +85,12 @@ func (h *Handler) renderRegistrations(w http.ResponseWriter, r *http.Request, rq
 	}
 	byDate(d.Ending)
 	byDate(d.Ended)
+	if v, err := h.takeFlash(ctx, rq, "new-enrollment-key"); err != nil {
+		return err
+	} else if v != "" {
+		d.NewKeySLC, d.NewKey, _ = strings.Cut(v, "\n")
+		d.NewKeyExpires = h.now().Add(h.keyLifetime())
+	}
 	pg := h.newPage(r, rq, "Registration center", "registrations", d)
 	pg.Form = form
 	return h.render(w, status, "registrations", pg)
@@ -158,5 +170,53 @@ func (h *Handler) decideReenrollment(w http.ResponseWriter, r *http.Request, rq 
 	}
 	h.audit(r, rq, action, re.SLC+" / "+re.Server, "re-enrollment "+strconv.FormatInt(id, 10))
 	redirectDone(w, r, "/registrations", done)
+	return nil
+}
+
+func (h *Handler) keyLifetime() time.Duration {
+	if h.KeyLifetime > 0 {
+		return h.KeyLifetime
+	}
+	return keepwatch.EnrollmentKeyLifetime
+}
+
+// rotateEnrollmentKey issues a new enrollment key for one of the
+// integrator's installations and shows it once, as
+// POST /api/v1/installations/{slc}/enrollment-key does.
+func (h *Handler) rotateEnrollmentKey(w http.ResponseWriter, r *http.Request, rq *request) error {
+	slc, err := keepwatch.NormalizeSLC(strings.TrimSpace(r.PostFormValue("slc")))
+	key := secret.New("kwe_")
+	if err == nil {
+		err = h.Store.SetIntegratorEnrollmentKey(r.Context(), rq.principal().IntegratorID, slc, secret.Hash(key))
+	}
+	if code := keepwatch.ErrorCode(err); code == keepwatch.EINVALID || code == keepwatch.ENOTFOUND {
+		return h.renderRegistrations(w, r, rq, statusOf(code), refusedForm(r, "enrollmentkey", "slc", err))
+	}
+	if err != nil {
+		return err
+	}
+	h.audit(r, rq, "enrollment_key.rotate", slc, "")
+	if err := h.putFlash(r.Context(), rq, "new-enrollment-key", slc+"\n"+key); err != nil {
+		return err
+	}
+	redirectTo(w, r, "/registrations", "enrollmentKeyIssued", "new-key-card")
+	return nil
+}
+
+// revokeEnrollmentKey leaves one of the integrator's installations
+// without an enrollment key.
+func (h *Handler) revokeEnrollmentKey(w http.ResponseWriter, r *http.Request, rq *request) error {
+	slc, err := keepwatch.NormalizeSLC(strings.TrimSpace(r.PostFormValue("slc")))
+	if err == nil {
+		err = h.Store.SetIntegratorEnrollmentKey(r.Context(), rq.principal().IntegratorID, slc, nil)
+	}
+	if code := keepwatch.ErrorCode(err); code == keepwatch.EINVALID || code == keepwatch.ENOTFOUND {
+		return h.renderRegistrations(w, r, rq, statusOf(code), refusedForm(r, "enrollmentkey", "slc", err))
+	}
+	if err != nil {
+		return err
+	}
+	h.audit(r, rq, "enrollment_key.revoke", slc, "")
+	redirectDone(w, r, "/registrations", "enrollmentKeyRevoked")
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"keepwatch/internal/secret"
 	"keepwatch/internal/store"
 )
 
@@ -55,5 +56,43 @@ func TestReenrollmentsAreDecidedOnTheRegistrationCenter(t *testing.T) {
 	}
 	if got := strings.Join(seen, " "); !strings.Contains(got, "reenrollment.approve") || !strings.Contains(got, "reenrollment.reject") {
 		t.Fatalf("audit: %s", got)
+	}
+}
+
+// An owner issues a new enrollment key on the registration center: shown
+// once, stored as its hash; then revokes it. Another integrator's SLC is
+// refused like an unknown one.
+func TestOwnersIssueAndRevokeEnrollmentKeysOnTheRegistrationCenter(t *testing.T) {
+	f := newFixture(t, fixtureOptions{dialect: store.SQLite})
+	ctx := context.Background()
+	owner := f.session("alice-owner")
+	status, hdr, _ := f.do(owner, "POST", "/registrations/enrollment-key", url.Values{"slc": {strings.ToLower(aliceSLC)}})
+	if status != 303 {
+		t.Fatalf("issue: %d", status)
+	}
+	_, _, body := f.do(owner, "GET", hdr.Get("Location"), nil)
+	i := strings.Index(body, `id="new-key" readonly value="`)
+	if i < 0 {
+		t.Fatal("the new key is not shown")
+	}
+	key, _, _ := strings.Cut(body[i+len(`id="new-key" readonly value="`):], `"`)
+	_, hash, err := f.a.Store.EnrollmentInfo(ctx, aliceSLC)
+	if err != nil || !strings.HasPrefix(key, "kwe_") || !bytes.Equal(hash, secret.Hash(key)) {
+		t.Fatalf("issued key %q does not match the stored hash: %v", key, err)
+	}
+	if _, _, again := f.do(owner, "GET", "/registrations", nil); strings.Contains(again, key) {
+		t.Fatal("the key is shown twice")
+	}
+	if status, _, _ := f.do(f.session("alice-technician"), "POST", "/registrations/enrollment-key", url.Values{"slc": {aliceSLC}}); status != 403 {
+		t.Fatalf("technician issuing a key: %d", status)
+	}
+	if status, _, _ := f.do(f.session("bob-owner"), "POST", "/registrations/enrollment-key/revoke", url.Values{"slc": {aliceSLC}}); status != 404 {
+		t.Fatalf("bob revoking alice's key: %d", status)
+	}
+	if status, _, _ := f.do(owner, "POST", "/registrations/enrollment-key/revoke", url.Values{"slc": {aliceSLC}}); status != 303 {
+		t.Fatalf("revoke: %d", status)
+	}
+	if _, hash, _ := f.a.Store.EnrollmentInfo(ctx, aliceSLC); len(hash) != 0 {
+		t.Fatal("the key is still there after revoke")
 	}
 }
