@@ -27,6 +27,9 @@ func TestReenrollmentsAreDecidedOnTheRegistrationCenter(t *testing.T) {
 	if status, _, _ := f.do(viewer, "POST", "/registrations/reenrollments/"+approve+"/approve", url.Values{}); status != 403 {
 		t.Fatalf("viewer approving: %d", status)
 	}
+	if _, _, body := f.do(viewer, "GET", "/", nil); !strings.Contains(body, `id="reenrollment-notice"`) || !strings.Contains(body, "2 server names") {
+		t.Fatal("the overview does not say that re-enrollments wait")
+	}
 	tech := f.session("alice-technician")
 	if _, _, body := f.do(tech, "GET", "/registrations", nil); !strings.Contains(body, `action="/registrations/reenrollments/`+approve+`/approve"`) {
 		t.Fatal("the technician has no approve button")
@@ -48,6 +51,9 @@ func TestReenrollmentsAreDecidedOnTheRegistrationCenter(t *testing.T) {
 	}
 	if _, _, body := f.do(tech, "GET", "/registrations", nil); strings.Contains(body, "Re-enrollments waiting for approval") {
 		t.Fatal("decided requests still wait")
+	}
+	if _, _, body := f.do(tech, "GET", "/", nil); strings.Contains(body, `id="reenrollment-notice"`) {
+		t.Fatal("the overview still announces decided requests")
 	}
 	log, _ := f.a.Store.AuditLog(ctx, f.alice, 10)
 	var seen []string
