@@ -570,6 +570,13 @@ func (d *Daemon) adopt(resp protocol.ReportResponse) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.state.Pending {
+		// An accepted report: the re-enrollment was approved.
+		d.state.Pending = false
+		if err := d.saveStateLocked(); err != nil {
+			d.Logger.Error("save agent state", "err", err)
+		}
+	}
 	if resp.HeartbeatIntervalSeconds == d.state.Interval {
 		return
 	}

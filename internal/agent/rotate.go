@@ -63,9 +63,6 @@ func (c *courier) switchKey(key []byte) {
 // it. Until keepwatch sees the new key in use the old one still works, so
 // an interrupted rotation can simply be run again.
 func (l *Local) Rotate(ctx context.Context) error {
-	if l.State.Pending {
-		return errors.New("this server's enrollment waits for the integrator's approval; rotate after it")
-	}
 	rot, err := newRotation()
 	if err != nil {
 		return err
