@@ -176,3 +176,48 @@ func TestARunningAgentRotatesWhenKeepwatchAsks(t *testing.T) {
 		return err == nil && bytes.Equal(rec.Key, st.Key) && !rec.RotateRequired
 	})
 }
+
+// A reinstalled machine enrolls its name again without the old state: it
+// keeps its reports until the integrator approves, then delivers them.
+func TestAPendingReenrollmentKeepsReportsUntilApproved(t *testing.T) {
+	f := newFixture(t, time.Second)
+	dir := t.TempDir()
+	st, err := Enroll(context.Background(), EnrollOptions{Server: f.app.URL(), CAFile: f.app.CertFile, SLC: f.slc, Key: "key", Name: "RS-01", Consent: true})
+	if err != nil || !st.Pending || st.ServerID != f.state.ServerID {
+		t.Fatalf("re-enrollment without the old state: %+v %v", st, err)
+	}
+	if err := st.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	_, _, err = l.Send(context.Background(), eventPayload(1, at))
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != keepwatch.EREENROLLPENDING || !se.Authenticated {
+		t.Fatalf("report while pending: %v", err)
+	}
+	if stats, _ := l.Status(); stats.Spool.Depth != 1 {
+		t.Fatalf("spool while pending: %+v", stats.Spool)
+	}
+	list, err := f.app.Store.Reenrollments(context.Background(), f.integratorID, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("pending list: %+v %v", list, err)
+	}
+	if _, err := f.app.Store.DecideReenrollment(context.Background(), f.integratorID, list[0].ID, true, "user:owner"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the spooled report is delivered after approval", func() bool {
+		_, _, err := l.Send(context.Background(), nil)
+		return err == nil
+	})
+	if _, _, ev := f.history(keepwatch.KindArchiveMoveFailed); ev != 1 {
+		t.Fatalf("keepwatch holds %d events, want 1", ev)
+	}
+	if l.State.Pending {
+		t.Fatal("the state still says pending after approval")
+	}
+}
