@@ -39,6 +39,12 @@ const (
 	// KindFlood says a server exceeded its caps on open incidents or
 	// events: the excess is summarised, not notified one by one.
 	KindFlood = "flood"
+	// KindStatusReportLost and KindHeartbeatDelayed are events keepwatch
+	// records when the path to a server loses its reports: a status
+	// report that never arrived (a gap in status_seq), a heartbeat held
+	// back on the way (its transmitted_at far behind).
+	KindStatusReportLost = "status_report_lost"
+	KindHeartbeatDelayed = "heartbeat_delayed"
 )
 
 // setByKeepwatch are the kinds keepwatch itself decides; an agent never
@@ -46,6 +52,7 @@ const (
 var setByKeepwatch = map[string]bool{
 	KindServerUnavailable: true, KindSiteUnreachable: true, KindFlood: true,
 	KindStorageForecast: true, KindRetentionShort: true,
+	KindStatusReportLost: true, KindHeartbeatDelayed: true,
 }
 
 // SetByKeepwatch reports whether keepwatch, not an agent, decides a kind.
@@ -67,8 +74,10 @@ var knownSeverity = map[string]Severity{
 	KindStorageForecast:        SeverityWarning,
 	// An error when under half the required days: RetentionSeverity
 	// decides for each instance.
-	KindRetentionShort: SeverityWarning,
-	KindFlood:          SeverityWarning,
+	KindRetentionShort:   SeverityWarning,
+	KindFlood:            SeverityWarning,
+	KindStatusReportLost: SeverityWarning,
+	KindHeartbeatDelayed: SeverityWarning,
 }
 
 // SeverityOf returns the severity of a kind; unknown kinds are errors.

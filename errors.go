@@ -22,6 +22,12 @@ const (
 	// ECONDITIONACTIVE refuses to resolve by hand a state incident whose
 	// condition is still reported: it resolves by itself when it clears.
 	ECONDITIONACTIVE = "condition_active"
+	// EKEYEXPIRED refuses an enrollment under an enrollment key past its
+	// expiry: the operator or integrator issues a new one.
+	EKEYEXPIRED = "enrollment_key_expired"
+	// EREENROLLPENDING answers reports under a key whose re-enrollment
+	// waits for the integrator's approval.
+	EREENROLLPENDING = "reenrollment_pending"
 )
 
 // Error is an error with a code and a message that is safe to show to the

@@ -81,6 +81,9 @@ type Installation struct {
 	Cameras       int
 	CarePlusUntil Date
 	IntegratorID  int64 // 0 while no integrator registered the SLC
+	// EnrollmentKeyIssued is when the current enrollment key was issued;
+	// it expires EnrollmentKeyLifetime (or the configured time) later.
+	EnrollmentKeyIssued time.Time
 }
 
 // Server is a recording server of an installation.

@@ -18,6 +18,18 @@ type ServerRecord struct {
 	Revoked        bool
 	CarePlusUntil  Date
 	ClockOffsetMS  int64
+	// PendingKey is the report key of a re-enrollment waiting for the
+	// integrator's approval (nil if none): reports under it are answered
+	// reenrollment_pending.
+	PendingKey []byte
+	// StatusSeq is the number of the last status report accepted under
+	// the current key.
+	StatusSeq uint64
+	// NextKey is the key of an in-band rotation the agent asked for (nil
+	// if none): its first use replaces Key.
+	NextKey []byte
+	// RotateRequired: keepwatch asks the agent to rotate its key.
+	RotateRequired bool
 }
 
 // Watched reports whether the monitor keeps a deadline for the server: it

@@ -31,6 +31,20 @@ type Report struct {
 	// they change no agent condition (keepwatch judges them afterwards,
 	// JudgeDrives).
 	Drives []DriveReading
+	// TransmittedAt is the agent's clock when it sent this attempt (zero:
+	// not said).
+	TransmittedAt time.Time
+	// StatusSeq is a status report's own number, or for a heartbeat the
+	// number of the last status report the agent sent (0: not numbered);
+	// the store keeps the last one accepted to tell a lost status report.
+	StatusSeq uint64
+	// RotateKey is the agent's new X25519 public key when the report asks
+	// to rotate the report key in-band.
+	RotateKey []byte
+	// Delayed: the report was held back on the way (its transmitted_at is
+	// far behind). It is recorded, with its events, but proves nothing
+	// about the server being alive now.
+	Delayed bool
 }
 
 // Applied is the outcome of a stored report.

@@ -35,6 +35,17 @@ type RegistrationStore interface {
 	Release(ctx context.Context, integratorID int64, slc string) error
 }
 
+// TrustStore is what the integrator decides about enrollment: pending
+// re-enrollments of known server names, and the installations'
+// enrollment keys.
+type TrustStore interface {
+	Reenrollments(ctx context.Context, integratorID int64, limit int) ([]Reenrollment, error)
+	DecideReenrollment(ctx context.Context, integratorID, id int64, approve bool, actor string) (Reenrollment, error)
+	// SetIntegratorEnrollmentKey replaces (keyHash, the SHA-256 of the new
+	// key) or revokes (nil) the enrollment key of one of its installations.
+	SetIntegratorEnrollmentKey(ctx context.Context, integratorID int64, slc string, keyHash []byte) error
+}
+
 // IncidentStore reads incidents and records what people do with them.
 type IncidentStore interface {
 	Incidents(ctx context.Context, integratorID int64, state IncidentState, limit int) ([]Incident, error)

@@ -47,10 +47,18 @@ keepwatch refuses the installation's reports (care_plus_inactive) and shows
 it as "monitoring paused". A running server sees the change within two
 seconds.`, adminLicenseCarePlus},
 	{"license rotate-key", "--slc SLC", `Replaces an installation's enrollment key and prints the new one on
-stdout. The old key no longer enrolls; servers already enrolled keep
-reporting.`, adminLicenseRotateKey},
+stdout (and nothing else there). The old key no longer enrolls; servers
+already enrolled keep reporting. A key enrolls for serve's
+--enrollment-key-days (30 by default) after it was issued; an expired key
+is refused with enrollment_key_expired.`, adminLicenseRotateKey},
+	{"license revoke-key", "--slc SLC", `Revokes an installation's enrollment key without issuing a new one: nothing
+enrolls until rotate-key issues one. Servers already enrolled keep
+reporting.`, adminLicenseRevokeKey},
 	{"server revoke", "--id SERVER_ID", `Revokes an enrolled recording server: its reports are refused from now on.
 The id is the one keepwatch agent status and the dashboard show.`, adminServerRevoke},
+	{"server require-rotation", "--id SERVER_ID", `Makes keepwatch ask the server's agent to rotate its report key: every
+answer says so (rotate_key) until the agent has switched to a new key,
+which a running agent does by itself.`, adminServerRequireRotation},
 	{"backup", "--to FILE", `Writes a consistent copy of the SQLite database while keepwatch runs.
 Restore it by stopping keepwatch and putting the copy in place as
 keepwatch.db in the data directory (removing stale -wal and -shm files).
@@ -417,6 +425,44 @@ func adminLicenseRotateKey(ctx context.Context, e *env, fs *flag.FlagSet, args [
 	}
 	fmt.Fprintln(e.stdout, key)
 	fmt.Fprintf(e.stderr, "enrollment key of %s rotated; the old key no longer enrolls, enrolled servers keep reporting\n", norm)
+	return nil
+}
+
+func adminLicenseRevokeKey(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	slc := slcFlag(fs)
+	if err := flagsOnly(fs, args, "slc"); err != nil {
+		return err
+	}
+	norm, err := keepwatch.NormalizeSLC(*slc)
+	if err != nil {
+		return usagef("%s", keepwatch.ErrorMessage(err))
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.RevokeEnrollmentKey(ctx, norm); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "enrollment key of %s revoked; nothing enrolls until rotate-key issues a new one, enrolled servers keep reporting\n", norm)
+	return nil
+}
+
+func adminServerRequireRotation(ctx context.Context, e *env, fs *flag.FlagSet, args []string, open func() (*store.Store, error)) error {
+	id := fs.String("id", "", "the recording server's `SERVER_ID`, as keepwatch agent status shows it")
+	if err := flagsOnly(fs, args, "id"); err != nil {
+		return err
+	}
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.RequireRotation(ctx, *id); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "server %s is asked to rotate its report key at its next report\n", *id)
 	return nil
 }
 

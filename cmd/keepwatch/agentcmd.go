@@ -43,6 +43,10 @@ own checks find). Kinds: camera_unreachable, storage_full, storage_low,
 media_db_write_failed, license_exceeded, and the events archive_delete_failed,
 file_delete_failed, archive_fatal_error, archive_operation_failed,
 archive_move_failed; a kind keepwatch does not know is shown as an error.`, agentSend},
+	{"rotate", "--state DIR", `Rotates this server's report key in-band: a new X25519 exchange sealed
+under the current key. keepwatch switches to the new key at its first use
+and refuses the old one from then on. Stop the agent first (the running
+agent rotates by itself when keepwatch asks it to).`, agentRotate},
 	{"consent", "--state DIR on|off", `Records that the customer consents (on) or withdraws consent (off), and
 tells keepwatch, which shows the server as "consent withdrawn" rather than
 unavailable. With consent off nothing else is sent.`, agentConsent},
@@ -132,11 +136,15 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	defer lock.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	old, _ := agent.Load(dir)
+	// The state of the same server proves its current key, so the new
+	// key replaces it at once rather than waiting for approval.
+	o.Previous = old
 	st, err := agent.Enroll(ctx, o)
 	if err != nil {
 		return err
 	}
-	if old, err := agent.Load(dir); err == nil && old.ServerID == st.ServerID {
+	if old != nil && old.ServerID == st.ServerID {
 		// The same server enrolled again: its spool stays valid, and the
 		// counter simply carries on.
 		st.Seq = old.Seq
@@ -145,6 +153,11 @@ func agentEnroll(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 		return err
 	}
 	fmt.Fprintln(e.stdout, st.ServerID)
+	if st.Pending {
+		fmt.Fprintf(e.stderr, "%q in %s is already enrolled as server %s: this new enrollment waits for the integrator's approval "+
+			"(dashboard or POST /api/v1/reenrollments/{id}/approve); the agent keeps its reports until then\n", st.Name, st.SLC, st.ServerID)
+		return nil
+	}
 	fmt.Fprintf(e.stderr, "enrolled %q in %s as server %s; heartbeat every %ds\n", st.Name, st.SLC, st.ServerID, st.Interval)
 	return nil
 }
@@ -198,6 +211,28 @@ func openServiceLog(dir string) (*os.File, error) {
 		os.Rename(path, path+".1")
 	}
 	return os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+}
+
+func agentRotate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	dir := fs.String("state", "", "the agent's state `DIR`, as given to agent enroll")
+	if err := flagsOnly(fs, args, "state"); err != nil {
+		return err
+	}
+	local, err := agent.OpenLocal(*dir)
+	if errors.Is(err, agent.ErrDaemonRunning) {
+		return fmt.Errorf("an agent is running on %s; stop it before rotating (or let it rotate when keepwatch asks)", *dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := local.Rotate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "report key of server %s rotated; the old key is refused from its first use\n", local.State.ServerID)
+	return nil
 }
 
 func agentSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {

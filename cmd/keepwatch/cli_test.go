@@ -315,6 +315,14 @@ func TestLicenceAlias(t *testing.T) {
 		!bytes.Equal(keyHash, secret.Hash(strings.TrimSpace(newKey))) {
 		t.Fatalf("the licence changed under the alias: %+v, %v", in, err)
 	}
+	// Revoking prints no key and leaves none that enrolls.
+	code, out, errOut := runCLI(ctx, "admin", "--data", data, "license", "revoke-key", "--slc", "ab-1234")
+	if code != 0 || out != "" || !strings.Contains(errOut, "revoked") {
+		t.Fatalf("license revoke-key: exit %d, stdout %q:\n%s", code, out, errOut)
+	}
+	if _, keyHash, err = st.EnrollmentInfo(ctx, "AB-1234"); err != nil || len(keyHash) != 0 {
+		t.Fatalf("after revoke-key: hash %x, %v", keyHash, err)
+	}
 
 	// One spelling per context: the command is "license", the noun in
 	// prose "licence" (the verb stays "license", "licensed" as in British
@@ -322,7 +330,7 @@ func TestLicenceAlias(t *testing.T) {
 	// the condition kind or the "Software License Code".
 	_, admin, _ := runCLI(ctx, "admin", "--help")
 	_, sub, _ := runCLI(ctx, "admin", "license", "add", "--help")
-	allowed := regexp.MustCompile(`license (add|care-plus|rotate-key|<command>)|license_exceeded|"license"|Software License Code`)
+	allowed := regexp.MustCompile(`license (add|care-plus|rotate-key|revoke-key|<command>)|license_exceeded|"license"|Software License Code`)
 	for _, text := range []string{admin, sub, errOut} {
 		if rest := allowed.ReplaceAllString(text, ""); regexp.MustCompile(`(?i)\blicense\b`).MatchString(rest) {
 			t.Errorf("\"license\" in prose:\n%s", text)

@@ -9,7 +9,7 @@ import (
 	"keepwatch/internal/store"
 )
 
-const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s]
+const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s] [--enrollment-key-days 30]
                        [--tls-cert F --tls-key F | --self-signed | --insecure-http]
                        [--allow-outbound CIDR|host]… [--secret-key-file FILE] [--smtp-url-file FILE]`
 
@@ -29,6 +29,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.DB, "db", "", "PostgreSQL `URL` (postgres://…); the database goes there instead of --data. Prefer --db-file or "+envDBURL+": other users can read a command line in ps")
 	dbFile := fs.String("db-file", "", "`FILE` holding the PostgreSQL URL")
 	fs.DurationVar(&cfg.Interval, "heartbeat-interval", 60*time.Second, "heartbeat `INTERVAL` agents are told to use (minimum 1s)")
+	keyDays := fs.Int("enrollment-key-days", 30, "an enrollment key enrolls for `DAYS` after it was issued (rotate-key issues a new one)")
 	fs.Float64Var(&cfg.Tolerance, "tolerance", 0.1, "grace added to three intervals, as a `FRACTION` of the interval")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `FILE` (PEM, the chain)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `FILE` (PEM)")
@@ -52,6 +53,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
+	if *keyDays < 1 {
+		return usagef("--enrollment-key-days must be at least 1")
+	}
+	cfg.EnrollmentKeyLifetime = time.Duration(*keyDays) * 24 * time.Hour
 	db, err := credential("db", cfg.DB, "db-file", *dbFile, envDBURL)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,15 +34,22 @@ const StateFile = "agent.json"
 // State is what an enrolled agent keeps on disk. The file holds the
 // per-server key, so it is written 0600.
 type State struct {
-	Server       string    `json:"server"`
-	CAFile       string    `json:"ca_file,omitempty"`
-	SLC          string    `json:"slc"`
-	Name         string    `json:"name"`
-	ServerID     string    `json:"server_id"`
-	Key          []byte    `json:"key,omitempty"`
-	Seq          uint64    `json:"seq"`
-	Interval     int64     `json:"heartbeat_interval_seconds"`
-	Consent      bool      `json:"consent"`
+	Server   string `json:"server"`
+	CAFile   string `json:"ca_file,omitempty"`
+	SLC      string `json:"slc"`
+	Name     string `json:"name"`
+	ServerID string `json:"server_id"`
+	Key      []byte `json:"key,omitempty"`
+	Seq      uint64 `json:"seq"`
+	// StatusSeq numbers the status reports a Sender sends (the daemon's
+	// spool keeps its own).
+	StatusSeq uint64 `json:"status_seq,omitempty"`
+	Interval  int64  `json:"heartbeat_interval_seconds"`
+	Consent   bool   `json:"consent"`
+	// Pending: keepwatch holds this key until the integrator approves
+	// the re-enrollment of a known server name (section 10 of
+	// docs/protocol.md); reports are answered reenrollment_pending.
+	Pending      bool      `json:"pending,omitempty"`
 	EnrolledAt   time.Time `json:"enrolled_at"`
 	LastAck      time.Time `json:"last_ack,omitzero"`
 	LastAckState string    `json:"last_ack_state,omitempty"`
@@ -82,10 +90,25 @@ type ServerError struct {
 	Message string
 	// RetryAfter is the wait keepwatch asked for (Retry-After), if any.
 	RetryAfter time.Duration
+	// Authenticated: the answer carried a valid Keepwatch-MAC under this
+	// server's key. An agent acts on a refusal's code (stops, drops a
+	// report, renumbers) only when it is authenticated; any other is
+	// retried like a network error.
+	Authenticated bool
 }
 
 func (e *ServerError) Error() string {
+	if !e.Authenticated && e.Status != 0 && !strings.HasPrefix(e.Code, "http_") {
+		return fmt.Sprintf("keepwatch refused (%s, answer not authenticated): %s", e.Code, e.Message)
+	}
 	return fmt.Sprintf("keepwatch refused (%s): %s", e.Code, e.Message)
+}
+
+// answerKey is what checks keepwatch's answers to one envelope.
+type answerKey struct {
+	auth []byte
+	id   protocol.ServerID
+	seq  uint64
 }
 
 // Client talks to one keepwatch server.
@@ -111,24 +134,25 @@ func NewClient(base, caFile string) (*Client, error) {
 	return &Client{BaseURL: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
-func (c *Client) post(ctx context.Context, path, contentType string, body []byte, out any) error {
+func (c *Client) post(ctx context.Context, path, contentType string, body []byte, out any, ak *answerKey) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "keepwatch-agent/"+keepwatch.Version)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return 0, err
 	}
+	authentic := ak != nil && protocol.CheckAnswer(ak.auth, ak.id, ak.seq, resp.StatusCode, b, resp.Header.Get(protocol.MACHeader))
 	if resp.StatusCode >= 300 {
-		se := &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b))}
+		se := &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b)), Authenticated: authentic}
 		var eb protocol.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
 			se.Code, se.Message = eb.Error.Code, eb.Error.Message
@@ -139,20 +163,31 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
 			se.RetryAfter = time.Duration(min(secs, 3600)) * time.Second
 		}
-		return se
+		return resp.StatusCode, se
+	}
+	if ak != nil && !authentic {
+		// Whatever says "accepted" without the server's MAC is not
+		// keepwatch: the report stays in the spool and is sent again.
+		return resp.StatusCode, &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: "the answer does not carry keepwatch's MAC"}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		// A 2xx that is not JSON comes from something in between (a
 		// captive portal, a proxy), not from keepwatch.
-		return &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: "the answer is not keepwatch's JSON"}
+		return resp.StatusCode, &ServerError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: "the answer is not keepwatch's JSON"}
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // Report posts one sealed envelope.
-func (c *Client) Report(ctx context.Context, env []byte) (protocol.ReportResponse, error) {
+// auth is the server's answer key (protocol.AuthKey of its report key):
+// an answer without its valid MAC is never taken as keepwatch's.
+func (c *Client) Report(ctx context.Context, env []byte, auth []byte) (protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
-	err := c.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	h, err := protocol.ParseHeader(env)
+	if err != nil {
+		return resp, err
+	}
+	_, err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp, &answerKey{auth, h.ID, h.Seq})
 	return resp, err
 }
 
@@ -160,6 +195,10 @@ func (c *Client) Report(ctx context.Context, env []byte) (protocol.ReportRespons
 type EnrollOptions struct {
 	Server, CAFile, SLC, Key, Name string
 	Consent                        bool
+	// Previous is this machine's state before, if any: when it is the
+	// same server, the request proves its current report key, so the new
+	// key replaces it at once instead of waiting for the integrator.
+	Previous *State
 }
 
 // Enroll registers this server with keepwatch and returns the new state
@@ -188,21 +227,47 @@ func Enroll(ctx context.Context, o EnrollOptions) (*State, error) {
 // EnrollWith enrolls through an existing client (o.Server and o.CAFile
 // are not used).
 func EnrollWith(ctx context.Context, c *Client, o EnrollOptions) (*State, error) {
+	slc, err := keepwatch.NormalizeSLC(o.SLC)
+	if err != nil {
+		return nil, err
+	}
 	priv, err := ecdh.X25519().GenerateKey(nil)
 	if err != nil {
 		return nil, err
 	}
 	pub := priv.PublicKey().Bytes()
-	body, _ := json.Marshal(protocol.EnrollRequest{
-		SLC: o.SLC, EnrollmentKey: o.Key, Name: o.Name, Consent: o.Consent, PublicKey: pub, AgentVersion: keepwatch.Version,
-	})
+	enrollKey := protocol.EnrollMACKey(o.Key)
+	req := protocol.EnrollRequest{
+		SLC: slc, Name: o.Name, Consent: o.Consent, PublicKey: pub, AgentVersion: keepwatch.Version,
+		MAC: protocol.EnrollRequestMAC(enrollKey, slc, o.Name, pub),
+	}
+	if p := o.Previous; p != nil && !p.Pending && len(p.Key) == 32 && strings.EqualFold(p.SLC, slc) && p.Name == o.Name {
+		if id, err := protocol.ParseServerID(p.ServerID); err == nil {
+			req.ServerID, req.Proof = p.ServerID, protocol.ReenrollProof(protocol.AuthKey(p.Key), id, pub)
+		}
+	}
+	body, _ := json.Marshal(req)
 	var resp protocol.EnrollResponse
-	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, &resp); err != nil {
+	status, err := c.post(ctx, protocol.EnrollPath, "application/json", body, &resp, nil)
+	if err != nil {
+		var se *ServerError
+		if errors.As(err, &se) && se.Code == keepwatch.EKEYEXPIRED {
+			return nil, fmt.Errorf("%s: the enrollment key has expired; ask the integrator or the operator for a new one (%s)", se.Code, se.Message)
+		}
 		return nil, err
 	}
 	id, err := protocol.ParseServerID(resp.ServerID)
 	if err != nil {
 		return nil, fmt.Errorf("enroll answer: %w", err)
+	}
+	// Only the holder of the enrollment key can MAC the answer: a proxy
+	// in the middle of the exchange cannot put in its own public key.
+	want := protocol.EnrollAnswerMAC(enrollKey, slc, o.Name, pub, resp.ServerPublicKey, id, resp.HeartbeatIntervalSeconds, resp.Pending)
+	if !hmac.Equal(resp.MAC, want) || resp.Pending != (status == http.StatusAccepted) {
+		return nil, errors.New("the enrollment answer is not authenticated by the enrollment key: something between this machine and keepwatch altered it; nothing was saved")
+	}
+	if !protocol.ValidInterval(resp.HeartbeatIntervalSeconds) {
+		return nil, fmt.Errorf("enroll answer: heartbeat interval %ds is out of range", resp.HeartbeatIntervalSeconds)
 	}
 	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
 	if err != nil {
@@ -213,8 +278,8 @@ func EnrollWith(ctx context.Context, c *Client, o EnrollOptions) (*State, error)
 		return nil, err
 	}
 	return &State{
-		Server: c.BaseURL, SLC: strings.ToUpper(o.SLC), Name: o.Name, ServerID: resp.ServerID, Key: key,
-		Interval: resp.HeartbeatIntervalSeconds, Consent: true, EnrolledAt: time.Now().UTC(),
+		Server: c.BaseURL, SLC: slc, Name: o.Name, ServerID: resp.ServerID, Key: key,
+		Interval: resp.HeartbeatIntervalSeconds, Consent: true, Pending: resp.Pending, EnrolledAt: time.Now().UTC(),
 	}, nil
 }
 
@@ -230,24 +295,35 @@ type Sender struct {
 	Client *Client
 }
 
-// Send seals payload (nil for a heartbeat) and posts it.
+// Send seals payload (nil for a heartbeat) and posts it. A status report
+// keepwatch missed is not resent by itself: the answer's Refresh says to
+// send the full state.
 func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
 	id, err := protocol.ParseServerID(s.State.ServerID)
 	if err != nil {
 		return resp, err
 	}
-	var pt []byte
+	// Every report, a heartbeat too, says when it was sent (keepwatch
+	// learns this machine's clock offset and notices a report held back
+	// on the way) and numbers status reports in their own counter.
+	var q protocol.Payload
 	if p != nil {
-		// transmitted_at lets keepwatch learn this machine's clock offset.
-		q := *p
-		if q.TransmittedAt == nil {
-			now := time.Now().UTC()
-			q.TransmittedAt = &now
-		}
-		if pt, err = json.Marshal(&q); err != nil {
-			return resp, err
-		}
+		q = *p
+	}
+	if q.TransmittedAt == nil {
+		now := time.Now().UTC()
+		q.TransmittedAt = &now
+	}
+	if q.Conditions != nil {
+		s.State.StatusSeq++
+	}
+	if q.StatusSeq == 0 {
+		q.StatusSeq = s.State.StatusSeq
+	}
+	pt, err := json.Marshal(&q)
+	if err != nil {
+		return resp, err
 	}
 	s.State.Seq++
 	if err := s.save(); err != nil {
@@ -257,13 +333,13 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 	if err != nil {
 		return resp, err
 	}
-	err = s.Client.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	resp, err = s.Client.Report(ctx, env, protocol.AuthKey(s.State.Key))
 	if err != nil {
 		s.State.LastError = err.Error()
 	} else {
-		s.State.LastError = ""
+		s.State.LastError, s.State.Pending = "", false
 		s.State.LastAck, s.State.LastAckState = time.Now().UTC(), resp.State
-		if resp.HeartbeatIntervalSeconds > 0 {
+		if protocol.ValidInterval(resp.HeartbeatIntervalSeconds) {
 			s.State.Interval = resp.HeartbeatIntervalSeconds
 		}
 	}

@@ -44,6 +44,7 @@ type Daemon struct {
 	state   *State
 	spool   *Spool
 	courier *courier
+	rot     *rotation // an in-band key rotation in progress (sender only)
 	checks  []check
 	sampler *driveSampler
 	addr    string
@@ -493,6 +494,12 @@ func (d *Daemon) sender(ctx context.Context) {
 			d.Logger.Debug("delivered", "seq", e.Seq, "kind", e.Kind, "events", e.Events, "recorded", e.RecordedAt, "server_time", resp.ServerTime)
 			d.checkSkew(resp.ServerTime)
 			d.adopt(resp)
+			d.rotateIfAsked(e, resp)
+			if resp.Refresh {
+				// keepwatch missed a status report: send the full state now.
+				d.Logger.Warn("keepwatch missed a status report; sending the full state again", "seq", e.Seq)
+				d.refresh()
+			}
 		case resRenumbered, resAgain:
 			d.Logger.Warn("sending again at once", "seq", e.Seq, "reason", err)
 		case resRefused:
@@ -556,11 +563,20 @@ func (d *Daemon) checkSkew(serverTime string) {
 
 // adopt takes the heartbeat interval keepwatch dictates.
 func (d *Daemon) adopt(resp protocol.ReportResponse) {
-	if resp.HeartbeatIntervalSeconds <= 0 {
+	// Answers reach here authenticated; still, an interval outside
+	// 1 s – 1 h is never adopted.
+	if !protocol.ValidInterval(resp.HeartbeatIntervalSeconds) {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.state.Pending {
+		// An accepted report: the re-enrollment was approved.
+		d.state.Pending = false
+		if err := d.saveStateLocked(); err != nil {
+			d.Logger.Error("save agent state", "err", err)
+		}
+	}
 	if resp.HeartbeatIntervalSeconds == d.state.Interval {
 		return
 	}
@@ -590,6 +606,19 @@ func (d *Daemon) SetConditions(conds []protocol.PayloadCondition, events []proto
 		return 0, nil, err
 	}
 	return seq, d.activeLocked(), nil
+}
+
+// refresh records a status report with the full current state at once
+// (keepwatch asked for it: a status report was lost on the way).
+func (d *Daemon) refresh() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.state.Consent {
+		return
+	}
+	if _, err := d.recordStatusLocked(nil, true); err != nil {
+		d.Logger.Error("record a full status report", "err", err)
+	}
 }
 
 var errConsentOff = keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent is off for this agent: nothing is recorded or sent (keepwatch agent consent on)")

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -63,8 +64,11 @@ func newReceiver(t *testing.T, dir string) *receiver {
 		}
 		r.got = append(r.got, p)
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(protocol.ReportResponse{Seq: h.Seq, State: "ok", HeartbeatIntervalSeconds: 3600,
+		b, _ := json.Marshal(protocol.ReportResponse{Seq: h.Seq, State: "ok", HeartbeatIntervalSeconds: 3600,
 			ServerTime: time.Now().UTC().Format(time.RFC3339Nano)})
+		// Answers carry keepwatch's MAC, or the agent does not take them.
+		w.Header().Set(protocol.MACHeader, base64.StdEncoding.EncodeToString(protocol.AnswerMAC(protocol.AuthKey(r.key), id, h.Seq, 200, b)))
+		w.Write(b)
 	})
 	r.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(r.srv.Close)

@@ -34,6 +34,7 @@ type courier struct {
 	client *Client
 	id     protocol.ServerID
 	key    []byte
+	auth   []byte // protocol.AuthKey(key): checks keepwatch's answers
 	now    func() time.Time
 	// grant adds "consent": true to every report until one is accepted:
 	// keepwatch still holds a withdrawal this agent has since revoked.
@@ -49,7 +50,7 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 	if len(st.Key) != 32 {
 		return nil, errors.New("agent.json holds no report key; enroll again")
 	}
-	return &courier{spool: sp, client: c, id: id, key: st.Key, now: now}, nil
+	return &courier{spool: sp, client: c, id: id, key: st.Key, auth: protocol.AuthKey(st.Key), now: now}, nil
 }
 
 // attempt sends e, just claimed from the spool, once and settles the
@@ -57,12 +58,16 @@ func newCourier(sp *Spool, c *Client, st *State, now func() time.Time) (*courier
 // on this machine.
 func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
-	payload := prepare(e.Payload, c.grant && consent && e.Kind != KindConsent, c.now())
+	n, err := c.spool.StatusNumber(e.Seq, isStatus(e.Payload))
+	if err != nil {
+		return resRetry, resp, err
+	}
+	payload := prepare(e.Payload, c.grant && consent && e.Kind != KindConsent, c.now(), n)
 	env, err := protocol.Seal(c.key, c.id, e.Seq, payload)
 	if err != nil {
 		return resRetry, resp, err
 	}
-	resp, err = c.client.Report(ctx, env)
+	resp, err = c.client.Report(ctx, env, c.auth)
 	now := c.now()
 	if err == nil {
 		c.grant, c.renumbered = false, 0
@@ -76,7 +81,17 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 		c.note(fmt.Sprintf("keepwatch unreachable: %v", err), now)
 		return resRetry, resp, err
 	}
+	if !se.Authenticated {
+		// Not keepwatch's word (a proxy, a forgery, or a refusal before
+		// keepwatch knew the key): never stop, drop or renumber on it;
+		// send the same report again after a backoff.
+		c.note(se.Error(), now)
+		return resRetry, resp, se
+	}
 	switch se.Code {
+	case keepwatch.EREENROLLPENDING:
+		c.note("the new enrollment waits for the integrator's approval on the dashboard; reports are kept until then", now)
+		return resPaused, resp, se
 	case keepwatch.EREPLAYED:
 		if e.Attempts > 0 {
 			// An earlier attempt got through and only its answer was
@@ -124,13 +139,15 @@ func (c *courier) note(msg string, at time.Time) { c.spool.SetError(msg, at) }
 // prepare stamps a spooled payload for this attempt: transmitted_at, the
 // clock now (sent_at stays the time it was recorded), from which keepwatch
 // learns this machine's clock offset; and, with grant, "consent": true.
-func prepare(payload []byte, grant bool, now time.Time) []byte {
+// statusSeq is the report's status number (StatusNumber).
+func prepare(payload []byte, grant bool, now time.Time, statusSeq uint64) []byte {
 	var p protocol.Payload
 	if len(payload) > 0 && json.Unmarshal(payload, &p) != nil {
 		return payload
 	}
 	now = now.UTC()
 	p.TransmittedAt = &now
+	p.StatusSeq = statusSeq
 	if grant && p.Consent == nil {
 		on := true
 		p.Consent = &on
@@ -140,6 +157,15 @@ func prepare(payload []byte, grant bool, now time.Time) []byte {
 		return payload
 	}
 	return b
+}
+
+// isStatus reports whether a spooled payload is a status report (it
+// carries "conditions").
+func isStatus(payload []byte) bool {
+	var p struct {
+		Conditions json.RawMessage `json:"conditions"`
+	}
+	return len(payload) > 0 && json.Unmarshal(payload, &p) == nil && p.Conditions != nil && string(p.Conditions) != "null"
 }
 
 // backoff is the wait before retry n (1-based): 1 s doubling up to max,

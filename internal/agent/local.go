@@ -147,8 +147,13 @@ func (l *Local) Send(ctx context.Context, p *protocol.Payload) (uint64, protocol
 		return 0, resp, err
 	}
 	resp, err = c.flush(ctx, true, seq)
-	if err == nil && resp.HeartbeatIntervalSeconds > 0 && resp.HeartbeatIntervalSeconds != l.State.Interval {
-		l.State.Interval = resp.HeartbeatIntervalSeconds
+	if err == nil && (l.State.Pending || protocol.ValidInterval(resp.HeartbeatIntervalSeconds) && resp.HeartbeatIntervalSeconds != l.State.Interval) {
+		// An accepted report also says a pending re-enrollment was
+		// approved.
+		l.State.Pending = false
+		if protocol.ValidInterval(resp.HeartbeatIntervalSeconds) {
+			l.State.Interval = resp.HeartbeatIntervalSeconds
+		}
 		err = l.saveState()
 	}
 	return seq, resp, err

@@ -363,12 +363,41 @@ func (s *Spool) Renumber(step uint64) error {
 		if _, err := tx.Exec(`UPDATE reports SET seq = seq + ?, attempts = 0`, delta); err != nil {
 			return err
 		}
+		// The status report being sent keeps its status number.
+		if _, err := tx.Exec(`UPDATE kv SET value = value + ? WHERE key = 'status_seq_of' AND value >= ?`, delta, minSeq); err != nil {
+			return err
+		}
 		var maxSeq int64
 		if err := tx.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM reports`).Scan(&maxSeq); err != nil {
 			return err
 		}
 		return setKV(tx, "last_seq", max(maxSeq, last+int64(step)))
 	})
+}
+
+// StatusNumber returns the status_seq to send with report seq: for a
+// status report its own number, assigned at its first attempt and kept for
+// its retries; for any other report the number of the last status report
+// sent. Status reports dropped from the spool before they were ever sent
+// get no number, so keepwatch sees a gap only for one lost on the way.
+func (s *Spool) StatusNumber(seq uint64, status bool) (uint64, error) {
+	var n int64
+	err := s.tx(func(tx *sql.Tx) error {
+		var err error
+		if n, err = getInt(tx, "status_seq"); err != nil || !status {
+			return err
+		}
+		of, err := getInt(tx, "status_seq_of")
+		if err != nil || of == int64(seq) {
+			return err
+		}
+		n++
+		if err := setKV(tx, "status_seq", n); err != nil {
+			return err
+		}
+		return setKV(tx, "status_seq_of", int64(seq))
+	})
+	return uint64(n), err
 }
 
 // DiscardAll empties the spool (consent was withdrawn: nothing recorded

@@ -50,6 +50,9 @@ type tenants struct {
 	user     int64 // a user of alice's to change and remove
 	token    int64 // a token of alice's to revoke
 	window   int64 // a maintenance window alice scheduled
+	// pending re-enrollments of two of alice's servers: one to approve,
+	// one to reject
+	approve, reject int64
 }
 
 func setup(t *testing.T, dialect string) *tenants {
@@ -112,6 +115,21 @@ func setup(t *testing.T, dialect string) *tenants {
 			t.Fatal(err)
 		}
 		if who.name == "alice" {
+			id2 := fmt.Sprintf("%032x", instID+1000)
+			if _, err := s.Enroll(ctx, keepwatch.Enrollment{InstallationID: instID, ID: id2, Name: "RS-02", Key: make([]byte, 32), Interval: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			for i, sid := range []string{id, id2} {
+				rid, err := s.RequestReenrollment(ctx, keepwatch.Enrollment{InstallationID: instID, ID: sid, Key: bytes.Repeat([]byte{1}, 32)}, "192.0.2.7")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					tn.approve = rid
+				} else {
+					tn.reject = rid
+				}
+			}
 			ins, err := s.Incidents(ctx, in.ID, "", 10)
 			if err != nil || len(ins) != 1 {
 				t.Fatalf("alice incidents: %v %v", ins, err)
@@ -245,6 +263,11 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				"GET /api/v1/installations/{slc}/drives/series":       {"/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings&range=90d", "", 200, 404, "not_found"},
 				"GET /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", "", 200, 404, "not_found"},
 				"PUT /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", `{"required_retention_days":30}`, 200, 404, "not_found"},
+				"GET /api/v1/reenrollments":                           {"/api/v1/reenrollments", "", 200, 200, ""},
+				"POST /api/v1/reenrollments/{id}/approve":             {"/api/v1/reenrollments/" + fmt.Sprint(tn.approve) + "/approve", "", 200, 404, "not_found"},
+				"POST /api/v1/reenrollments/{id}/reject":              {"/api/v1/reenrollments/" + fmt.Sprint(tn.reject) + "/reject", "", 200, 404, "not_found"},
+				"POST /api/v1/installations/{slc}/enrollment-key":     {"/api/v1/installations/" + aliceSLC + "/enrollment-key", "", 201, 404, "not_found"},
+				"DELETE /api/v1/installations/{slc}/enrollment-key":   {"/api/v1/installations/" + aliceSLC + "/enrollment-key", "", 204, 404, "not_found"},
 			}
 			routes := tn.a.API.Routes()
 			for _, rt := range routes {
@@ -301,6 +324,10 @@ func TestEveryRouteIsTenantIsolated(t *testing.T) {
 				{"alice-viewer", "GET", "/api/v1/installations/" + aliceSLC + "/drives", "", 200},
 				{"alice-viewer", "GET", "/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings", "", 200},
 				{"alice-viewer", "PUT", "/api/v1/installations/" + aliceSLC + "/drive-settings", `{"required_retention_days":1}`, 403},
+				{"alice-viewer", "GET", "/api/v1/reenrollments", "", 403},
+				{"alice-viewer", "POST", "/api/v1/reenrollments/" + fmt.Sprint(tn.approve) + "/approve", "", 403},
+				{"alice-technician", "POST", "/api/v1/installations/" + aliceSLC + "/enrollment-key", "", 403},
+				{"alice-technician", "DELETE", "/api/v1/installations/" + aliceSLC + "/enrollment-key", "", 403},
 			} {
 				status, body := tn.call(t, rc.who, rc.method, rc.path, rc.body)
 				if status != rc.want || (rc.want == 403 && code(body) != "forbidden") {

@@ -38,6 +38,7 @@ type Store interface {
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
 	keepwatch.DriveStore
+	keepwatch.TrustStore
 }
 
 // Handler serves the API.
@@ -55,6 +56,9 @@ type Handler struct {
 	Publish func([]keepwatch.Change)
 	// Closing, when closed, ends open event streams (server shutdown).
 	Closing <-chan struct{}
+	// KeyLifetime is how long a new enrollment key enrolls (default
+	// keepwatch.EnrollmentKeyLifetime); ingest enforces it.
+	KeyLifetime time.Duration
 	// RecheckEvery paces the re-check of an event stream's credential
 	// (default 800 ms, so that a stream ends within a second).
 	RecheckEvery time.Duration
@@ -103,7 +107,7 @@ func (h *Handler) Routes() []Route {
 		{"DELETE", "/api/v1/registrations/{slc}", keepwatch.RoleOwner, h.release, "registration.release"},
 		{"GET", "/api/v1/events", keepwatch.RoleViewer, h.events, ""},
 		{"GET", "/api/v1/openapi.json", "", h.openapi, ""},
-	}, append(append(h.notifyRoutes(), h.peopleRoutes()...), append(h.maintenanceRoutes(), h.driveRoutes()...)...)...)
+	}, append(append(append(append(h.notifyRoutes(), h.peopleRoutes()...), h.maintenanceRoutes()...), h.driveRoutes()...), h.trustRoutes()...)...)
 }
 
 // Register adds the API routes to mux.

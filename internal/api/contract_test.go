@@ -146,6 +146,11 @@ func TestOpenAPIMatchesTheRealAnswers(t *testing.T) {
 		"GET /api/v1/installations/{slc}/drives":              {"/api/v1/installations/" + aliceSLC + "/drives", ""},
 		"GET /api/v1/installations/{slc}/drives/series":       {"/api/v1/installations/" + aliceSLC + "/drives/series?path=E:%5CRecordings&range=90d", ""},
 		"GET /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", ""},
+		"GET /api/v1/reenrollments":                           {"/api/v1/reenrollments", ""},
+		"POST /api/v1/reenrollments/{id}/approve":             {"/api/v1/reenrollments/" + fmt.Sprint(tn.approve) + "/approve", ""},
+		"POST /api/v1/reenrollments/{id}/reject":              {"/api/v1/reenrollments/" + fmt.Sprint(tn.reject) + "/reject", ""},
+		"POST /api/v1/installations/{slc}/enrollment-key":     {"/api/v1/installations/" + aliceSLC + "/enrollment-key", ""},
+		"DELETE /api/v1/installations/{slc}/enrollment-key":   {"/api/v1/installations/" + aliceSLC + "/enrollment-key", ""},
 		"PUT /api/v1/installations/{slc}/drive-settings":      {"/api/v1/installations/" + aliceSLC + "/drive-settings", `{"forecast_horizon_days":14,"required_retention_days":30,"drives":[]}`},
 	}
 	routes := map[string]api.Route{}
@@ -234,10 +239,10 @@ func TestOpenAPIMatchesTheRealAnswers(t *testing.T) {
 	add("POST /api/v1/channels/{id}/test", "alice-owner", "POST", "/api/v1/channels/"+ch+"/test", "")
 	// An event's incident is resolved by hand.
 	svs, err := tn.a.Store.Servers(ctx, tn.aliceID, aliceSLC)
-	if err != nil || len(svs) != 1 {
+	if err != nil || len(svs) == 0 {
 		t.Fatalf("alice's servers %v %v", svs, err)
 	}
-	if _, err := tn.a.Store.ApplyReport(ctx, keepwatch.Report{ServerID: svs[0].ID, Seq: 2, ReceivedAt: time.Now(), Interval: time.Minute,
+	if _, err := tn.a.Store.ApplyReport(ctx, keepwatch.Report{ServerID: svs[0].ID, Seq: 1 << 20, ReceivedAt: time.Now(), Interval: time.Minute,
 		Events: []keepwatch.Event{{Kind: "archive_move_failed", Subject: "A1", Severity: keepwatch.SeverityError, At: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}

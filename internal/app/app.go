@@ -44,6 +44,9 @@ type Config struct {
 	// Flood holds each server's flood caps (zero: the defaults), for the
 	// store (open incidents) and ingest (events a minute) alike.
 	Flood keepwatch.FloodPolicy
+	// EnrollmentKeyLifetime is how long an enrollment key enrolls after
+	// it was issued (default keepwatch.EnrollmentKeyLifetime).
+	EnrollmentKeyLifetime time.Duration
 
 	TLSCert, TLSKey string
 	SelfSigned      bool
@@ -190,11 +193,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Publish: publish, SweepEvery: cfg.SweepEvery, Node: cfg.Node,
 	})
 	st.Flood = cfg.Flood
-	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, Now: cfg.Now, Logger: cfg.Logger, Publish: publish, Flood: cfg.Flood}, a.Metrics)
+	a.Ingest = ingest.NewHandler(ingest.Handler{Store: st, Liveness: a.Monitor, Interval: cfg.Interval, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Publish: publish, Flood: cfg.Flood}, a.Metrics)
 	a.Auth = auth.New(auth.Config{Store: st, Now: cfg.Now, Logger: cfg.Logger,
 		Mail: cfg.SMTP, PublicURL: a.publicURL, Sealer: keys, HTTP: hooks})
-	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger, Publish: publish}
-	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing, Publish: publish}
+	a.Web = &web.Handler{Store: st, Auth: a.Auth, Now: cfg.Now, Logger: cfg.Logger, Publish: publish, KeyLifetime: cfg.EnrollmentKeyLifetime}
+	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing, Publish: publish}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
 		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,

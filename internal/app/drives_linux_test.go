@@ -73,9 +73,10 @@ func newDriveSite(t *testing.T) *driveSite {
 	t.Helper()
 	ds := &driveSite{clk: &clock{t: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}, drive: tmpfs(t, "64m")}
 	ds.rec = filepath.Join(ds.drive, "Recordings")
-	// A heartbeat interval longer than the test's steps of the clock, so
-	// that no step makes the server look silent.
-	a := start(t, app.Config{DataDir: t.TempDir(), SelfSigned: true, Interval: 6 * time.Hour, Now: ds.clk.now})
+	// An hour's heartbeat interval (the longest an agent accepts): the
+	// agent reports at every step of the clock, so no step makes the
+	// server look silent.
+	a := start(t, app.Config{DataDir: t.TempDir(), SelfSigned: true, Interval: time.Hour, Now: ds.clk.now})
 	t.Cleanup(func() { a.Shutdown(ctx) })
 	ds.a = a
 	in, err := a.Store.CreateIntegrator(ctx, "Alice Security")

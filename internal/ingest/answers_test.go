@@ -233,7 +233,8 @@ func TestMediaTypesAreMatchedWithoutRegardToCase(t *testing.T) {
 	pub := make([]byte, 32)
 	pub[0] = 9 // the X25519 base point: a valid public key
 	body := func(name string) string {
-		b, _ := json.Marshal(map[string]any{"slc": "SITE-0001", "enrollment_key": r.key, "name": name, "consent": true, "public_key": pub})
+		b, _ := json.Marshal(map[string]any{"slc": "SITE-0001", "name": name, "consent": true, "public_key": pub,
+			"mac": protocol.EnrollRequestMAC(protocol.EnrollMACKey(r.key), "SITE-0001", name, pub)})
 		return string(b)
 	}
 	for i, ct := range []string{"application/json", "Application/JSON", "application/json; charset=UTF-8", "APPLICATION/JSON;charset=utf-8"} {
@@ -248,7 +249,9 @@ func TestMediaTypesAreMatchedWithoutRegardToCase(t *testing.T) {
 
 func TestLowOrderPublicKeyIsRefused(t *testing.T) {
 	r := newRig(t)
-	b, _ := json.Marshal(map[string]any{"slc": "SITE-0001", "enrollment_key": r.key, "name": "RS-01", "consent": true, "public_key": make([]byte, 32)})
+	low := make([]byte, 32)
+	b, _ := json.Marshal(map[string]any{"slc": "SITE-0001", "name": "RS-01", "consent": true, "public_key": low,
+		"mac": protocol.EnrollRequestMAC(protocol.EnrollMACKey(r.key), "SITE-0001", "RS-01", low)})
 	if a := r.enrollRaw(t, "application/json", string(b)); a.status != 400 || a.code != keepwatch.EINVALID {
 		t.Fatalf("all-zero public key: %+v", a)
 	}
@@ -262,7 +265,7 @@ func TestOnlyUnauthorizedEnrollmentsCountTowardTheLimit(t *testing.T) {
 		}
 	}
 	for i := range 10 {
-		if a := r.enrollRaw(t, "application/json", `{"slc":"SITE-0001","enrollment_key":"guess","name":"RS-01","consent":true,"public_key":"CQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`); a.status != 401 {
+		if a := r.enrollRaw(t, "application/json", wrongKeyEnrollment("SITE-0001", "RS-01")); a.status != 401 {
 			t.Fatalf("wrong key %d: %+v", i, a)
 		}
 	}
@@ -370,4 +373,14 @@ func TestOneFloodingReportOpensAtMostTheCapPlusOneIncidents(t *testing.T) {
 	if again, _ := r.a.Store.Incidents(ctx, alice, "", 1000); len(again) != len(ins) {
 		t.Fatalf("second flooding report: %d incidents, was %d", len(again), len(ins))
 	}
+}
+
+// wrongKeyEnrollment is an enrollment request proved with a key that is
+// not the installation's.
+func wrongKeyEnrollment(slc, name string) string {
+	pub := make([]byte, 32)
+	pub[0] = 9
+	b, _ := json.Marshal(map[string]any{"slc": slc, "name": name, "consent": true, "public_key": pub,
+		"mac": protocol.EnrollRequestMAC(protocol.EnrollMACKey("guess"), slc, name, pub)})
+	return string(b)
 }

@@ -18,6 +18,13 @@ func BenchmarkIngestHeartbeat(b *testing.B) {
 	benchIngest(b, "")
 }
 
+// BenchmarkIngestTimedHeartbeat measures the heartbeat the agent sends:
+// transmitted_at and the last status number, judged for a held-back
+// heartbeat or a lost status report.
+func BenchmarkIngestTimedHeartbeat(b *testing.B) {
+	benchIngest(b, `{"transmitted_at":"`+time.Now().UTC().Format(time.RFC3339Nano)+`"}`)
+}
+
 // BenchmarkIngestStatus measures a status report whose conditions are
 // unchanged: it is stored durably before the answer.
 func BenchmarkIngestStatus(b *testing.B) {
@@ -26,6 +33,7 @@ func BenchmarkIngestStatus(b *testing.B) {
 
 func benchIngest(b *testing.B, payload string) {
 	r := newRigTB(b)
+	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 1e9, 1<<30 // one server stands for many
 	s := r.enrollTB(b, "RS-01")
 	id, _ := protocol.ParseServerID(s.State.ServerID)
 	envs := make([][]byte, b.N)

@@ -17,11 +17,26 @@ type cred struct {
 	mu             sync.Mutex
 	installationID int64
 	key            [32]byte // inline: no separate allocation per server
-	lastSeq        uint64
-	state          keepwatch.ServerState
-	revoked        bool
-	carePlusUntil  keepwatch.Date
-	clockOffsetMS  int64
+	auth           [32]byte // protocol.AuthKey(key): MACs answers
+	// pending is the key of a re-enrollment waiting for approval, with
+	// its answer key; hasPending says whether there is one.
+	pending, pendingAuth [32]byte
+	hasPending           bool
+	statusSeq            uint64
+	// next is the key of an in-band rotation the agent asked for: its
+	// first use replaces key. rotate: keepwatch asks the agent to rotate.
+	next            [32]byte
+	hasNext, rotate bool
+	// transitMS is the shortest time from a report's transmitted_at to
+	// its arrival seen since the last status report: the server's clock
+	// offset plus the quickest path. A report far above it was held back.
+	transitMS     int64
+	transitKnown  bool
+	lastSeq       uint64
+	state         keepwatch.ServerState
+	revoked       bool
+	carePlusUntil keepwatch.Date
+	clockOffsetMS int64
 	// judgedSlot is the latest 5-minute slot of drive samples keepwatch
 	// judged this server's drives on (Unix seconds): samples of a slot
 	// already judged only replace its point, and are judged with the next.
@@ -55,6 +70,14 @@ func (c *creds) lookup(ctx context.Context, id protocol.ServerID) (*cred, error)
 	return c.refresh(ctx, id)
 }
 
+// cached returns the credentials this node holds of a server, nil if
+// none (no store query).
+func (c *creds) cached(id protocol.ServerID) *cred {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
 // refresh reloads one server from the store, as after its enrollment.
 func (c *creds) refresh(ctx context.Context, id protocol.ServerID) (*cred, error) {
 	r, err := c.store.ServerRecord(ctx, id.String())
@@ -84,14 +107,35 @@ func (c *creds) apply(r keepwatch.ServerRecord) *cred {
 	c.mu.Unlock()
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
-	if ok && string(cr.key[:]) != string(r.Key) {
-		cr.lastSeq = r.LastSeq
+	cr.fill(r, ok)
+	return cr
+}
+
+// fill merges a stored record into cr; known says whether cr held the
+// server before (a new key then restarts its numbers). cr.mu is held, or
+// cr is not shared yet.
+func (cr *cred) fill(r keepwatch.ServerRecord, known bool) {
+	if string(cr.key[:]) != string(r.Key) || cr.auth == ([32]byte{}) {
+		if known {
+			// A new key restarts the numbers.
+			cr.lastSeq, cr.statusSeq = r.LastSeq, r.StatusSeq
+		}
+		copy(cr.key[:], r.Key)
+		copy(cr.auth[:], protocol.AuthKey(r.Key))
 	}
-	copy(cr.key[:], r.Key)
+	cr.hasPending = len(r.PendingKey) == 32
+	if cr.hasPending && string(cr.pending[:]) != string(r.PendingKey) {
+		copy(cr.pending[:], r.PendingKey)
+		copy(cr.pendingAuth[:], protocol.AuthKey(r.PendingKey))
+	}
+	cr.statusSeq = max(cr.statusSeq, r.StatusSeq)
+	cr.hasNext, cr.rotate = len(r.NextKey) == 32, r.RotateRequired
+	if cr.hasNext {
+		copy(cr.next[:], r.NextKey)
+	}
 	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
 	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
 	cr.lastSeq = max(cr.lastSeq, r.LastSeq)
-	return cr
 }
 
 // warm adds a stored record unless the server is already cached: a
@@ -102,9 +146,8 @@ func (c *creds) warm(r keepwatch.ServerRecord) {
 	if err != nil {
 		return
 	}
-	cr := &cred{installationID: r.InstallationID, lastSeq: r.LastSeq, state: r.State, revoked: r.Revoked,
-		carePlusUntil: r.CarePlusUntil, clockOffsetMS: r.ClockOffsetMS}
-	copy(cr.key[:], r.Key)
+	cr := &cred{}
+	cr.fill(r, false)
 	c.mu.Lock()
 	if _, ok := c.m[id]; !ok {
 		c.m[id] = cr

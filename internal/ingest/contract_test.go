@@ -127,7 +127,8 @@ func TestProtocolTableMatchesTheRealAnswers(t *testing.T) {
 	pub := make([]byte, 32)
 	pub[0] = 9
 	enrollBody := func(slc, key, name string, consent bool) string {
-		b, _ := json.Marshal(map[string]any{"slc": slc, "enrollment_key": key, "name": name, "consent": consent, "public_key": pub})
+		b, _ := json.Marshal(map[string]any{"slc": slc, "name": name, "consent": consent, "public_key": pub,
+			"mac": protocol.EnrollRequestMAC(protocol.EnrollMACKey(key), strings.ToUpper(slc), name, pub)})
 		return string(b)
 	}
 	s := r.enroll(t, "RS-01")
@@ -175,6 +176,15 @@ func TestProtocolTableMatchesTheRealAnswers(t *testing.T) {
 	r.a.Ingest.Now = func() time.Time { return time.Now().Add(72 * time.Hour) }
 	report("Care Plus ended", seal(t, c, 1, ""))
 	r.a.Ingest.Now = time.Now
+
+	// An enrollment key past its lifetime; a report under the key of a
+	// re-enrollment still waiting for the integrator.
+	lifetime := r.a.Ingest.KeyLifetime
+	r.a.Ingest.KeyLifetime = time.Nanosecond
+	enroll("expired enrollment key", "application/json", enrollBody("SITE-0001", r.key, "RS-06", true))
+	r.a.Ingest.KeyLifetime = lifetime
+	pending := r.enrollTB(t, "RS-01")
+	report("re-enrollment pending", seal(t, pending, 1, ""))
 
 	// Pacing: a server over its pace, an address over its refusals.
 	r.a.Ingest.ServerRate, r.a.Ingest.ServerBurst = 2, 1

@@ -7,12 +7,15 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -42,8 +45,11 @@ type Handler struct {
 	Liveness Liveness
 	// Interval is the heartbeat interval agents are told.
 	Interval time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// KeyLifetime is how long an enrollment key enrolls after it was
+	// issued (default keepwatch.EnrollmentKeyLifetime).
+	KeyLifetime time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
 	// Publish receives the changes of each applied report, once committed.
 	Publish func([]keepwatch.Change)
 
@@ -74,6 +80,9 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	}
 	if h.Logger == nil {
 		h.Logger = slog.Default()
+	}
+	if h.KeyLifetime == 0 {
+		h.KeyLifetime = keepwatch.EnrollmentKeyLifetime
 	}
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
@@ -162,7 +171,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	resp, err := h.doEnroll(r, req)
+	status, resp, err := h.doEnroll(r, req)
 	if err != nil {
 		if keepwatch.ErrorCode(err) == keepwatch.EUNAUTHORIZED {
 			h.badEnrolls.Allow(source(r), h.Now())
@@ -171,72 +180,114 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.accepted.Inc("enroll")
-	respond.JSON(w, http.StatusCreated, resp)
+	respond.JSON(w, status, resp)
 }
 
-func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protocol.EnrollResponse, error) {
+func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (int, protocol.EnrollResponse, error) {
 	var resp protocol.EnrollResponse
 	slc, err := keepwatch.NormalizeSLC(req.SLC)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	if req.Name == "" || !keepwatch.ValidText(req.Name, keepwatch.MaxServerNameLen) {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to %d printable characters", keepwatch.MaxServerNameLen)
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "name must be 1 to %d printable characters", keepwatch.MaxServerNameLen)
 	}
 	if !keepwatch.ValidText(req.AgentVersion, 64) {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
 	agentPub, err := ecdh.X25519().NewPublicKey(req.PublicKey)
 	if err != nil {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key must be a 32-byte X25519 public key (base64)")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key must be a 32-byte X25519 public key (base64)")
+	}
+	if len(req.MAC) != sha256.Size {
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "mac must be a 32-byte HMAC-SHA256 (base64)")
 	}
 	in, keyHash, err := h.Store.EnrollmentInfo(r.Context(), slc)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
-	got := sha256.Sum256([]byte(req.EnrollmentKey))
-	if subtle.ConstantTimeCompare(got[:], keyHash) != 1 {
-		return resp, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
+	// The enrollment key never travels: the request proves it with a MAC
+	// over what it asks for, so a TLS-terminating proxy neither learns the
+	// key nor can substitute its own public key.
+	enrollKey := protocol.EnrollMACKeyFromHash(keyHash)
+	if len(keyHash) != sha256.Size || !hmac.Equal(req.MAC, protocol.EnrollRequestMAC(enrollKey, slc, req.Name, req.PublicKey)) {
+		return 0, resp, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
+	}
+	if h.Now().After(in.EnrollmentKeyIssued.Add(h.KeyLifetime)) {
+		return 0, resp, keepwatch.Errorf(keepwatch.EKEYEXPIRED, "the enrollment key of this installation expired on %s; ask for a new one",
+			in.EnrollmentKeyIssued.Add(h.KeyLifetime).UTC().Format(time.DateOnly))
 	}
 	if in.CarePlusUntil.Before(keepwatch.DateOf(h.Now())) {
-		return resp, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", in.CarePlusUntil)
+		return 0, resp, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", in.CarePlusUntil)
 	}
 	if !req.Consent {
-		return resp, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "the customer has not consented to sending status information")
+		return 0, resp, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "the customer has not consented to sending status information")
 	}
 	idStr, err := h.Store.ServerIDByName(r.Context(), in.ID, req.Name)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	id := protocol.NewServerID()
+	pending := false
 	if idStr != "" {
 		if id, err = protocol.ParseServerID(idStr); err != nil {
-			return resp, err
+			return 0, resp, err
 		}
+		// A known name: the enrollment key alone does not take the server
+		// over. An agent that proves it holds the current report key
+		// replaces it at once; any other waits for the integrator.
+		pending = !h.provesCurrentKey(r.Context(), id, req)
 	}
 	priv, err := ecdh.X25519().GenerateKey(nil)
 	if err != nil {
-		return resp, err
+		return 0, resp, err
 	}
 	serverPub := priv.PublicKey().Bytes()
 	key, err := protocol.DeriveKey(priv, agentPub, req.PublicKey, serverPub, id)
 	if err != nil {
-		return resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
+		return 0, resp, keepwatch.Errorf(keepwatch.EINVALID, "public_key is not usable")
 	}
 	interval := h.Interval
-	if _, err := h.Store.Enroll(r.Context(), keepwatch.Enrollment{
-		InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion,
-	}); err != nil {
-		return resp, err
+	e := keepwatch.Enrollment{InstallationID: in.ID, ID: id.String(), Name: req.Name, Key: key, Interval: interval, AgentVersion: req.AgentVersion}
+	if pending {
+		if _, err := h.Store.RequestReenrollment(r.Context(), e, source(r)); err != nil {
+			return 0, resp, err
+		}
+	} else if _, err := h.Store.Enroll(r.Context(), e); err != nil {
+		return 0, resp, err
 	}
 	if _, err := h.creds.refresh(r.Context(), id); err != nil {
-		return resp, err
+		return 0, resp, err
 	}
-	h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
-	return protocol.EnrollResponse{
+	status := http.StatusCreated
+	if pending {
+		status = http.StatusAccepted
+		h.Logger.Warn("re-enrollment waits for approval", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
+	} else {
+		h.Logger.Info("server enrolled", "slc", slc, "server", id.String(), "name", req.Name, "remote", r.RemoteAddr)
+	}
+	secs := int64(interval / time.Second)
+	return status, protocol.EnrollResponse{
 		ServerID: id.String(), ServerPublicKey: serverPub,
-		HeartbeatIntervalSeconds: int64(interval / time.Second), Protocol: protocol.Version,
+		HeartbeatIntervalSeconds: secs, Protocol: protocol.Version, Pending: pending,
+		MAC: protocol.EnrollAnswerMAC(enrollKey, slc, req.Name, req.PublicKey, serverPub, id, secs, pending),
 	}, nil
+}
+
+// provesCurrentKey reports whether a re-enrollment carries a valid proof
+// of the server's current report key.
+func (h *Handler) provesCurrentKey(ctx context.Context, id protocol.ServerID, req protocol.EnrollRequest) bool {
+	if req.ServerID != id.String() || len(req.Proof) != sha256.Size {
+		return false
+	}
+	c, err := h.creds.lookup(ctx, id)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	auth := c.auth
+	c.mu.Unlock()
+	return hmac.Equal(req.Proof, protocol.ReenrollProof(auth[:], id, req.PublicKey))
 }
 
 // errForged is the one answer to a report that does not authenticate,
@@ -244,74 +295,157 @@ func (h *Handler) doEnroll(r *http.Request, req protocol.EnrollRequest) (protoco
 var errForged = keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "the report does not authenticate")
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	if wait := h.badReports.Blocked(source(r), h.Now()); wait > 0 {
-		h.limited(w, r, wait, "too many refused reports from this address")
-		return
-	}
+	// The penalty box holds only an address's unauthenticated junk: a
+	// report that authenticates is never refused for other traffic from
+	// its address (many servers share one NAT), it is paced per server.
+	blocked := h.badReports.Blocked(source(r), h.Now())
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxEnvelope))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, r, keepwatch.Errorf(keepwatch.ETOOLARGE, "a report is at most %d bytes", protocol.MaxEnvelope))
+			err = keepwatch.Errorf(keepwatch.ETOOLARGE, "a report is at most %d bytes", protocol.MaxEnvelope)
 		} else {
-			h.fail(w, r, keepwatch.Errorf(keepwatch.EINVALID, "could not read the report"))
+			err = keepwatch.Errorf(keepwatch.EINVALID, "could not read the report")
 		}
+		h.junk(w, r, blocked, err)
 		return
 	}
-	resp, typ, err := h.accept(r, body)
+	a, err := h.accept(r, body, blocked)
 	if err != nil {
-		var lim *limitError
-		switch code := keepwatch.ErrorCode(err); {
-		case errors.As(err, &lim):
-			h.limited(w, r, lim.wait, "this server sends too fast")
+		if a.auth == nil {
+			h.junk(w, r, blocked, err)
 			return
-		case code == keepwatch.EUNAUTHORIZED || code == keepwatch.EINVALID || code == keepwatch.ETOOLARGE:
-			h.badReports.Allow(source(r), h.Now())
 		}
-		h.fail(w, r, err)
+		h.failAuthenticated(w, r, a, err)
 		return
 	}
-	h.accepted.Inc(typ)
-	respond.JSON(w, http.StatusOK, resp)
+	h.accepted.Inc(a.typ)
+	h.writeAuthenticated(w, a, http.StatusOK, a.resp)
+}
+
+// junk answers a request that did not authenticate; it counts against the
+// sender's address, and an address over its allowance is refused at once.
+func (h *Handler) junk(w http.ResponseWriter, r *http.Request, blocked time.Duration, err error) {
+	if blocked > 0 {
+		h.limited(w, r, blocked, "too many refused reports from this address")
+		return
+	}
+	if keepwatch.ErrorCode(err) != keepwatch.EUNAVAILABLE && keepwatch.ErrorCode(err) != keepwatch.EINTERNAL {
+		h.badReports.Allow(source(r), h.Now())
+	}
+	h.fail(w, r, err)
+}
+
+// answer is what accept learned of a report: once the envelope
+// authenticated, auth is the key that MACs the answer.
+type answer struct {
+	resp protocol.ReportResponse
+	typ  string
+	id   protocol.ServerID
+	seq  uint64
+	auth []byte
+}
+
+// failAuthenticated refuses an authenticated report, with the answer MAC.
+func (h *Handler) failAuthenticated(w http.ResponseWriter, r *http.Request, a answer, err error) {
+	var lim *limitError
+	if errors.As(err, &lim) {
+		secs := max(1, int(math.Ceil(lim.wait.Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		err = keepwatch.Errorf(keepwatch.ERATELIMITED, "this server sends too fast; retry in %ds", secs)
+	}
+	code := keepwatch.ErrorCode(err)
+	h.refused.Inc(code)
+	status := respond.Status(code)
+	if status >= 500 {
+		h.Logger.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+	if code == keepwatch.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "5")
+	}
+	var body protocol.ErrorBody
+	body.Error.Code, body.Error.Message = code, keepwatch.ErrorMessage(err)
+	h.writeAuthenticated(w, a, status, body)
+}
+
+// writeAuthenticated writes an answer with its Keepwatch-MAC header: the
+// agent acts only on answers that carry a valid one.
+func (h *Handler) writeAuthenticated(w http.ResponseWriter, a answer, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(protocol.MACHeader, base64.StdEncoding.EncodeToString(protocol.AnswerMAC(a.auth, a.id, a.seq, status, b)))
+	w.WriteHeader(status)
+	w.Write(b)
 }
 
 // accept authenticates and applies one envelope. It answers only what
-// the store committed.
-func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse, string, error) {
-	var resp protocol.ReportResponse
+// the store committed. While the sender's address is blocked, only
+// servers this node already holds are looked up (junk costs no query).
+func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (answer, error) {
+	var a answer
 	hdr, err := protocol.ParseHeader(body)
 	if err != nil {
-		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
+		return a, keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
 	}
-	c, err := h.creds.lookup(r.Context(), hdr.ID)
-	if err != nil {
-		return resp, "", err
+	a.id, a.seq = hdr.ID, hdr.Seq
+	var c *cred
+	if blocked > 0 {
+		if c = h.creds.cached(hdr.ID); c == nil {
+			return a, errForged
+		}
+	} else if c, err = h.creds.lookup(r.Context(), hdr.ID); err != nil {
+		return a, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.revoked {
-		return resp, "", errForged
-	}
 	pt, err := protocol.Open(c.key[:], body)
+	if err != nil && c.hasNext && !c.revoked {
+		// The first envelope under the rotated key switches the server to
+		// it: the old key is refused from then on.
+		if npt, nerr := protocol.Open(c.next[:], body); nerr == nil {
+			if err := h.Store.PromoteNextKey(r.Context(), hdr.ID.String()); err != nil {
+				return a, err
+			}
+			c.key, c.hasNext, c.rotate = c.next, false, false
+			copy(c.auth[:], protocol.AuthKey(c.key[:]))
+			h.Logger.Info("report key rotated", "server", hdr.ID.String())
+			pt, err = npt, nil
+		}
+	}
 	if err != nil {
-		return resp, "", errForged
+		if c.hasPending && !c.revoked {
+			if _, perr := protocol.Open(c.pending[:], body); perr == nil {
+				a.auth = bytes.Clone(c.pendingAuth[:])
+				return a, keepwatch.Errorf(keepwatch.EREENROLLPENDING, "this key waits for the integrator's approval of the new enrollment")
+			}
+		}
+		return a, errForged
+	}
+	a.auth = bytes.Clone(c.auth[:])
+	if c.revoked {
+		return a, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "this server was revoked by the operator")
 	}
 	if hdr.Seq <= c.lastSeq {
-		return resp, "", errReplayed(hdr.Seq)
+		return a, errReplayed(hdr.Seq)
 	}
 	if hdr.Seq > keepwatch.MaxSeq || c.lastSeq > 0 && hdr.Seq-c.lastSeq > keepwatch.MaxSeqJump {
-		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "sequence number %d jumps too far above the last accepted one", hdr.Seq)
+		return a, keepwatch.Errorf(keepwatch.EINVALID, "sequence number %d jumps too far above the last accepted one", hdr.Seq)
 	}
 	now := h.Now()
 	if wait := c.limit.Allow(now, h.ServerRate, h.ServerBurst); wait > 0 {
-		return resp, "", &limitError{wait}
+		return a, &limitError{wait}
 	}
 	if c.carePlusUntil.Before(keepwatch.DateOf(now)) {
-		return resp, "", keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", c.carePlusUntil)
+		return a, keepwatch.Errorf(keepwatch.ECAREPLUSINACTIVE, "the Care Plus subscription of this installation ended on %s", c.carePlusUntil)
 	}
 	rep, err := parsePayload(pt, now)
 	if err != nil {
-		return resp, "", err
+		return a, err
 	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
@@ -319,27 +453,119 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	// applied; the withdrawal itself may be repeated (a retry whose first
 	// answer was lost) and changes nothing.
 	if c.state == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
-		return resp, "", keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
+		return a, keepwatch.Errorf(keepwatch.ECONSENTREQUIRED, "consent was withdrawn for this server; send consent: true to resume")
 	}
 	if withdrawing {
 		rep.Status, rep.Conditions, rep.Events = false, nil, nil
 	}
 	h.paceEvents(c, &rep, now)
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
-	typ := "status"
+	refresh := h.judgePath(c, &rep, now)
+	var rotated []byte
+	if rep.RotateKey != nil {
+		if rotated, err = h.rotate(r.Context(), c, hdr.ID, rep.RotateKey); err != nil {
+			return a, err
+		}
+	}
+	a.typ = "status"
 	if !rep.Status {
-		typ = "heartbeat"
+		a.typ = "heartbeat"
 	}
 	state, err := h.apply(r.Context(), c, rep)
 	if err != nil {
-		return resp, "", err
+		return a, err
 	}
-	return protocol.ReportResponse{
+	a.resp = protocol.ReportResponse{
 		Seq: hdr.Seq, State: string(state),
 		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
-	}, typ, nil
+		Refresh:                  refresh,
+		RotateKey:                c.rotate && rotated == nil,
+		ServerPublicKey:          rotated,
+	}
+	return a, nil
 }
+
+// rotate answers an in-band request for a new report key: a fresh X25519
+// exchange, sealed under the current key, whose result is kept as the
+// next key until the agent first uses it. It returns keepwatch's public
+// key. The caller holds c.mu.
+func (h *Handler) rotate(ctx context.Context, c *cred, id protocol.ServerID, agentPubBytes []byte) ([]byte, error) {
+	agentPub, err := ecdh.X25519().NewPublicKey(agentPubBytes)
+	if err != nil {
+		return nil, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key must be a 32-byte X25519 public key (base64)")
+	}
+	priv, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	serverPub := priv.PublicKey().Bytes()
+	key, err := protocol.DeriveKey(priv, agentPub, agentPubBytes, serverPub, id)
+	if err != nil {
+		return nil, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key is not usable")
+	}
+	if err := h.Store.SetNextKey(ctx, id.String(), key); err != nil {
+		return nil, err
+	}
+	copy(c.next[:], key)
+	c.hasNext = true
+	return serverPub, nil
+}
+
+// judgePath checks what a report says of the path from its server: a gap
+// in the status reports' own numbers means one was lost on the way (the
+// gap is recorded as a status_report_lost event; the report itself
+// restores the full state); a heartbeat that says a status report was
+// sent which keepwatch never accepted asks for a full refresh; a report
+// whose transmitted_at lies far behind the server's usual transit was held
+// back on the way, and is recorded as heartbeat_delayed, not as a sign of
+// life. It reports whether to ask the agent for a full status report now.
+// The caller holds c.mu.
+func (h *Handler) judgePath(c *cred, rep *keepwatch.Report, now time.Time) bool {
+	refresh := false
+	transit, timed := int64(0), !rep.TransmittedAt.IsZero()
+	if timed {
+		transit = now.Sub(rep.TransmittedAt).Milliseconds()
+	}
+	// Only a plain heartbeat is judged held back: a report that carries
+	// events, a consent change or a rotation is applied for what it says.
+	plain := !rep.Status && len(rep.Events) == 0 && len(rep.HeldEvents) == 0 && rep.Consent == nil && rep.RotateKey == nil
+	if rep.Status {
+		if rep.StatusSeq > 0 && c.statusSeq > 0 && rep.StatusSeq > c.statusSeq+1 {
+			rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindStatusReportLost, Severity: keepwatch.SeverityOf(keepwatch.KindStatusReportLost),
+				At: now.UTC(), Message: fmt.Sprintf("status reports #%d to #%d of this server never arrived; this report restored its full state", c.statusSeq+1, rep.StatusSeq-1)})
+		}
+		// A status report sets the transit baseline afresh (after a clock
+		// correction on the server, for one).
+		if timed {
+			c.transitMS, c.transitKnown = transit, true
+		}
+		return false
+	}
+	if rep.StatusSeq > c.statusSeq {
+		refresh = true // a status report was sent that keepwatch never accepted
+	}
+	if !timed {
+		return refresh
+	}
+	if plain && c.transitKnown && transit-c.transitMS > maxDelay(h.Interval).Milliseconds() {
+		late := time.Duration(transit-c.transitMS) * time.Millisecond
+		rep.Delayed = true
+		rep.Events = append(rep.Events, keepwatch.Event{Kind: keepwatch.KindHeartbeatDelayed, Severity: keepwatch.SeverityOf(keepwatch.KindHeartbeatDelayed),
+			At: now.UTC(), Message: fmt.Sprintf("a report arrived %s later than this server's reports usually take: it was held back on the way (or the server's clock was set back) and is not counted as a sign of life", late.Round(time.Second))})
+		return true
+	}
+	if !c.transitKnown || transit < c.transitMS {
+		c.transitMS, c.transitKnown = transit, true
+	}
+	return refresh
+}
+
+// maxDelay is how much later than its server's usual transit a heartbeat
+// may arrive and still count as a sign of life: one interval and 30
+// seconds, so a heartbeat held back can make a dead server look alive for
+// at most that much longer.
+func maxDelay(interval time.Duration) time.Duration { return interval + 30*time.Second }
 
 // apply makes a report durable: a plain heartbeat of a reporting server
 // through the group commit, anything else (a status report, events, a
@@ -368,6 +594,16 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		return "", err
 	}
 	c.lastSeq, c.state = rep.Seq, applied.State
+	if rep.Status && rep.StatusSeq > 0 {
+		c.statusSeq = rep.StatusSeq
+	}
+	if rep.Delayed {
+		// Recorded, but not a sign of life.
+		if len(applied.Changes) > 0 {
+			h.Publish(applied.Changes)
+		}
+		return applied.State, nil
+	}
 	if rep.ClockOffset != nil {
 		c.clockOffsetMS = rep.ClockOffset.Milliseconds()
 	}
@@ -472,7 +708,16 @@ func parsePayload(pt []byte, now time.Time) (keepwatch.Report, error) {
 	if !keepwatch.ValidText(p.AgentVersion, 64) {
 		return rep, keepwatch.Errorf(keepwatch.EINVALID, "agent_version is too long or not printable")
 	}
-	rep.AgentVersion, rep.Consent = p.AgentVersion, p.Consent
+	rep.AgentVersion, rep.Consent, rep.StatusSeq = p.AgentVersion, p.Consent, p.StatusSeq
+	if p.Rotate != nil {
+		if len(p.Rotate.PublicKey) != 32 {
+			return rep, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key must be a 32-byte X25519 public key (base64)")
+		}
+		rep.RotateKey = p.Rotate.PublicKey
+	}
+	if p.TransmittedAt != nil {
+		rep.TransmittedAt = p.TransmittedAt.UTC()
+	}
 	// A server whose clock is off (by more than network jitter) has its
 	// times moved onto keepwatch's clock, and the offset is shown.
 	shift := func(t time.Time) time.Time { return t }
@@ -590,6 +835,9 @@ type Store interface {
 	EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Installation, []byte, error)
 	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
 	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
+	RequestReenrollment(ctx context.Context, e keepwatch.Enrollment, remote string) (int64, error)
+	SetNextKey(ctx context.Context, serverID string, key []byte) error
+	PromoteNextKey(ctx context.Context, serverID string) error
 	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)

@@ -148,12 +148,19 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 
 // EnrollRequest is the JSON body of POST /ingest/v1/enroll.
 type EnrollRequest struct {
-	SLC           string `json:"slc"`
-	EnrollmentKey string `json:"enrollment_key"`
-	Name          string `json:"name"`
-	Consent       bool   `json:"consent"`
-	PublicKey     []byte `json:"public_key"` // agent's X25519 public key, base64
-	AgentVersion  string `json:"agent_version"`
+	SLC          string `json:"slc"`
+	Name         string `json:"name"`
+	Consent      bool   `json:"consent"`
+	PublicKey    []byte `json:"public_key"` // agent's X25519 public key, base64
+	AgentVersion string `json:"agent_version"`
+	// MAC is EnrollRequestMAC under the enrollment MAC key: the enrollment
+	// key itself never travels.
+	MAC []byte `json:"mac"`
+	// ServerID and Proof, when the agent re-enrolls a server whose report
+	// key it holds: ReenrollProof under that key's answer key. Without
+	// them a known name waits for the integrator's approval.
+	ServerID string `json:"server_id,omitempty"`
+	Proof    []byte `json:"proof,omitempty"`
 }
 
 // EnrollResponse is the answer to a successful enrollment.
@@ -162,6 +169,11 @@ type EnrollResponse struct {
 	ServerPublicKey          []byte `json:"server_public_key"`
 	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
 	Protocol                 int    `json:"protocol"`
+	// Pending: the name is known and the agent proved no current key; the
+	// new key works once the integrator approves (202 Accepted).
+	Pending bool `json:"pending,omitempty"`
+	// MAC is EnrollAnswerMAC under the enrollment MAC key.
+	MAC []byte `json:"mac"`
 }
 
 // ReportResponse is the answer to an accepted report.
@@ -170,6 +182,15 @@ type ReportResponse struct {
 	State                    string `json:"state"`
 	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
 	ServerTime               string `json:"server_time"`
+	// Refresh asks for a status report with the full current state at
+	// once: keepwatch missed a status report (status_seq gap).
+	Refresh bool `json:"refresh,omitempty"`
+	// RotateKey asks the agent to rotate its report key in-band.
+	RotateKey bool `json:"rotate_key,omitempty"`
+	// ServerPublicKey answers a report that asked to rotate (Payload
+	// Rotate): keepwatch's new X25519 public key, from which both sides
+	// derive the next report key as at enrollment.
+	ServerPublicKey []byte `json:"server_public_key,omitempty"`
 }
 
 // Payload is the plaintext of a report. An empty plaintext, or a payload
@@ -182,16 +203,28 @@ type Payload struct {
 	// is when it recorded the report, possibly long before): keepwatch
 	// learns the agent's clock offset from it and corrects the report's
 	// times.
-	TransmittedAt *time.Time          `json:"transmitted_at,omitempty"`
-	AgentVersion  string              `json:"agent_version,omitempty"`
-	Consent       *bool               `json:"consent,omitempty"`
-	Conditions    *[]PayloadCondition `json:"conditions,omitempty"`
-	Events        []PayloadEvent      `json:"events,omitempty"`
+	TransmittedAt *time.Time `json:"transmitted_at,omitempty"`
+	AgentVersion  string     `json:"agent_version,omitempty"`
+	// StatusSeq numbers status reports in their own counter (1, 2, …
+	// under a report key). In a status report it is that report's number;
+	// in a heartbeat, the number of the last status report sent.
+	StatusSeq uint64 `json:"status_seq,omitempty"`
+	// Rotate asks to rotate the report key in-band: the agent's new
+	// X25519 public key.
+	Rotate     *PayloadRotate      `json:"rotate,omitempty"`
+	Consent    *bool               `json:"consent,omitempty"`
+	Conditions *[]PayloadCondition `json:"conditions,omitempty"`
+	Events     []PayloadEvent      `json:"events,omitempty"`
 	// Drives are measurements of the server's drives (at most
 	// keepwatch.MaxDrives), from which keepwatch forecasts when each is
 	// full and how much footage it keeps. They change no condition: a
 	// report is a status report by its "conditions" alone.
 	Drives []PayloadDrive `json:"drives,omitempty"`
+}
+
+// PayloadRotate asks for a new report key.
+type PayloadRotate struct {
+	PublicKey []byte `json:"public_key"`
 }
 
 // PayloadDrive is one measurement of a drive. Sizes are bytes.

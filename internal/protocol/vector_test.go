@@ -5,6 +5,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"testing"
@@ -98,5 +102,95 @@ func TestDocumentedVector(t *testing.T) {
 	pt, err := Open(wantKey, want)
 	if err != nil || string(pt) != vectorPayload {
 		t.Fatalf("Open(vector) = %q, %v", pt, err)
+	}
+}
+
+// The enrollment and answer MACs of the published vector (docs/protocol.md,
+// "Test vector", 12.2), built by hand from their definition and compared
+// with the package's functions.
+const (
+	vectorEnrollmentKey = "kwe_vector-enrollment-key"
+	vectorSLC           = "M01-C01-123-45-678901"
+	vectorName          = "RS-01"
+	vectorEnrollKey     = "cb2ae9e349714e8d4595ea9ef32bb27155e1305337e3070f0e44c1c086678a95"
+	vectorRequestMAC    = "af12d648bdcbb7cd052407de1f32a15d7ca48f359a77a64ae6e5651f4ab14743"
+	vectorEnrollAnswer  = "083191d2ba03a69c5b91b8ac32469fb2a0690754f8a3a1c19990c7214ad86b6a"
+	vectorAuthKey       = "c300e93456554366c7904ba7d0f22143ca29975ebbf2df11456b7747876a0007"
+	vectorProof         = "3012f0059b3749cf48b6e6cf636728d54a0bc7953016a40632af2f3b573ffbc3"
+	vectorAnswerBody    = `{"seq":1,"state":"ok","heartbeat_interval_seconds":60,"server_time":"2026-03-02T08:15:00Z"}`
+	vectorAnswerMAC     = "4d310a98af6ebedddd90f275f53d77dd882008ae6c580ad701fc1226e346e2b2"
+)
+
+func TestDocumentedTrustVector(t *testing.T) {
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ap, sp, rk := unhex(vectorAgentPublic), unhex(vectorServerPublic), unhex(vectorKey)
+	var id ServerID
+	copy(id[:], unhex(vectorServerID))
+	check := func(name string, got []byte, want string) {
+		t.Helper()
+		if h := hex.EncodeToString(got); h != want {
+			t.Errorf("%s = %s\n want %s (docs/protocol.md)", name, h, want)
+		}
+	}
+	lp := func(b []byte) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...) }
+	hm := func(key []byte, parts ...[]byte) []byte {
+		m := hmac.New(sha256.New, key)
+		for _, p := range parts {
+			m.Write(p)
+		}
+		return m.Sum(nil)
+	}
+	hashed := sha256.Sum256([]byte(vectorEnrollmentKey))
+	ek, err := hkdf.Key(sha256.New, hashed[:], nil, "keepwatch enrollment v1", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("enrollment MAC key (by hand)", ek, vectorEnrollKey)
+	check("enrollment MAC key", EnrollMACKey(vectorEnrollmentKey), vectorEnrollKey)
+
+	req := hm(ek, []byte("keepwatch enroll request v1"), lp([]byte(vectorSLC)), lp([]byte(vectorName)), lp(ap))
+	check("request mac (by hand)", req, vectorRequestMAC)
+	check("request mac", EnrollRequestMAC(ek, vectorSLC, vectorName, ap), vectorRequestMAC)
+
+	ans := hm(ek, []byte("keepwatch enroll answer v1"), lp([]byte(vectorSLC)), lp([]byte(vectorName)), lp(ap), lp(sp), lp(id[:]),
+		binary.BigEndian.AppendUint64(nil, 60), []byte{0})
+	check("enroll answer mac (by hand)", ans, vectorEnrollAnswer)
+	check("enroll answer mac", EnrollAnswerMAC(ek, vectorSLC, vectorName, ap, sp, id, 60, false), vectorEnrollAnswer)
+	if hex.EncodeToString(EnrollAnswerMAC(ek, vectorSLC, vectorName, ap, sp, id, 60, true)) == vectorEnrollAnswer {
+		t.Error("the pending flag is not covered by the answer MAC")
+	}
+
+	ak, err := hkdf.Key(sha256.New, rk, nil, "keepwatch answer key v1", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("answer key (by hand)", ak, vectorAuthKey)
+	check("answer key", AuthKey(rk), vectorAuthKey)
+
+	proof := hm(ak, []byte("keepwatch re-enroll v1"), lp(id[:]), lp(ap))
+	check("re-enroll proof (by hand)", proof, vectorProof)
+	check("re-enroll proof", ReenrollProof(ak, id, ap), vectorProof)
+
+	am := hm(ak, []byte("keepwatch answer v1"), id[:], binary.BigEndian.AppendUint64(nil, 1), binary.BigEndian.AppendUint16(nil, 200), []byte(vectorAnswerBody))
+	check("answer mac (by hand)", am, vectorAnswerMAC)
+	check("answer mac", AnswerMAC(ak, id, 1, 200, []byte(vectorAnswerBody)), vectorAnswerMAC)
+	hdr := base64.StdEncoding.EncodeToString(unhex(vectorAnswerMAC))
+	if !CheckAnswer(ak, id, 1, 200, []byte(vectorAnswerBody), hdr) {
+		t.Error("CheckAnswer refuses the published answer MAC")
+	}
+	for _, bad := range []struct {
+		seq    uint64
+		status int
+		body   string
+	}{{2, 200, vectorAnswerBody}, {1, 409, vectorAnswerBody}, {1, 200, vectorAnswerBody + " "}} {
+		if CheckAnswer(ak, id, bad.seq, bad.status, []byte(bad.body), hdr) {
+			t.Errorf("CheckAnswer accepts the MAC for seq %d status %d body %q", bad.seq, bad.status, bad.body)
+		}
 	}
 }

@@ -27,7 +27,8 @@ func Status(code string) int {
 		return http.StatusBadRequest
 	case keepwatch.EUNAUTHORIZED:
 		return http.StatusUnauthorized
-	case keepwatch.EFORBIDDEN, keepwatch.ECAREPLUSINACTIVE, keepwatch.ECONSENTREQUIRED:
+	case keepwatch.EFORBIDDEN, keepwatch.ECAREPLUSINACTIVE, keepwatch.ECONSENTREQUIRED,
+		keepwatch.EKEYEXPIRED, keepwatch.EREENROLLPENDING:
 		return http.StatusForbidden
 	case keepwatch.ENOTFOUND:
 		return http.StatusNotFound

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -81,7 +82,8 @@ func codeOf(err error) string {
 // limits, but never a refusal of the report itself.
 func retryable(code string) bool {
 	switch code {
-	case codeNetwork, keepwatch.EINTERNAL, keepwatch.EUNAVAILABLE, keepwatch.ERATELIMITED, keepwatch.ECONFLICT:
+	case codeNetwork, keepwatch.EINTERNAL, keepwatch.EUNAVAILABLE, keepwatch.ERATELIMITED, keepwatch.ECONFLICT,
+		keepwatch.EREENROLLPENDING: // approved moments ago: every node learns it within seconds
 		return true
 	}
 	return strings.HasPrefix(code, "http_5")
@@ -95,13 +97,20 @@ func (c *client) report(ctx context.Context, id protocol.ServerID, key []byte, s
 	if err != nil {
 		return resp, err
 	}
-	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp)
+	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp, &answerCheck{protocol.AuthKey(key), id, seq})
 	return resp, err
 }
 
 // post sends body and decodes the answer into out; any other status than
 // want is a *refusal.
-func (c *client) post(ctx context.Context, path, contentType string, body []byte, want int, out any) error {
+// answerCheck is what authenticates the answer to one envelope.
+type answerCheck struct {
+	auth []byte
+	id   protocol.ServerID
+	seq  uint64
+}
+
+func (c *client) post(ctx context.Context, path, contentType string, body []byte, want int, out any, ac *answerCheck) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
@@ -119,12 +128,17 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 	if err != nil {
 		return &refusal{code: codeNetwork, message: err.Error()}
 	}
-	if r.StatusCode != want {
+	// An enrollment may also be accepted pending the integrator's approval.
+	if r.StatusCode != want && !(want == http.StatusCreated && r.StatusCode == http.StatusAccepted) {
 		var eb protocol.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
 			return &refusal{r.StatusCode, eb.Error.Code, eb.Error.Message}
 		}
 		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), strings.TrimSpace(string(b))}
+	}
+	if ac != nil && !protocol.CheckAnswer(ac.auth, ac.id, ac.seq, r.StatusCode, b, r.Header.Get(protocol.MACHeader)) {
+		// An acceptance without keepwatch's MAC is not keepwatch's.
+		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), "the answer does not carry keepwatch's MAC"}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return &refusal{r.StatusCode, fmt.Sprintf("http_%d", r.StatusCode), "the answer is not JSON"}
@@ -133,34 +147,47 @@ func (c *client) post(ctx context.Context, path, contentType string, body []byte
 }
 
 // enroll enrolls one server (protocol.md section 3): a fresh X25519 key
-// pair, the enrollment request, and the report key derived on both sides.
-func (c *client) enroll(ctx context.Context, slc, key, name string) (Creds, time.Duration, error) {
+// pair, the enrollment request MACed under the enrollment key, the
+// answer's MAC checked, and the report key derived on both sides. prev,
+// when it holds the server's current key, proves it; without that proof a
+// known name comes back pending the integrator's approval.
+func (c *client) enroll(ctx context.Context, slc, key string, prev Creds) (Creds, time.Duration, bool, error) {
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
 	pub := priv.PublicKey().Bytes()
-	body, err := json.Marshal(protocol.EnrollRequest{
-		SLC: slc, EnrollmentKey: key, Name: name, Consent: true, PublicKey: pub, AgentVersion: agentVersion,
-	})
+	slc = strings.ToUpper(strings.TrimSpace(slc))
+	ek := protocol.EnrollMACKey(key)
+	req := protocol.EnrollRequest{
+		SLC: slc, Name: prev.Name, Consent: true, PublicKey: pub, AgentVersion: agentVersion,
+		MAC: protocol.EnrollRequestMAC(ek, slc, prev.Name, pub),
+	}
+	if id, err := protocol.ParseServerID(prev.ID); err == nil && len(prev.Key) == 32 {
+		req.ServerID, req.Proof = prev.ID, protocol.ReenrollProof(protocol.AuthKey(prev.Key), id, pub)
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
 	var resp protocol.EnrollResponse
-	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp); err != nil {
-		return Creds{}, 0, err
+	if err := c.post(ctx, protocol.EnrollPath, "application/json", body, http.StatusCreated, &resp, nil); err != nil {
+		return Creds{}, 0, false, err
 	}
 	id, err := protocol.ParseServerID(resp.ServerID)
 	if err != nil {
-		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+		return Creds{}, 0, false, fmt.Errorf("enrollment answer: %w", err)
+	}
+	if !hmac.Equal(resp.MAC, protocol.EnrollAnswerMAC(ek, slc, prev.Name, pub, resp.ServerPublicKey, id, resp.HeartbeatIntervalSeconds, resp.Pending)) {
+		return Creds{}, 0, false, &refusal{http.StatusCreated, "http_201", "the enrollment answer is not authenticated"}
 	}
 	serverPub, err := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
 	if err != nil {
-		return Creds{}, 0, fmt.Errorf("enrollment answer: %w", err)
+		return Creds{}, 0, false, fmt.Errorf("enrollment answer: %w", err)
 	}
 	k, err := protocol.DeriveKey(priv, serverPub, pub, resp.ServerPublicKey, id)
 	if err != nil {
-		return Creds{}, 0, err
+		return Creds{}, 0, false, err
 	}
-	return Creds{Name: name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, nil
+	return Creds{Name: prev.Name, ID: id.String(), Key: k}, time.Duration(resp.HeartbeatIntervalSeconds) * time.Second, resp.Pending, nil
 }

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -268,7 +269,13 @@ feed:
 func (f *Fleet) enroll(ctx context.Context, st *site, s *server) error {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		creds, interval, err := f.client.enroll(ctx, st.inst.SLC, st.inst.EnrollmentKey, s.creds.Name)
+		f.cacheMu.Lock()
+		prev := *s.creds
+		f.cacheMu.Unlock()
+		creds, interval, pending, err := f.client.enroll(ctx, st.inst.SLC, st.inst.EnrollmentKey, prev)
+		if err == nil && pending {
+			err = f.approve(ctx, st.inst.SLC, creds.ID)
+		}
 		if err == nil {
 			f.cacheMu.Lock()
 			*s.creds = creds
@@ -899,4 +906,29 @@ func (s *server) withdrawConsent(ctx context.Context, now time.Time) (time.Time,
 	s.withdrawing, s.dormant = false, dormantWithdrawn
 	s.mu.Unlock()
 	return time.Time{}, true
+}
+
+// approve approves, with the operator's access to the database, the
+// re-enrollment of a known server name that the simulator could not prove
+// (its keys were not kept): as the integrator would on the dashboard.
+func (f *Fleet) approve(ctx context.Context, slc, serverID string) error {
+	st := f.cfg.Store
+	if st == nil {
+		return &refusal{http.StatusAccepted, keepwatch.EREENROLLPENDING, "the re-enrollment waits for the integrator's approval"}
+	}
+	in, _, err := st.EnrollmentInfo(ctx, slc)
+	if err != nil {
+		return err
+	}
+	list, err := st.Reenrollments(ctx, in.IntegratorID, 1000)
+	if err != nil {
+		return err
+	}
+	for _, re := range list {
+		if re.ServerID == serverID && re.State == keepwatch.ReenrollmentPending {
+			_, err := st.DecideReenrollment(ctx, in.IntegratorID, re.ID, true, "operator:simulator")
+			return err
+		}
+	}
+	return &refusal{http.StatusAccepted, keepwatch.EREENROLLPENDING, "the re-enrollment waits for the integrator's approval"}
 }

@@ -19,9 +19,9 @@ func (s *Store) CreateInstallation(ctx context.Context, in keepwatch.Installatio
 		if err != nil {
 			return err
 		}
-		id, err = t.insert(`INSERT INTO installations (slc, customer, product, cameras, care_plus_until, enrollment_key_hash, created_at, rev)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			in.SLC, in.Customer, in.Product, in.Cameras, in.CarePlusUntil.String(), keyHash, s.now().UnixMilli(), rev)
+		id, err = t.insert(`INSERT INTO installations (slc, customer, product, cameras, care_plus_until, enrollment_key_hash, enrollment_key_issued_at, created_at, rev)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.SLC, in.Customer, in.Product, in.Cameras, in.CarePlusUntil.String(), keyHash, s.now().UnixMilli(), s.now().UnixMilli(), rev)
 		if isUniqueViolation(err) {
 			return keepwatch.Errorf(keepwatch.ECONFLICT, "a licence for SLC %s exists", in.SLC)
 		}
@@ -57,7 +57,28 @@ func (s *Store) SetCarePlus(ctx context.Context, slc string, until keepwatch.Dat
 // SetEnrollmentKey replaces an installation's enrollment key hash. Servers
 // already enrolled keep their own keys.
 func (s *Store) SetEnrollmentKey(ctx context.Context, slc string, keyHash []byte) error {
-	return s.updateInstallation(ctx, slc, "enrollment_key_hash", keyHash)
+	return s.tx(ctx, func(t *Tx) error {
+		rev, err := t.nextRev()
+		if err != nil {
+			return err
+		}
+		r, err := t.exec(`UPDATE installations SET enrollment_key_hash = ?, enrollment_key_issued_at = ?, rev = ? WHERE slc = ?`,
+			keyHash, s.now().UnixMilli(), rev, slc)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return keepwatch.Errorf(keepwatch.ENOTFOUND, "no licence for SLC %s", slc)
+		}
+		return nil
+	})
+}
+
+// RevokeEnrollmentKey leaves an installation without an enrollment key:
+// nothing enrolls until a new key is issued. Servers already enrolled keep
+// reporting with their own keys.
+func (s *Store) RevokeEnrollmentKey(ctx context.Context, slc string) error {
+	return s.updateInstallation(ctx, slc, "enrollment_key_hash", []byte{})
 }
 
 // EnrollmentInfo returns what enrollment checks: the installation and the
@@ -68,9 +89,10 @@ func (s *Store) EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Insta
 	var until string
 	var hash []byte
 	var integ sql.NullInt64
-	err := s.queryRow(ctx, `SELECT id, slc, customer, product, cameras, care_plus_until, enrollment_key_hash, integrator_id
+	var issued int64
+	err := s.queryRow(ctx, `SELECT id, slc, customer, product, cameras, care_plus_until, enrollment_key_hash, integrator_id, enrollment_key_issued_at
 		FROM installations WHERE slc = ?`, slc).
-		Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until, &hash, &integ)
+		Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until, &hash, &integ, &issued)
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, nil, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown SLC or wrong enrollment key")
 	}
@@ -79,6 +101,7 @@ func (s *Store) EnrollmentInfo(ctx context.Context, slc string) (keepwatch.Insta
 	}
 	in.CarePlusUntil, _ = keepwatch.ParseDate(until)
 	in.IntegratorID = integ.Int64
+	in.EnrollmentKeyIssued = time.UnixMilli(issued).UTC()
 	return in, hash, nil
 }
 

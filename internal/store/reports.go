@@ -27,6 +27,23 @@ func (s *Store) ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.
 			return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d already seen", r.Seq)
 		}
 		at := r.ReceivedAt
+		if r.Delayed {
+			// Recorded, but no sign of life: neither last_seen nor the
+			// state moves.
+			if _, err := t.exec(`UPDATE servers SET last_seq = ? WHERE id = ?`, int64(r.Seq), r.ServerID); err != nil {
+				return err
+			}
+			if err := t.applyRaises(info, keepwatch.Report{Events: r.Events, HeldEvents: r.HeldEvents}, at, &out); err != nil {
+				return err
+			}
+			out.State = info.state
+			return nil
+		}
+		if r.Status && r.StatusSeq > 0 {
+			if _, err := t.exec(`UPDATE servers SET status_seq = ? WHERE id = ?`, int64(r.StatusSeq), r.ServerID); err != nil {
+				return err
+			}
+		}
 		state := info.state
 		if r.Consent != nil && !*r.Consent {
 			state = keepwatch.ServerConsentWithdrawn

@@ -38,7 +38,7 @@ func (s *Store) Enroll(ctx context.Context, e keepwatch.Enrollment) (string, err
 		}
 		// Enrolling again requires consent, so a server that had withdrawn
 		// it starts over as pending (monitored from its first report).
-		_, err = t.exec(`UPDATE servers SET report_key = ?, last_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ?,
+		_, err = t.exec(`UPDATE servers SET report_key = ?, pending_key = NULL, next_key = NULL, rotate_required = 0, last_seq = 0, status_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ?,
 			state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
 			s.sealReportKey(id, e.Key), e.AgentVersion, now, rev, id)
 		return err
@@ -75,7 +75,7 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 	})
 }
 
-const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms`
+const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms, s.pending_key, s.status_seq, s.next_key, s.rotate_required`
 
 func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 	defer rows.Close()
@@ -83,11 +83,27 @@ func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, err
 	for rows.Next() {
 		var r keepwatch.ServerRecord
 		var state, until string
-		var seq int64
-		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS); err != nil {
+		var seq, statusSeq int64
+		var pending, next []byte
+		var rotate int64
+		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS, &pending, &statusSeq, &next, &rotate); err != nil {
 			return nil, dbErr(err)
 		}
-		r.State, r.LastSeq = keepwatch.ServerState(state), uint64(seq)
+		r.State, r.LastSeq, r.StatusSeq = keepwatch.ServerState(state), uint64(seq), uint64(statusSeq)
+		if len(pending) > 0 {
+			// A pending key that no longer opens (sealed under a retired
+			// secret key) is as good as none: the server keeps reporting
+			// with its current key and the request cannot be approved.
+			if pk, err := s.openReportKey(r.ID, pending); err == nil {
+				r.PendingKey = pk
+			}
+		}
+		if len(next) > 0 {
+			if nk, err := s.openReportKey(r.ID, next); err == nil {
+				r.NextKey = nk
+			}
+		}
+		r.RotateRequired = rotate != 0
 		r.CarePlusUntil, _ = keepwatch.ParseDate(until)
 		key, err := s.openReportKey(r.ID, r.Key)
 		if err != nil {

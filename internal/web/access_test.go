@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"maps"
 	"net/url"
@@ -32,6 +34,7 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			f := newFixture(t, fixtureOptions{dialect: dialect})
 			inc := fmt.Sprint(f.incident)
+			approve, reject := pendingReenrollments(t, f)
 			spare, token := fmt.Sprint(f.users["alice-spare"]), fmt.Sprint(f.tokenID)
 			ch, rule := fmt.Sprint(f.channel), fmt.Sprint(f.rule)
 			form := func(kv ...string) url.Values {
@@ -56,23 +59,27 @@ func TestEveryDashboardRouteEnforcesRolesAndTenants(t *testing.T) {
 				"POST /incidents/{id}/ack":                        {"/incidents/" + inc + "/ack", form("note", "on my way"), []int{303, 409}, 404},
 				"POST /incidents/{id}/assign":                     {"/incidents/" + inc + "/assign", form("user", fmt.Sprint(f.users["alice-technician"])), []int{303}, 404},
 				// Its disk is still full: it resolves by itself when that clears.
-				"POST /incidents/{id}/resolve":             {"/incidents/" + inc + "/resolve", form("note", "disk replaced"), []int{409}, 404},
-				"GET /registrations":                       {"/registrations", nil, []int{200}, 200},
-				"POST /registrations":                      {"/registrations", form("slc", aliceSLC), []int{303}, 409},
-				"POST /registrations/release":              {"/registrations/release", form("slc", aliceIdleSLC), []int{303, 404}, 404},
-				"GET /settings":                            {"/settings", nil, []int{200}, 200},
-				"POST /settings/users":                     {"/settings/users", form("email", "new.%s@alice.example", "role", "viewer"), []int{303}, 303},
-				"POST /settings/users/{id}/role":           {"/settings/users/" + spare + "/role", form("role", "technician"), []int{303}, 404},
-				"POST /settings/users/{id}/remove":         {"/settings/users/" + spare + "/remove", form(), []int{303, 404}, 404},
-				"POST /settings/tokens":                    {"/settings/tokens", form("name", "export", "role", "viewer"), []int{303}, 303},
-				"POST /settings/tokens/{id}/revoke":        {"/settings/tokens/" + token + "/revoke", form(), []int{303, 409}, 404},
-				"GET /static/{file...}":                    {"/static/app.css", nil, []int{200}, 200},
-				"GET /notifications":                       {"/notifications", nil, []int{200}, 200},
-				"POST /notifications/channels":             {"/notifications/channels", form("name", "pager", "type", "webhook", "target", "https://127.0.0.1:9/pager"), []int{303}, 303},
-				"POST /notifications/channels/{id}/test":   {"/notifications/channels/" + ch + "/test", form(), []int{303, 409}, 404},
-				"POST /notifications/channels/{id}/delete": {"/notifications/channels/" + ch + "/delete", form(), []int{303, 404}, 404},
-				"POST /notifications/rules":                {"/notifications/rules", form("name", "errors", "channel", ch, "severity", "error"), []int{303, 400}, 400},
-				"POST /notifications/rules/{id}/delete":    {"/notifications/rules/" + rule + "/delete", form(), []int{303, 404}, 404},
+				"POST /incidents/{id}/resolve":                   {"/incidents/" + inc + "/resolve", form("note", "disk replaced"), []int{409}, 404},
+				"GET /registrations":                             {"/registrations", nil, []int{200}, 200},
+				"POST /registrations":                            {"/registrations", form("slc", aliceSLC), []int{303}, 409},
+				"POST /registrations/release":                    {"/registrations/release", form("slc", aliceIdleSLC), []int{303, 404}, 404},
+				"POST /registrations/enrollment-key":             {"/registrations/enrollment-key", form("slc", aliceOKSLC), []int{303}, 404},
+				"POST /registrations/enrollment-key/revoke":      {"/registrations/enrollment-key/revoke", form("slc", aliceOKSLC), []int{303}, 404},
+				"POST /registrations/reenrollments/{id}/approve": {"/registrations/reenrollments/" + approve + "/approve", form(), []int{303, 404}, 404},
+				"POST /registrations/reenrollments/{id}/reject":  {"/registrations/reenrollments/" + reject + "/reject", form(), []int{303, 404}, 404},
+				"GET /settings":                                  {"/settings", nil, []int{200}, 200},
+				"POST /settings/users":                           {"/settings/users", form("email", "new.%s@alice.example", "role", "viewer"), []int{303}, 303},
+				"POST /settings/users/{id}/role":                 {"/settings/users/" + spare + "/role", form("role", "technician"), []int{303}, 404},
+				"POST /settings/users/{id}/remove":               {"/settings/users/" + spare + "/remove", form(), []int{303, 404}, 404},
+				"POST /settings/tokens":                          {"/settings/tokens", form("name", "export", "role", "viewer"), []int{303}, 303},
+				"POST /settings/tokens/{id}/revoke":              {"/settings/tokens/" + token + "/revoke", form(), []int{303, 409}, 404},
+				"GET /static/{file...}":                          {"/static/app.css", nil, []int{200}, 200},
+				"GET /notifications":                             {"/notifications", nil, []int{200}, 200},
+				"POST /notifications/channels":                   {"/notifications/channels", form("name", "pager", "type", "webhook", "target", "https://127.0.0.1:9/pager"), []int{303}, 303},
+				"POST /notifications/channels/{id}/test":         {"/notifications/channels/" + ch + "/test", form(), []int{303, 409}, 404},
+				"POST /notifications/channels/{id}/delete":       {"/notifications/channels/" + ch + "/delete", form(), []int{303, 404}, 404},
+				"POST /notifications/rules":                      {"/notifications/rules", form("name", "errors", "channel", ch, "severity", "error"), []int{303, 400}, 400},
+				"POST /notifications/rules/{id}/delete":          {"/notifications/rules/" + rule + "/delete", form(), []int{303, 404}, 404},
 			}
 			maps.Copy(cases, accountRouteCases(t, f))
 			routes := f.a.Web.Routes()
@@ -194,4 +201,24 @@ func snippet(body string) string {
 		body = body[:300]
 	}
 	return body
+}
+
+// pendingReenrollments asks, for two of alice's servers, a re-enrollment
+// without proof of their keys, and returns the two request ids.
+func pendingReenrollments(t testing.TB, f *fixture) (string, string) {
+	t.Helper()
+	var ids []string
+	for _, slc := range []string{aliceSLC, aliceOKSLC} {
+		servers, err := f.a.Store.Servers(context.Background(), f.alice, slc)
+		if err != nil || len(servers) == 0 {
+			t.Fatalf("servers of %s: %v %v", slc, servers, err)
+		}
+		id, err := f.a.Store.RequestReenrollment(context.Background(), keepwatch.Enrollment{InstallationID: servers[0].InstallationID, ID: servers[0].ID,
+			Name: servers[0].Name, Key: bytes.Repeat([]byte{3}, 32)}, "192.0.2.9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprint(id))
+	}
+	return ids[0], ids[1]
 }

@@ -54,6 +54,8 @@ type overviewData struct {
 	Filling  int
 	LiveHref string
 	Today    keepwatch.Date
+	// Reenrollments counts the re-enrollments waiting for approval.
+	Reenrollments int
 }
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -143,6 +145,15 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 		d.LiveHref = live + "&partial=1"
 	} else {
 		d.LiveHref = live + "?partial=1"
+	}
+	reen, err := h.Store.Reenrollments(r.Context(), rq.principal().IntegratorID, 100)
+	if err != nil {
+		return err
+	}
+	for _, re := range reen {
+		if re.State == keepwatch.ReenrollmentPending {
+			d.Reenrollments++
+		}
 	}
 	pg := h.newPage(r, rq, "Overview", "overview", d)
 	pg.Partial = q.Get("partial") != ""

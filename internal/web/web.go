@@ -39,6 +39,9 @@ type Handler struct {
 	// Publish receives the changes the dashboard's actions make (drive
 	// verdicts after new settings), once committed.
 	Publish func([]keepwatch.Change)
+	// KeyLifetime is how long a new enrollment key enrolls (default
+	// keepwatch.EnrollmentKeyLifetime); ingest enforces it.
+	KeyLifetime time.Duration
 
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -82,6 +85,10 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/registrations", keepwatch.RoleViewer, h.registrations},
 		{"POST", "/registrations", keepwatch.RoleOwner, h.register},
 		{"POST", "/registrations/release", keepwatch.RoleOwner, h.release},
+		{"POST", "/registrations/enrollment-key", keepwatch.RoleOwner, h.rotateEnrollmentKey},
+		{"POST", "/registrations/enrollment-key/revoke", keepwatch.RoleOwner, h.revokeEnrollmentKey},
+		{"POST", "/registrations/reenrollments/{id}/approve", keepwatch.RoleTechnician, h.approveReenrollment},
+		{"POST", "/registrations/reenrollments/{id}/reject", keepwatch.RoleTechnician, h.rejectReenrollment},
 		{"GET", "/settings", keepwatch.RoleOwner, h.settings},
 		{"POST", "/settings/users", keepwatch.RoleOwner, h.addUser},
 		{"POST", "/settings/users/{id}/role", keepwatch.RoleOwner, h.setUserRole},
@@ -333,6 +340,10 @@ var flashes = map[string]string{
 	"maintenanceScheduled": "Maintenance scheduled: it shows on the overview until it starts.",
 	"maintenanceCancelled": "Scheduled maintenance cancelled.",
 	"released":             "SLC released.",
+	"enrollmentKeyIssued":  "New enrollment key issued.",
+	"enrollmentKeyRevoked": "Enrollment key revoked: nothing enrolls into that installation until you issue a new one; enrolled servers keep reporting.",
+	"reenrollmentApproved": "Re-enrollment approved: the server reports with its new key, the old one is refused.",
+	"reenrollmentRejected": "Re-enrollment rejected: the server keeps its key.",
 	"role":                 "Role changed.",
 	"removed":              "User removed.",
 	"revoked":              "Token revoked.",
@@ -388,5 +399,6 @@ type Store interface {
 	keepwatch.ChannelStore
 	keepwatch.AccountStore
 	keepwatch.DriveStore
+	keepwatch.TrustStore
 	flashStore
 }
