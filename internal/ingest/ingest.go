@@ -643,7 +643,9 @@ func (h *Handler) paceEvents(c *cred, rep *keepwatch.Report, now time.Time) {
 	rate, burst := h.Flood.EventRate()
 	for i := range rep.Events {
 		if c.events.Allow(now, rate, burst) > 0 {
-			rep.Events, rep.HeldEvents = rep.Events[:i], rep.Events[i:]
+			// Capped at i: an event keepwatch appends later must not
+			// overwrite the first held one.
+			rep.Events, rep.HeldEvents = rep.Events[:i:i], rep.Events[i:]
 			return
 		}
 	}
