@@ -76,4 +76,3 @@ func buildMail(from, to string, m Message, now time.Time) ([]byte, error) {
 	b.Write(body.Bytes())
 	return b.Bytes(), nil
 }
-
