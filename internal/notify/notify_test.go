@@ -52,7 +52,13 @@ type site struct {
 
 func newSite(t *testing.T, dialect string, servers int, minDuration time.Duration) *site {
 	t.Helper()
-	x := &site{t: t, s: testutil.Open(t, dialect), clock: testutil.NewClock(t0), slc: "SITE-0001", seq: map[protocol.ServerID]uint64{}}
+	return newSiteOn(t, testutil.Open(t, dialect), servers, minDuration)
+}
+
+// newSiteOn builds the site on a store of the test's own.
+func newSiteOn(t *testing.T, s *store.Store, servers int, minDuration time.Duration) *site {
+	t.Helper()
+	x := &site{t: t, s: s, clock: testutil.NewClock(t0), slc: "SITE-0001", seq: map[protocol.ServerID]uint64{}}
 	x.s.Now = x.clock.Now
 	in, err := x.s.CreateIntegrator(ctx, "Alice Security")
 	must(t, err)
