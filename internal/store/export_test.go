@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"keepwatch"
 )
@@ -30,5 +31,20 @@ func (s *Store) EnqueueManyForTest(ctx context.Context, ns []keepwatch.Notificat
 			}
 		}
 		return nil
+	})
+}
+
+// FinishNotificationForTest records an outcome without a claim, on a
+// schema of any version (upgrade tests).
+func (s *Store) FinishNotificationForTest(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error {
+	return s.tx(ctx, func(t *Tx) error {
+		inc := b2i(attempted)
+		var sent any
+		if state == "sent" {
+			sent = s.now().UnixMilli()
+		}
+		_, err := t.exec(`UPDATE notifications SET state = ?, attempts = attempts + ?, last_error = ?, not_before = ?, lease_until = 0, sent_at = ? WHERE id = ?`,
+			state, inc, lastError, retryAt.UnixMilli(), sent, id)
+		return err
 	})
 }

@@ -197,21 +197,6 @@ func scanNotification(r scanner) (keepwatch.Notification, error) {
 	return n, err
 }
 
-// FinishNotification records the outcome of a delivery attempt: state is
-// sent, suppressed, failed or pending (retry at retryAt).
-func (s *Store) FinishNotification(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error {
-	return s.tx(ctx, func(t *Tx) error {
-		inc := b2i(attempted)
-		var sent any
-		if state == "sent" {
-			sent = s.now().UnixMilli()
-		}
-		_, err := t.exec(`UPDATE notifications SET state = ?, attempts = attempts + ?, last_error = ?, not_before = ?, lease_until = 0, sent_at = ? WHERE id = ?`,
-			state, inc, lastError, retryAt.UnixMilli(), sent, id)
-		return err
-	})
-}
-
 // NotificationsFor returns the notifications of one incident (for
 // deciding whether a resolution is worth a message).
 func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]keepwatch.Notification, error) {
@@ -220,22 +205,6 @@ func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]keepw
 		return nil, err
 	}
 	return scanAll(rows, scanNotification)
-}
-
-// CancelPending cancels an incident's pending notifications of a type
-// (an opening that resolved before its minimum duration).
-func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ keepwatch.NotificationType) (int, error) {
-	var n int64
-	err := s.tx(ctx, func(t *Tx) error {
-		r, err := t.exec(`UPDATE notifications SET state = 'suppressed', last_error = 'resolved before the minimum duration'
-			WHERE incident_id = ? AND type = ? AND state = 'pending'`, incidentID, typ)
-		if err != nil {
-			return err
-		}
-		n, _ = r.RowsAffected()
-		return nil
-	})
-	return int(n), err
 }
 
 // Notifications lists an integrator's recent notifications, newest first.
