@@ -61,6 +61,9 @@ type Notification struct {
 	LastError string    `json:"last_error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	SentAt    time.Time `json:"sent_at,omitzero"`
+	// LeaseUntil is the claim a node holds on it while delivering: the
+	// outcome is recorded only by the holder of this very lease.
+	LeaseUntil time.Time `json:"-"`
 }
 
 // Hold is why a due opening or reminder must not go out now: Suppress
@@ -109,4 +112,30 @@ func Backoff(base time.Duration, attempt int, jitter float64) time.Duration {
 		d = time.Hour
 	}
 	return d + time.Duration(float64(d)/5*jitter)
+}
+
+// Cancellation cancels an incident's pending notifications of one type,
+// saying why (an opening that resolved before its minimum duration).
+type Cancellation struct {
+	IncidentID int64
+	Type       NotificationType
+	Why        string
+}
+
+// Evaluation is what one incident transition asks of the outbox:
+// cancellations first, then notifications to add (each unless one with
+// its dedup key exists).
+type Evaluation struct {
+	Cancel  []Cancellation
+	Enqueue []Notification
+}
+
+// Outcome is what became of one claimed notification.
+type Outcome struct {
+	State     NotificationState
+	Attempted bool      // a send was tried (counts in attempts)
+	LastError string    // generic failure class, or why it was suppressed
+	At        time.Time // when it was decided (the sent time of a sent one)
+	RetryAt   time.Time // pending: when it is due again
+	Held      bool      // pending: deferred to the end of a maintenance window
 }

@@ -200,8 +200,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.API = &api.Handler{Store: st, Auth: a.Auth, Broker: a.Broker, KeyLifetime: cfg.EnrollmentKeyLifetime, Now: cfg.Now, Logger: cfg.Logger, Closing: a.closing, Publish: publish}
 	a.Notify = notify.New(notify.Config{
 		Store: st, Now: cfg.Now, Logger: cfg.Logger, Interval: cfg.Interval, PublicURL: cfg.PublicURL, SMTP: cfg.SMTP,
-		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, InMaintenance: st.InMaintenance, HTTP: hooks,
+		Every: cfg.NotifyEvery, RetryBase: cfg.NotifyRetryBase, MaintenanceEnd: st.MaintenanceEnd, HTTP: hooks,
 	})
+	// Transitions are evaluated as they are committed, on the node that
+	// wrote them.
+	st.OnOutbox = a.Notify.Poke
 	a.registerMetrics()
 
 	mux := http.NewServeMux()

@@ -15,14 +15,15 @@ const TypeAcknowledged = keepwatch.NotifyAcknowledged
 // incidents (keepwatch.ChannelType.Tracks) and were told of the opening;
 // e-mail, webhooks and chat channels hear of it with the resolution, as
 // before.
-func (n *Notifier) acknowledged(ctx context.Context, tr keepwatch.Transition) error {
+func (n *Notifier) acknowledged(ctx context.Context, tr keepwatch.Transition) (keepwatch.Evaluation, error) {
+	var ev keepwatch.Evaluation
 	ic, err := n.cfg.Store.IncidentForNotify(ctx, tr.IncidentID)
 	if err != nil || ic.IntegratorID == 0 {
-		return err
+		return ev, err
 	}
 	sent, err := n.cfg.Store.NotificationsFor(ctx, ic.ID)
 	if err != nil {
-		return err
+		return ev, err
 	}
 	told := map[int64]bool{}
 	for _, s := range sent {
@@ -36,17 +37,15 @@ func (n *Notifier) acknowledged(ctx context.Context, tr keepwatch.Transition) er
 			continue
 		}
 		if err != nil {
-			return err
+			return ev, err
 		}
 		if !c.Enabled || !c.Type.Tracks() {
 			continue
 		}
-		if _, err := n.cfg.Store.Enqueue(ctx, keepwatch.Notification{
+		ev.Enqueue = append(ev.Enqueue, keepwatch.Notification{
 			IntegratorID: ic.IntegratorID, ChannelID: ch, IncidentID: ic.ID, InstallationID: ic.InstallationID,
 			Type: TypeAcknowledged, DedupKey: fmt.Sprintf("t%d:c%d", tr.ID, ch), NotBefore: tr.At,
-		}); err != nil {
-			return err
-		}
+		})
 	}
-	return nil
+	return ev, nil
 }

@@ -27,7 +27,7 @@ type SMTPConfig = mail.Config
 // smtp://host:25?security=none.
 func ParseSMTPURL(s string) (SMTPConfig, error) { return mail.ParseURL(s) }
 
-func (n *Notifier) sendEmail(ch keepwatch.Channel, m Message) error {
+func (n *Notifier) sendEmail(ctx context.Context, ch keepwatch.Channel, m Message) error {
 	c := n.cfg.SMTP
 	if c.Addr == "" {
 		return errors.New("e-mail is not configured on this keepwatch server (serve --smtp-url)")
@@ -36,7 +36,7 @@ func (n *Notifier) sendEmail(ch keepwatch.Channel, m Message) error {
 	if err != nil {
 		return err
 	}
-	return sendMail(c, ch.Target, msg)
+	return mail.Send(ctx, c, ch.Target, msg)
 }
 
 // buildMail renders a multipart/alternative message (text and HTML).
@@ -75,8 +75,4 @@ func buildMail(from, to string, m Message, now time.Time) ([]byte, error) {
 	b.WriteString("\r\n\r\n")
 	b.Write(body.Bytes())
 	return b.Bytes(), nil
-}
-
-func sendMail(c SMTPConfig, to string, msg []byte) error {
-	return mail.Send(context.Background(), c, to, msg)
 }

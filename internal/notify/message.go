@@ -33,36 +33,46 @@ type Message struct {
 	Body map[string]any
 }
 
-// compose renders a due notification, or returns why it must not be sent
-// (suppressed) — decided now, not when it was enqueued.
-func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now time.Time) (Message, string, error) {
+// compose renders a due notification, or says why it must not be sent
+// now (suppressed for good, or held until a time) — decided now, not when
+// it was enqueued.
+func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now time.Time) (Message, keepwatch.Hold, error) {
+	m, why, err := n.render(ctx, d, now)
+	if why.Suppress == "" && why.Until.IsZero() && err == nil {
+		m.HTML = renderHTML(m)
+	}
+	return m, why, err
+}
+
+func (n *Notifier) render(ctx context.Context, d keepwatch.Notification, now time.Time) (Message, keepwatch.Hold, error) {
 	m := Message{ID: d.ID, Type: d.Type, Body: map[string]any{}}
+	suppress := func(why string) (Message, keepwatch.Hold, error) { return m, keepwatch.Hold{Suppress: why}, nil }
 	switch d.Type {
 	case TypeOpened, TypeReminder, TypeResolved, TypeAcknowledged:
 		ic, err := n.cfg.Store.IncidentForNotify(ctx, d.IncidentID)
 		if err != nil {
-			return m, "", err
+			return m, keepwatch.Hold{}, err
 		}
 		if ic.IntegratorID != d.IntegratorID {
-			return m, "the installation is no longer registered to this account", nil
+			return suppress("the installation is no longer registered to this account")
 		}
-		if d.Type == TypeOpened || d.Type == TypeReminder {
-			if why, err := n.suppressOpening(ctx, d, ic, now); why != "" || err != nil {
-				return m, why, err
+		if d.Type != TypeResolved && d.Type != TypeAcknowledged {
+			if hold, err := n.holdOpening(ctx, d, ic, now); hold.Suppress != "" || !hold.Until.IsZero() || err != nil {
+				return m, hold, err
 			}
 		}
 		n.incidentMessage(&m, d.Type, ic)
 	case TypeCarePlus:
 		in, err := n.cfg.Store.InstallationByID(ctx, d.IntegratorID, d.InstallationID)
 		if keepwatch.ErrorCode(err) == keepwatch.ENOTFOUND {
-			return m, "the installation is no longer registered to this account", nil
+			return suppress("the installation is no longer registered to this account")
 		}
 		if err != nil {
-			return m, "", err
+			return m, keepwatch.Hold{}, err
 		}
 		days := int(in.CarePlusUntil.Time().Sub(keepwatch.DateOf(now).Time()).Hours() / 24)
 		if days < 0 {
-			return m, "Care Plus already ended", nil
+			return suppress("Care Plus already ended")
 		}
 		m.Installation = &in
 		m.URL = n.link(in.SLC)
@@ -75,10 +85,10 @@ func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now ti
 	case TypeDigest:
 		open, err := n.cfg.Store.OpenIncidents(ctx, d.IntegratorID)
 		if err != nil {
-			return m, "", err
+			return m, keepwatch.Hold{}, err
 		}
 		if len(open) == 0 {
-			return m, "no open incidents", nil
+			return suppress("no open incidents")
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d open incidents on %s:\n\n", len(open), keepwatch.DateOf(now))
@@ -93,45 +103,36 @@ func (n *Notifier) compose(ctx context.Context, d keepwatch.Notification, now ti
 		m.Subject = "[keepwatch] Test notification"
 		m.Text = "This is a test notification from keepwatch. If you can read it, the channel works.\n"
 	default:
-		return m, fmt.Sprintf("unknown notification type %q", d.Type), nil
+		return suppress(fmt.Sprintf("unknown notification type %q", d.Type))
 	}
-	m.HTML = renderHTML(m)
-	return m, "", nil
+	return m, keepwatch.Hold{}, nil
 }
 
-// suppressOpening re-checks an opening (or reminder) just before it goes
-// out.
-func (n *Notifier) suppressOpening(ctx context.Context, d keepwatch.Notification, ic keepwatch.IncidentContext, now time.Time) (string, error) {
-	if ic.State == keepwatch.IncidentResolved {
-		return "resolved before the minimum duration", nil
+// holdOpening re-checks an opening (or reminder) just before it goes
+// out (keepwatch.HoldOpening). A reminder due during a maintenance window
+// is dropped: the next one after the window speaks for it.
+func (n *Notifier) holdOpening(ctx context.Context, d keepwatch.Notification, ic keepwatch.IncidentContext, now time.Time) (keepwatch.Hold, error) {
+	rules, err := n.cfg.Store.Rules(ctx, d.IntegratorID)
+	if err != nil {
+		return keepwatch.Hold{}, err
 	}
-	if ic.ParentID != nil {
-		return fmt.Sprintf("part of a site outage (incident %d)", *ic.ParentID), nil
-	}
-	if ic.State == keepwatch.IncidentAcknowledged {
-		if d.Type == TypeReminder {
-			return "acknowledged", nil
-		}
-		rules, err := n.cfg.Store.Rules(ctx, d.IntegratorID)
-		if err != nil {
-			return "", err
-		}
-		for _, r := range rules {
-			if r.ID == d.RuleID && r.UnackedOnly {
-				return "acknowledged before escalation", nil
-			}
+	var rule *keepwatch.Rule
+	for i := range rules {
+		if rules[i].ID == d.RuleID {
+			rule = &rules[i]
 		}
 	}
-	if n.cfg.InMaintenance != nil {
-		in, err := n.cfg.InMaintenance(ctx, ic.InstallationID, now)
-		if err != nil {
-			return "", err
-		}
-		if in {
-			return "maintenance window", nil
+	var end time.Time
+	if n.cfg.MaintenanceEnd != nil {
+		if end, err = n.cfg.MaintenanceEnd(ctx, ic.InstallationID, now); err != nil {
+			return keepwatch.Hold{}, err
 		}
 	}
-	return "", nil
+	hold := keepwatch.HoldOpening(d, ic.Incident, rule, end, now)
+	if !hold.Until.IsZero() && d.Type == TypeReminder {
+		return keepwatch.Hold{Suppress: "maintenance window"}, nil
+	}
+	return hold, nil
 }
 
 func (n *Notifier) link(slc string) string {

@@ -52,7 +52,13 @@ type site struct {
 
 func newSite(t *testing.T, dialect string, servers int, minDuration time.Duration) *site {
 	t.Helper()
-	x := &site{t: t, s: testutil.Open(t, dialect), clock: testutil.NewClock(t0), slc: "SITE-0001", seq: map[protocol.ServerID]uint64{}}
+	return newSiteOn(t, testutil.Open(t, dialect), servers, minDuration)
+}
+
+// newSiteOn builds the site on a store of the test's own.
+func newSiteOn(t *testing.T, s *store.Store, servers int, minDuration time.Duration) *site {
+	t.Helper()
+	x := &site{t: t, s: s, clock: testutil.NewClock(t0), slc: "SITE-0001", seq: map[protocol.ServerID]uint64{}}
 	x.s.Now = x.clock.Now
 	in, err := x.s.CreateIntegrator(ctx, "Alice Security")
 	must(t, err)
@@ -87,7 +93,7 @@ func (x *site) start() {
 	x.mon = monitor.New(monitor.Config{Store: x.s, Interval: interval, Now: x.clock.Now, Logger: quiet()})
 	must(x.t, x.mon.Load(ctx))
 	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, PublicURL: "https://keepwatch.example",
-		RetryBase: time.Second, InMaintenance: x.s.InMaintenance, HTTP: loopbackClient})
+		RetryBase: time.Second, MaintenanceEnd: x.s.MaintenanceEnd, HTTP: loopbackClient})
 }
 
 // loopbackClient is the guarded outbound client with the test receivers'
@@ -306,12 +312,14 @@ func TestCrashDuringDeliveryDeliversEveryPendingNotificationOnce(t *testing.T) {
 	}
 }
 
-func TestMaintenanceWindowRecordsButDoesNotNotify(t *testing.T) {
+func TestMaintenanceWindowHoldsTheOpeningUntilItEnds(t *testing.T) {
 	x := newSite(t, store.SQLite, 1, 0)
-	_, err := setMaintenance(ctx, x.s, x.integ, x.slc, x.clock.Now(), x.clock.Now().Add(time.Hour), "disk swap", "user:tech@alice.example")
+	end := x.clock.Now().Add(10 * time.Minute)
+	_, err := setMaintenance(ctx, x.s, x.integ, x.slc, x.clock.Now(), end, "disk swap", "user:tech@alice.example")
 	must(t, err)
 	x.report(x.servers[0], x.clock.Now(), []string{`storage_full:E:\Recordings`})
-	x.run(time.Minute, func(int) { x.report(x.servers[0], x.clock.Now(), nil) })
+	beat := func(int) { x.report(x.servers[0], x.clock.Now(), nil) }
+	x.run(time.Minute, beat)
 	if got := x.hook.delivered(); len(got) != 0 {
 		t.Fatalf("notified during maintenance: %v", got)
 	}
@@ -322,9 +330,55 @@ func TestMaintenanceWindowRecordsButDoesNotNotify(t *testing.T) {
 	}
 	ns, err := x.s.Notifications(ctx, x.integ, 10)
 	must(t, err)
-	if len(ns) != 1 || ns[0].State != "suppressed" || ns[0].LastError != "maintenance window" {
+	if len(ns) != 1 || ns[0].State != "pending" || !strings.HasPrefix(ns[0].LastError, "maintenance window until") || !ns[0].NotBefore.Equal(end) {
 		t.Fatalf("outbox = %+v", ns)
 	}
+	// The window ends with the disk still full: the opening goes out then.
+	x.run(end.Sub(x.clock.Now())-time.Second, beat)
+	if got := x.hook.delivered(); len(got) != 0 {
+		t.Fatalf("notified before the window ended: %v", got)
+	}
+	x.run(2*time.Second, beat)
+	got := x.hook.delivered()
+	if len(got) != 1 || got[0]["type"] != "opened" {
+		t.Fatalf("after the window: %v", got)
+	}
+	if at := sentAt(t, got[0]); at.Before(end) || at.After(end.Add(time.Second)) {
+		t.Fatalf("sent at %s, want within a second after the window's end %s", at, end)
+	}
+}
+
+func TestMaintenanceEndedEarlyReleasesTheOpening(t *testing.T) {
+	for _, d := range testutil.Dialects {
+		t.Run(d, func(t *testing.T) {
+			x := newSite(t, d, 1, 0)
+			_, err := setMaintenance(ctx, x.s, x.integ, x.slc, x.clock.Now(), x.clock.Now().Add(time.Hour), "disk swap", "user:tech@alice.example")
+			must(t, err)
+			x.report(x.servers[0], x.clock.Now(), []string{`storage_full:E:\Recordings`})
+			beat := func(int) { x.report(x.servers[0], x.clock.Now(), nil) }
+			x.run(30*time.Second, beat)
+			if got := x.hook.delivered(); len(got) != 0 {
+				t.Fatalf("notified during maintenance: %v", got)
+			}
+			ended := x.clock.Now()
+			_, err = x.s.EndMaintenance(ctx, x.integ, x.slc, ended)
+			must(t, err)
+			x.run(2*time.Second, beat)
+			got := x.hook.delivered()
+			if len(got) != 1 || got[0]["type"] != "opened" {
+				t.Fatalf("after the window was ended: %v", got)
+			}
+		})
+	}
+}
+
+// sentAt reads a webhook body's sent_at (the notifier's clock when it
+// sent it).
+func sentAt(t *testing.T, body map[string]any) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339Nano, body["sent_at"].(string))
+	must(t, err)
+	return at
 }
 
 func TestEmailIsAMultipartMessageOverSTARTTLSWithAuth(t *testing.T) {

@@ -552,7 +552,7 @@ func newVendorSite(t *testing.T, dialect string, types ...keepwatch.ChannelType)
 		must(t, err)
 	}
 	x.n = notify.New(notify.Config{Store: x.s, Now: x.clock.Now, Logger: quiet(), Interval: interval, PublicURL: "https://keepwatch.example",
-		RetryBase: time.Second, InMaintenance: x.s.InMaintenance, HTTP: x.v.client()})
+		RetryBase: time.Second, MaintenanceEnd: x.s.MaintenanceEnd, HTTP: x.v.client()})
 	return x
 }
 

@@ -134,7 +134,9 @@ func (s *Store) StopMaintenance(ctx context.Context, integratorID int64, slc str
 		if cancelled {
 			_, err = t.exec(`DELETE FROM maintenance_windows WHERE id = ? AND starts_at = ?`, id, cur.Start.UnixMilli())
 		} else {
-			_, err = t.exec(`UPDATE maintenance_windows SET ends_at = ? WHERE id = ? AND ends_at = ?`, m.End.UnixMilli(), id, cur.End.UnixMilli())
+			if _, err = t.exec(`UPDATE maintenance_windows SET ends_at = ? WHERE id = ? AND ends_at = ?`, m.End.UnixMilli(), id, cur.End.UnixMilli()); err == nil {
+				err = t.releaseHeld(inst, m.End)
+			}
 		}
 		return err
 	})

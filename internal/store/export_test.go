@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"keepwatch"
+)
 
 // OverwriteReportKeyForTest writes a raw report_key value, as someone with
 // write access to the database could.
@@ -44,4 +49,32 @@ func (s *Store) CountForTest(ctx context.Context, q string, args ...any) (int, e
 	var n int
 	err := s.read.QueryRowContext(ctx, s.q(q), args...).Scan(&n)
 	return n, err
+}
+
+// EnqueueManyForTest adds notifications in one transaction (seeding a
+// large outbox quickly).
+func (s *Store) EnqueueManyForTest(ctx context.Context, ns []keepwatch.Notification) error {
+	return s.tx(ctx, func(t *Tx) error {
+		for _, n := range ns {
+			if err := t.enqueue(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FinishNotificationForTest records an outcome without a claim, on a
+// schema of any version (upgrade tests).
+func (s *Store) FinishNotificationForTest(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error {
+	return s.tx(ctx, func(t *Tx) error {
+		inc := b2i(attempted)
+		var sent any
+		if state == "sent" {
+			sent = s.now().UnixMilli()
+		}
+		_, err := t.exec(`UPDATE notifications SET state = ?, attempts = attempts + ?, last_error = ?, not_before = ?, lease_until = 0, sent_at = ? WHERE id = ?`,
+			state, inc, lastError, retryAt.UnixMilli(), sent, id)
+		return err
+	})
 }

@@ -18,6 +18,7 @@ import (
 func (t *Tx) transition(incidentID, installationID int64, typ keepwatch.TransitionType, at time.Time, actor, note string) error {
 	_, err := t.exec(`INSERT INTO incident_events (incident_id, installation_id, type, at, actor, note) VALUES (?, ?, ?, ?, ?, ?)`,
 		incidentID, installationID, string(typ), at.UnixMilli(), actor, note)
+	t.outbox = true
 	return err
 }
 
@@ -288,16 +289,6 @@ type extraScanner struct {
 }
 
 func (e extraScanner) Scan(dest ...any) error { return e.r.Scan(append(dest, e.extra)...) }
-
-// TransitionsAfter returns up to limit transitions with id > after, in id
-// order (the notifier's feed; operator-level, not tenant-scoped).
-func (s *Store) TransitionsAfter(ctx context.Context, after int64, limit int) ([]keepwatch.Transition, error) {
-	rows, err := s.query(ctx, `SELECT id, incident_id, installation_id, type, at, actor, note FROM incident_events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	return scanTransitions(rows)
-}
 
 func scanTransitions(rows *sql.Rows) ([]keepwatch.Transition, error) {
 	defer rows.Close()

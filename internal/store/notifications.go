@@ -188,54 +188,15 @@ func nullable(id int64) any {
 	return id
 }
 
-const notificationCols = `id, integrator_id, channel_id, COALESCE(rule_id, 0), COALESCE(incident_id, 0), COALESCE(installation_id, 0), type, dedup_key, state, not_before, attempts, last_error, created_at, COALESCE(sent_at, 0)`
+const notificationCols = `id, integrator_id, channel_id, COALESCE(rule_id, 0), COALESCE(incident_id, 0), COALESCE(installation_id, 0), type, dedup_key, state, not_before, attempts, last_error, created_at, COALESCE(sent_at, 0), lease_until`
 
 func scanNotification(r scanner) (keepwatch.Notification, error) {
 	var n keepwatch.Notification
-	var nb, created, sent int64
-	err := r.Scan(&n.ID, &n.IntegratorID, &n.ChannelID, &n.RuleID, &n.IncidentID, &n.InstallationID, &n.Type, &n.DedupKey, &n.State, &nb, &n.Attempts, &n.LastError, &created, &sent)
+	var nb, created, sent, lease int64
+	err := r.Scan(&n.ID, &n.IntegratorID, &n.ChannelID, &n.RuleID, &n.IncidentID, &n.InstallationID, &n.Type, &n.DedupKey, &n.State, &nb, &n.Attempts, &n.LastError, &created, &sent, &lease)
 	n.NotBefore, n.CreatedAt, n.SentAt = keepwatch.TimeFromMillis(nb), keepwatch.TimeFromMillis(created), keepwatch.TimeFromMillis(sent)
+	n.LeaseUntil = keepwatch.TimeFromMillis(lease)
 	return n, err
-}
-
-// ClaimDue leases up to limit pending notifications whose time has come,
-// so that no other node delivers them until the lease ends.
-func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]keepwatch.Notification, error) {
-	var out []keepwatch.Notification
-	err := s.tx(ctx, func(t *Tx) error {
-		out = nil
-		rows, err := t.query(`UPDATE notifications SET lease_until = ?
-			WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND not_before <= ? AND lease_until < ? ORDER BY not_before, id LIMIT ?)
-			RETURNING `+notificationCols, now.Add(lease).UnixMilli(), now.UnixMilli(), now.UnixMilli(), limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			n, err := scanNotification(rows)
-			if err != nil {
-				return dbErr(err)
-			}
-			out = append(out, n)
-		}
-		return dbErr(rows.Err())
-	})
-	return out, err
-}
-
-// FinishNotification records the outcome of a delivery attempt: state is
-// sent, suppressed, failed or pending (retry at retryAt).
-func (s *Store) FinishNotification(ctx context.Context, id int64, state string, attempted bool, lastError string, retryAt time.Time) error {
-	return s.tx(ctx, func(t *Tx) error {
-		inc := b2i(attempted)
-		var sent any
-		if state == "sent" {
-			sent = s.now().UnixMilli()
-		}
-		_, err := t.exec(`UPDATE notifications SET state = ?, attempts = attempts + ?, last_error = ?, not_before = ?, lease_until = 0, sent_at = ? WHERE id = ?`,
-			state, inc, lastError, retryAt.UnixMilli(), sent, id)
-		return err
-	})
 }
 
 // NotificationsFor returns the notifications of one incident (for
@@ -248,22 +209,6 @@ func (s *Store) NotificationsFor(ctx context.Context, incidentID int64) ([]keepw
 	return scanAll(rows, scanNotification)
 }
 
-// CancelPending cancels an incident's pending notifications of a type
-// (an opening that resolved before its minimum duration).
-func (s *Store) CancelPending(ctx context.Context, incidentID int64, typ keepwatch.NotificationType) (int, error) {
-	var n int64
-	err := s.tx(ctx, func(t *Tx) error {
-		r, err := t.exec(`UPDATE notifications SET state = 'suppressed', last_error = 'resolved before the minimum duration'
-			WHERE incident_id = ? AND type = ? AND state = 'pending'`, incidentID, typ)
-		if err != nil {
-			return err
-		}
-		n, _ = r.RowsAffected()
-		return nil
-	})
-	return int(n), err
-}
-
 // Notifications lists an integrator's recent notifications, newest first.
 func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int) ([]keepwatch.Notification, error) {
 	rows, err := s.query(ctx, `SELECT `+notificationCols+` FROM notifications WHERE integrator_id = ? ORDER BY id DESC LIMIT ?`, integratorID, limit)
@@ -271,30 +216,6 @@ func (s *Store) Notifications(ctx context.Context, integratorID int64, limit int
 		return nil, err
 	}
 	return scanAll(rows, scanNotification)
-}
-
-// Cursor reads a named position of the notifier (operator-level).
-func (s *Store) Cursor(ctx context.Context, name string) (int64, error) {
-	var v int64
-	err := s.queryRow(ctx, `SELECT value FROM meta WHERE key = ?`, name).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return v, dbErr(err)
-}
-
-// SetCursor moves a named position forward (never back).
-func (s *Store) SetCursor(ctx context.Context, name string, v int64) error {
-	return s.tx(ctx, func(t *Tx) error {
-		r, err := t.exec(`UPDATE meta SET value = ? WHERE key = ? AND value < ?`, v, name, v)
-		if err != nil {
-			return err
-		}
-		if n, _ := r.RowsAffected(); n == 0 {
-			_, err = t.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, name, v)
-		}
-		return err
-	})
 }
 
 // IncidentForNotify loads an incident with its tenant (operator-level).

@@ -56,10 +56,10 @@ func TestPruneHistoryKeepsThePeriodAndOpenIncidents(t *testing.T) {
 					Type: typ, DedupKey: fmt.Sprintf("%d-%s-%d", ins[0].ID, typ, d), NotBefore: now})
 				must(t, err)
 			}
-			due, err := s.ClaimDue(ctx, now, time.Minute, 10)
+			due, err := s.ClaimDue(ctx, ch.ID, now, time.Minute, 10)
 			must(t, err)
 			for _, n := range due {
-				must(t, s.FinishNotification(ctx, n.ID, "sent", true, "", now))
+				must(t, s.FinishNotificationForTest(ctx, n.ID, "sent", true, "", now))
 			}
 			for i := 0; i < 2; i++ {
 				must(t, s.Audit(ctx, keepwatch.AuditEntry{IntegratorID: f.alice, At: now, Actor: "user:ops@alice.example", Action: "incident.ack", Target: "incident 1", Source: "web"}))

@@ -34,7 +34,7 @@ func TestOldDeliveryErrorsAreScrubbedOnUpgrade(t *testing.T) {
 				must(t, err)
 				ns, err := s.Notifications(ctx, in.ID, 1)
 				must(t, err)
-				must(t, s.FinishNotification(ctx, ns[0].ID, fin.state, fin.state != "suppressed", fin.err, now))
+				must(t, s.FinishNotificationForTest(ctx, ns[0].ID, fin.state, fin.state != "suppressed", fin.err, now))
 			}
 			must(t, s.Migrate(ctx, 0))
 			ns, err := s.Notifications(ctx, in.ID, 10)

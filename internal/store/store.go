@@ -47,6 +47,10 @@ type Store struct {
 	Policy keepwatch.IncidentPolicy
 	// Flood caps what one server's reports may open.
 	Flood keepwatch.FloodPolicy
+	// OnOutbox, when set, is called after a commit that gave the notifier
+	// work: incident transitions to evaluate, or notifications held for a
+	// maintenance window that ended early. It must not block.
+	OnOutbox func()
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
 	keys    *sealed.Keyring
@@ -140,6 +144,16 @@ func (s *Store) forUpdate() string {
 	return ""
 }
 
+// skipLockedOf claims the rows of one table of a join on PostgreSQL,
+// skipping those another transaction holds (of is the table's alias);
+// SQLite has one writer, which serializes claims.
+func (s *Store) skipLockedOf(of string) string {
+	if s.dialect == Postgres {
+		return " FOR UPDATE OF " + of + " SKIP LOCKED"
+	}
+	return ""
+}
+
 // q rebinds '?' placeholders to '$n' for PostgreSQL.
 func (s *Store) q(query string) string {
 	if s.dialect != Postgres {
@@ -169,11 +183,18 @@ func (s *Store) tx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return dbErr(err)
 	}
-	if err := fn(&Tx{tx: t, s: s, ctx: ctx}); err != nil {
+	x := &Tx{tx: t, s: s, ctx: ctx}
+	if err := fn(x); err != nil {
 		t.Rollback()
 		return err
 	}
-	return dbErr(t.Commit())
+	if err := t.Commit(); err != nil {
+		return dbErr(err)
+	}
+	if x.outbox && s.OnOutbox != nil {
+		s.OnOutbox()
+	}
+	return nil
 }
 
 // beatTx runs fn in a write transaction whose commit is atomic and visible
@@ -230,6 +251,8 @@ type Tx struct {
 	s   *Store
 	ctx context.Context
 	rev int64 // this transaction's revision, once taken
+	// outbox: the transaction gave the notifier work (Store.OnOutbox).
+	outbox bool
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {

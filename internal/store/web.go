@@ -130,7 +130,7 @@ func (s *Store) EndMaintenance(ctx context.Context, integratorID int64, slc stri
 		}
 		m, _ := r.RowsAffected()
 		n += m
-		return nil
+		return t.releaseHeld(inst, at)
 	})
 	return int(n), err
 }
