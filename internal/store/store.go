@@ -410,10 +410,9 @@ func migrations(dialect string) ([]migration, error) {
 		ms = append(ms, migration{v, e.Name(), string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	// Versions are unique and start at 1; a number may be left unused (a
-	// later release can fill it: Migrate applies whatever is missing).
+	// Versions run 1, 2, 3… without a gap or a repeat.
 	for i, m := range ms {
-		if m.version < 1 || (i > 0 && m.version == ms[i-1].version) {
+		if m.version != i+1 {
 			return nil, fmt.Errorf("migrations: %s out of sequence", m.name)
 		}
 	}
