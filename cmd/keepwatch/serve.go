@@ -9,7 +9,7 @@ import (
 	"keepwatch/internal/store"
 )
 
-const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s]
+const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s] [--udp-listen HOST:PORT|off]
                        [--tls-cert F --tls-key F | --self-signed | --insecure-http]
                        [--allow-outbound CIDR|host]… [--secret-key-file FILE] [--smtp-url-file FILE]`
 
@@ -42,6 +42,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&allow, "allow-outbound", "a `CIDR` or host name webhooks may reach besides public addresses, e.g. an on-premise receiver (repeatable; none by default)")
 	metricsTokenFile := fs.String("metrics-token-file", "", "`FILE` holding a bearer token /metrics then requires (default "+envMetricsToken+"; none: /metrics is open)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics only on this separate `HOST:PORT` (e.g. 127.0.0.1:9464), not on --addr")
+	fs.StringVar(&cfg.UDPAddr, "udp-listen", "", "answer heartbeat datagrams on UDP `HOST:PORT`, or off (default: the UDP port of --addr's number)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's `URL` as users reach it, for links in notifications (default: the listen URL)")
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -14,11 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"keepwatch"
@@ -92,6 +94,17 @@ func (e *ServerError) Error() string {
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client
+	// DisableDatagrams sends heartbeats over HTTPS only.
+	DisableDatagrams bool
+	// DatagramSource is the local address heartbeat datagrams leave from
+	// (nil: any).
+	DatagramSource *net.UDPAddr
+	// DatagramWait is how long one datagram try waits for its answer
+	// (zero: DatagramWait).
+	DatagramWait time.Duration
+
+	mu            sync.Mutex
+	datagramsFrom time.Time // datagrams rest until then after going unanswered
 }
 
 // NewClient returns a client for base that trusts caFile in addition to
@@ -153,6 +166,9 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 func (c *Client) Report(ctx context.Context, env []byte) (protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
 	err := c.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	if err == nil {
+		c.keepAlive(resp)
+	}
 	return resp, err
 }
 
@@ -257,7 +273,11 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 	if err != nil {
 		return resp, err
 	}
-	err = s.Client.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp)
+	if isHeartbeat(p) {
+		resp, err = s.Client.Heartbeat(ctx, s.State.Key, id, s.State.Seq, env)
+	} else {
+		resp, err = s.Client.Report(ctx, env)
+	}
 	if err != nil {
 		s.State.LastError = err.Error()
 	} else {
@@ -271,6 +291,12 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 		err = serr
 	}
 	return resp, err
+}
+
+// isHeartbeat reports whether a payload is a heartbeat: no conditions,
+// events or consent change (drive measurements may ride along).
+func isHeartbeat(p *protocol.Payload) bool {
+	return p == nil || p.Conditions == nil && len(p.Events) == 0 && p.Consent == nil
 }
 
 func (s *Sender) save() error {

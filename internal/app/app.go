@@ -66,6 +66,10 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on this address (plain HTTP,
 	// meant for loopback or a monitoring network) instead of Addr.
 	MetricsAddr string
+	// UDPAddr is where heartbeat datagrams are answered: empty, the UDP
+	// port of the same number as Addr's; "off", nowhere (agents then
+	// send every heartbeat over HTTPS).
+	UDPAddr string
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -94,6 +98,8 @@ type App struct {
 	handler     http.Handler
 	server      *http.Server
 	listener    net.Listener
+	packets     net.PacketConn // heartbeat datagrams, if any
+	datagrams   sync.WaitGroup
 	tlsConfig   *tls.Config
 	CertFile    string // the certificate agents should trust, if TLS
 	Fingerprint string
@@ -303,12 +309,34 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.listener = ln
+	if a.cfg.UDPAddr != "off" {
+		udpAddr := a.cfg.UDPAddr
+		if udpAddr == "" {
+			// The same port number as HTTPS (the one bound, if Addr asked for
+			// any free port).
+			host, _, _ := net.SplitHostPort(addr)
+			udpAddr = net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+		}
+		pc, err := net.ListenPacket("udp", udpAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("heartbeat datagrams (--udp-listen %s): %w", udpAddr, err)
+		}
+		a.packets = pc
+	}
 	if a.cfg.PublicURL == "" {
 		a.Notify.SetPublicURL(a.URL())
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	a.goRun(func() { a.Ingest.Run(runCtx) })
+	if a.packets != nil {
+		a.datagrams.Add(1)
+		a.goRun(func() {
+			defer a.datagrams.Done()
+			a.Ingest.ServeDatagrams(runCtx, a.packets)
+		})
+	}
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
 	if a.cluster != nil {
@@ -317,6 +345,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.Notify.Start()
 	if err := a.startMetrics(); err != nil {
 		ln.Close()
+		if a.packets != nil {
+			a.packets.Close()
+		}
 		return err
 	}
 	a.goRun(func() { a.Auth.Run(runCtx) })
@@ -342,8 +373,29 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	})
 	a.ready.Store(true)
-	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval, "node", a.Monitor.Node())
+	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval, "node", a.Monitor.Node(), "datagrams", a.DatagramAddr())
 	return nil
+}
+
+// waitCtx waits for wg, or until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// DatagramAddr is where heartbeat datagrams are answered ("" for nowhere).
+func (a *App) DatagramAddr() string {
+	if a.packets == nil {
+		return ""
+	}
+	return a.packets.LocalAddr().String()
 }
 
 // goRun runs fn in a goroutine Shutdown waits for.
@@ -443,6 +495,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))
+	}
+	if a.packets != nil {
+		// Datagrams in flight are answered once committed.
+		a.packets.Close()
+		waitCtx(ctx, &a.datagrams)
 	}
 	if a.metricsSrv != nil {
 		errs = append(errs, a.metricsSrv.Shutdown(ctx))

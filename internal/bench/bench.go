@@ -46,6 +46,18 @@ type Config struct {
 	DB       string        // PostgreSQL URL (a scratch schema is created in it)
 	Conns    int           // concurrent keep-alive connections
 	Progress io.Writer     // a progress line every second (nil: none)
+
+	// Fleet: every server its own client, as the agent behaves (its own
+	// TLS connection and session, heartbeats by datagram with HTTPS as
+	// fallback), keepwatch in a `keepwatch serve` process of its own.
+	Fleet bool
+	// Interval is the fleet's heartbeat interval (default 30 s).
+	Interval time.Duration
+	// HTTPSOnly: the fleet sends heartbeats over HTTPS only (keepwatch
+	// without datagrams), for comparison.
+	HTTPSOnly bool
+	// Exe is the keepwatch binary to run (default: this one).
+	Exe string
 }
 
 // Result is the outcome; its JSON names are stable.
@@ -69,6 +81,18 @@ type Result struct {
 	ProvisionSeconds float64 `json:"provision_seconds"`
 	Errors           int64   `json:"errors"`
 	FalseUnavailable int     `json:"false_unavailable"`
+
+	// --fleet only.
+	Mode                      string  `json:"mode,omitempty"` // udp (heartbeats by datagram) or https
+	RSSBytes                  int64   `json:"rss_bytes,omitempty"`
+	RSSBytesPerServer         float64 `json:"rss_bytes_per_server,omitempty"`
+	BaselineRSSBytesPerServer float64 `json:"baseline_rss_bytes_per_server,omitempty"`
+	ConnsHeld                 int     `json:"conns_held,omitempty"`
+	HandshakesPerSec          float64 `json:"handshakes_per_sec,omitempty"`
+	Heartbeats                int64   `json:"heartbeats,omitempty"`
+	Datagrams                 int64   `json:"datagrams,omitempty"`
+	StatusReports             int64   `json:"status_reports,omitempty"`
+	FirstError                string  `json:"first_error,omitempty"`
 }
 
 type fleetServer struct {
@@ -89,6 +113,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Conns = 128
 	}
 	res := Result{Servers: cfg.Servers, Store: cfg.Store, Conns: cfg.Conns}
+	if cfg.Fleet {
+		res.Conns = cfg.Servers
+		return runFleet(ctx, cfg, res)
+	}
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, "\r\033[K"+format, args...)

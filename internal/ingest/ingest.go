@@ -51,9 +51,14 @@ type Handler struct {
 	// far above any heartbeat, enough for a spool draining after an outage).
 	ServerRate  float64
 	ServerBurst int
+	// KeepAlive is the idle time agents are told an HTTPS connection is
+	// worth keeping (default 15 s): agents with a longer interval close
+	// theirs after each report, so keepwatch holds few connections.
+	KeepAlive time.Duration
 
-	accepted *metrics.Counter
-	refused  *metrics.Counter
+	accepted  *metrics.Counter
+	refused   *metrics.Counter
+	datagrams *metrics.Counter
 	// Penalty boxes per source address: only refusals take tokens, so
 	// legitimate traffic is never limited, while guessing enrollment keys
 	// or spraying forged reports soon is.
@@ -75,6 +80,9 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
 	}
+	if h.KeepAlive == 0 {
+		h.KeepAlive = 15 * time.Second
+	}
 	if h.Publish == nil {
 		h.Publish = func([]keepwatch.Change) {}
 	}
@@ -82,6 +90,7 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	h.badEnrolls = ratelimit.NewKeyed(10.0/60, 10)
 	h.badReports = ratelimit.NewKeyed(10, 100)
 	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
+	h.datagrams = reg.NewCounter("keepwatch_heartbeat_datagrams_total", "Heartbeat datagrams answered as accepted.", "outcome")
 	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
 	return &h
 }
@@ -244,7 +253,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	resp, typ, err := h.accept(r, body)
+	resp, typ, err := h.accept(r.Context(), body, false)
 	if err != nil {
 		var lim *limitError
 		switch code := keepwatch.ErrorCode(err); {
@@ -263,13 +272,13 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 
 // accept authenticates and applies one envelope. It answers only what
 // the store committed.
-func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse, string, error) {
+func (h *Handler) accept(ctx context.Context, body []byte, datagram bool) (protocol.ReportResponse, string, error) {
 	var resp protocol.ReportResponse
 	hdr, err := protocol.ParseHeader(body)
 	if err != nil {
 		return resp, "", keepwatch.Errorf(keepwatch.EINVALID, "not a v1 report envelope")
 	}
-	c, err := h.creds.lookup(r.Context(), hdr.ID)
+	c, err := h.creds.lookup(ctx, hdr.ID)
 	if err != nil {
 		return resp, "", err
 	}
@@ -299,6 +308,9 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	if err != nil {
 		return resp, "", err
 	}
+	if datagram && (rep.Status || len(rep.Events) > 0 || rep.Consent != nil) {
+		return resp, "", errUseHTTPS
+	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
 	if c.state == keepwatch.ServerConsentWithdrawn && !granting && !withdrawing {
@@ -309,7 +321,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 	if !rep.Status {
 		typ = "heartbeat"
 	}
-	state, err := h.apply(r.Context(), c, rep)
+	state, err := h.apply(ctx, c, rep)
 	if err != nil {
 		return resp, "", err
 	}
@@ -317,6 +329,7 @@ func (h *Handler) accept(r *http.Request, body []byte) (protocol.ReportResponse,
 		Seq: hdr.Seq, State: string(state),
 		HeartbeatIntervalSeconds: int64(h.Interval / time.Second),
 		ServerTime:               now.UTC().Format(time.RFC3339Nano),
+		KeepAliveSeconds:         int64(h.KeepAlive / time.Second),
 	}, typ, nil
 }
 

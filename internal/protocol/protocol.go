@@ -170,6 +170,12 @@ type ReportResponse struct {
 	State                    string `json:"state"`
 	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
 	ServerTime               string `json:"server_time"`
+	// KeepAliveSeconds is how long keepwatch keeps an idle connection
+	// worth holding: an agent whose next report is further away closes
+	// its connection after this one.
+	KeepAliveSeconds int64 `json:"keep_alive_seconds,omitempty"`
+	// Datagram is true when the answer came by datagram (not on the wire).
+	Datagram bool `json:"-"`
 }
 
 // Payload is the plaintext of a report. An empty plaintext, or a payload
