@@ -18,7 +18,7 @@ import (
 // envelope goes over HTTPS and datagrams rest for DatagramRetry.
 const (
 	DatagramTries = 2
-	DatagramWait  = time.Second
+	DatagramWait  = 2 * time.Second
 	DatagramRetry = 10 * time.Minute
 )
 

@@ -37,13 +37,18 @@ const ChildEnv = "KEEPWATCH_BENCH_CHILD"
 // 20,000 file descriptors.
 const shardSize = 8000
 
+// fleetStartsPerSec bounds how fast the simulated agents start (each
+// with a status report): a fleet does not restart all at once.
+const fleetStartsPerSec = 250
+
 // fleetShard is what a client process is told, on its stdin.
 type fleetShard struct {
 	URL       string        `json:"url"`
 	CAFile    string        `json:"ca_file"`
 	Source    string        `json:"source"` // loopback source address
 	Interval  time.Duration `json:"interval"`
-	Start     time.Time     `json:"start"`      // first reports spread over one interval from here
+	Start     time.Time     `json:"start"`      // first reports spread over Ramp from here
+	Ramp      time.Duration `json:"ramp"`
 	SilenceAt time.Time     `json:"silence_at"` // silent servers send nothing after this
 	UDP       bool          `json:"udp"`        // heartbeats by datagram, as agents do
 	Servers   []shardServer `json:"servers"`
@@ -150,7 +155,7 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 		return res, fmt.Errorf("baseline server: %w", err)
 	}
 	bl, err := fleetPhase(ctx, exe, cfg, res.Mode == "udp", bare.url, certFile, fleet, nil, interval, steady, bare.cmd.Process.Pid, func(s string) {
-		progress("baseline (bare TLS handler, 204): %s", s)
+		progress("baseline (bare handler): %s", s)
 	})
 	bare.stop()
 	if err != nil {
@@ -266,7 +271,10 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 	var run fleetRun
 	run.rssIdle = rssOf(pid)
 	begin := time.Now().Add(2 * time.Second)
-	silenceAt := begin.Add(interval + steady)
+	// Agents start over a ramp of one interval, or longer for a large
+	// fleet: each begins with a status report, a transaction of its own.
+	ramp := max(interval, time.Duration(len(fleet)/fleetStartsPerSec)*time.Second)
+	silenceAt := begin.Add(ramp + interval + steady)
 	end := silenceAt
 	for _, t := range tail {
 		end = end.Add(t)
@@ -279,7 +287,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 	}()
 	for s := 0; s*shardSize < len(fleet); s++ {
 		sh := fleetShard{URL: url, CAFile: caFile, Source: fmt.Sprintf("127.0.%d.%d", 1+s/250, 2+s%250), Interval: interval,
-			Start: begin, SilenceAt: silenceAt, UDP: udp}
+			Start: begin, Ramp: ramp, SilenceAt: silenceAt, UDP: udp}
 		for i := s * shardSize; i < min(len(fleet), (s+1)*shardSize); i++ {
 			sh.Servers = append(sh.Servers, shardServer{ID: fleet[i].id.String(), Key: fleet[i].key, Silent: silent[i]})
 		}
@@ -326,7 +334,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 		switch {
 		case now.After(silenceAt):
 			phase = "detection"
-		case now.After(begin.Add(interval)):
+		case now.After(begin.Add(ramp + interval)):
 			phase = "steady"
 			if steadyFrom.IsZero() {
 				steadyFrom, atSteady = now, s
@@ -491,12 +499,15 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 	}
 	src := &net.TCPAddr{IP: net.ParseIP(sh.Source)}
 	var wg sync.WaitGroup
+	// One agent client read the CA; every server gets its own copy of its
+	// transport (its own connections and TLS session cache).
+	tmpl, err := agent.NewClient(sh.URL, sh.CAFile)
+	if err != nil {
+		return err
+	}
 	for _, s := range sh.Servers {
-		c, err := agent.NewClient(sh.URL, sh.CAFile)
-		if err != nil {
-			return err
-		}
-		tr := c.HTTP.Transport.(*http.Transport)
+		tr := tmpl.HTTP.Transport.(*http.Transport).Clone()
+		c := &agent.Client{BaseURL: tmpl.BaseURL, HTTP: &http.Client{Transport: tr, Timeout: tmpl.HTTP.Timeout}}
 		d := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := d.DialContext(ctx, network, addr)
@@ -515,7 +526,7 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			t := time.NewTimer(time.Until(sh.Start.Add(rand.N(sh.Interval))))
+			t := time.NewTimer(time.Until(sh.Start.Add(rand.N(sh.Ramp))))
 			defer t.Stop()
 			first := true
 			local := make([]float64, 0, 64)

@@ -739,7 +739,8 @@ func (s *server) send(ctx context.Context, p *protocol.Payload) error {
 		s.seq++
 		seq := s.seq
 		s.mu.Unlock()
-		resp, err := s.f.client.report(rctx, s.id, s.creds.Key, seq, body)
+		heartbeat := p == nil || p.Conditions == nil && len(p.Events) == 0 && p.Consent == nil
+		resp, err := s.f.client.report(rctx, s.id, s.creds.Key, seq, body, heartbeat)
 		if err == nil {
 			s.f.count(p, "", false, "")
 			s.ack(resp, seq, p)
