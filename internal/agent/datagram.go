@@ -55,9 +55,17 @@ func (c *Client) Heartbeat(ctx context.Context, key []byte, id protocol.ServerID
 	}
 	resp, err := c.Report(ctx, env)
 	var se *ServerError
-	if tried && errors.As(err, &se) && se.Code == keepwatch.EREPLAYED {
+	switch {
+	case !tried:
+	case errors.As(err, &se) && se.Code == keepwatch.EREPLAYED:
 		// A datagram got through and only its answer was lost.
 		return protocol.ReportResponse{Seq: seq}, nil
+	case err != nil && se == nil:
+		// keepwatch is unreachable altogether (restarting, the link is
+		// down), not only its datagrams: try them again next time.
+		c.mu.Lock()
+		c.datagramsFrom = time.Time{}
+		c.mu.Unlock()
 	}
 	return resp, err
 }
