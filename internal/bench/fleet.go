@@ -47,7 +47,7 @@ type fleetShard struct {
 	CAFile    string        `json:"ca_file"`
 	Source    string        `json:"source"` // loopback source address
 	Interval  time.Duration `json:"interval"`
-	Start     time.Time     `json:"start"`      // first reports spread over Ramp from here
+	Start     time.Time     `json:"start"` // first reports spread over Ramp from here
 	Ramp      time.Duration `json:"ramp"`
 	SilenceAt time.Time     `json:"silence_at"` // silent servers send nothing after this
 	UDP       bool          `json:"udp"`        // heartbeats by datagram, as agents do
