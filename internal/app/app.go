@@ -25,6 +25,7 @@ import (
 	"keepwatch/internal/monitor"
 	"keepwatch/internal/notify"
 	"keepwatch/internal/outbound"
+	"keepwatch/internal/sealed"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 	"keepwatch/internal/web"
@@ -99,6 +100,7 @@ type App struct {
 	server      *http.Server
 	listener    net.Listener
 	packets     net.PacketConn // heartbeat datagrams, if any
+	keys        *sealed.Keyring
 	datagrams   sync.WaitGroup
 	tlsConfig   *tls.Config
 	CertFile    string // the certificate agents should trust, if TLS
@@ -148,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	st.Now = cfg.Now
-	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{})}
+	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{}), keys: keys}
 	publish := func(changes []keepwatch.Change) {
 		for _, c := range changes {
 			a.Broker.Publish(c)
@@ -330,6 +332,9 @@ func (a *App) Start(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	a.goRun(func() { a.Ingest.Run(runCtx) })
+	if a.tlsConfig != nil {
+		a.goRun(func() { a.rotateTickets(runCtx) })
+	}
 	if a.packets != nil {
 		a.datagrams.Add(1)
 		a.goRun(func() {
@@ -364,7 +369,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() {
 		var err error
 		if a.tlsConfig != nil {
-			err = a.server.ServeTLS(ln, "", "")
+			// The listener's own configuration, whose session ticket keys
+			// rotate daily (ServeTLS would take a copy).
+			err = a.server.Serve(tls.NewListener(ln, a.tlsConfig))
 		} else {
 			err = a.server.Serve(ln)
 		}
@@ -456,6 +463,8 @@ func (a *App) setupTLS() error {
 	if err != nil {
 		return err
 	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	cfg.SetSessionTicketKeys(ticketKeys(a.keys, time.Now()))
 	a.tlsConfig, a.CertFile, a.Fingerprint = cfg, certFile, fp
 	if abs, err := filepath.Abs(certFile); err == nil {
 		a.CertFile = abs
