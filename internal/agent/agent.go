@@ -105,6 +105,7 @@ type Client struct {
 
 	mu            sync.Mutex
 	datagramsFrom time.Time // datagrams rest until then after going unanswered
+	closeAfter    bool      // close the connection after each request
 }
 
 // NewClient returns a client for base that trusts caFile in addition to
@@ -131,6 +132,11 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "keepwatch-agent/"+keepwatch.Version)
+	c.mu.Lock()
+	// keepwatch advised a keep-alive shorter than this agent's interval:
+	// the connection ends with the answer.
+	req.Close = c.closeAfter
+	c.mu.Unlock()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return err

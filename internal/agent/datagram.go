@@ -143,7 +143,11 @@ func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
 // keepAlive closes the connection after a report when keepwatch advises
 // a keep-alive shorter than the wait for the next one.
 func (c *Client) keepAlive(resp protocol.ReportResponse) {
-	if resp.KeepAliveSeconds > 0 && resp.HeartbeatIntervalSeconds > resp.KeepAliveSeconds {
+	closeAfter := resp.KeepAliveSeconds > 0 && resp.HeartbeatIntervalSeconds > resp.KeepAliveSeconds
+	c.mu.Lock()
+	c.closeAfter = closeAfter
+	c.mu.Unlock()
+	if closeAfter {
 		c.HTTP.CloseIdleConnections()
 	}
 }

@@ -488,12 +488,17 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 		mu                                                         sync.Mutex
 		lat                                                        []float64
 		first                                                      string
+		errorsSeen                                                 int
 	}
 	fail := func(err error) {
 		st.errors.Add(1)
 		st.mu.Lock()
 		if st.first == "" {
 			st.first = err.Error()
+		}
+		if st.errorsSeen < 5 {
+			st.errorsSeen++
+			fmt.Fprintf(os.Stderr, "\nbench shard %s: %v\n", sh.Source, err)
 		}
 		st.mu.Unlock()
 	}
