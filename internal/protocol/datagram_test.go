@@ -3,6 +3,8 @@ package protocol
 import (
 	"bytes"
 	"encoding/hex"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +35,16 @@ func TestDocumentedDatagramVector(t *testing.T) {
 	b := a.Seal(key)
 	if got := hex.EncodeToString(b); got != vectorDatagramAnswer {
 		t.Errorf("answer = %s, documented %s", got, vectorDatagramAnswer)
+	}
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(doc)), "")
+	for _, v := range []string{vectorDatagramKey, vectorDatagramAnswer} {
+		if !strings.Contains(flat, v) {
+			t.Errorf("docs/protocol.md does not show %s", v)
+		}
 	}
 	got, err := OpenDatagramAnswer(DatagramKey(key), a.ID, a.Seq, b)
 	if err != nil {
