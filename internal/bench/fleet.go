@@ -39,7 +39,7 @@ const shardSize = 8000
 
 // fleetStartsPerSec bounds how fast the simulated agents start (each
 // with a status report): a fleet does not restart all at once.
-const fleetStartsPerSec = 250
+const fleetStartsPerSec = 100
 
 // fleetShard is what a client process is told, on its stdin.
 type fleetShard struct {
