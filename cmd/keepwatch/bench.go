@@ -73,11 +73,12 @@ are read from /proc.`)
 answered            %.0f reports/s, p50 %.2f ms, p99 %.2f ms (%d heartbeats, %d by datagram, %d status reports)
 baseline            %.0f reports/s (bare handler, same fleet), p99 %.2f ms, %.0f bytes per server
 memory              %.0f bytes per server (keepwatch serve RSS %d MiB)
+cpu                 %.0f µs per report (baseline %.0f µs)
 connections         %d sockets held, %.1f TLS handshakes/s
 detection           %d of %d silent servers declared; delay after deadline p50 %.0f ms, p99 %.0f ms, max %.0f ms
 errors              %d (false unavailable: %d) %s
 `, r.Servers, r.Store, r.IntervalSeconds, r.Mode, r.ReportsPerSec, r.P50Ms, r.P99Ms, r.Heartbeats, r.Datagrams, r.StatusReports,
-			r.BaselineRPS, r.BaselineP99Ms, r.BaselineRSSBytesPerServer, r.RSSBytesPerServer, r.RSSBytes>>20, r.ConnsHeld, r.HandshakesPerSec,
+			r.BaselineRPS, r.BaselineP99Ms, r.BaselineRSSBytesPerServer, r.RSSBytesPerServer, r.RSSBytes>>20, r.CPUMicrosPerReport, r.BaselineCPUMicrosPerReport, r.ConnsHeld, r.HandshakesPerSec,
 			r.Detected, r.Silenced, r.DetectP50Ms, r.DetectP99Ms, r.DetectMaxMs, r.Errors, r.FalseUnavailable, r.FirstError)
 		return nil
 	}

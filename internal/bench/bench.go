@@ -89,10 +89,13 @@ type Result struct {
 	BaselineRSSBytesPerServer float64 `json:"baseline_rss_bytes_per_server,omitempty"`
 	ConnsHeld                 int     `json:"conns_held,omitempty"`
 	HandshakesPerSec          float64 `json:"handshakes_per_sec,omitempty"`
-	Heartbeats                int64   `json:"heartbeats,omitempty"`
-	Datagrams                 int64   `json:"datagrams,omitempty"`
-	StatusReports             int64   `json:"status_reports,omitempty"`
-	FirstError                string  `json:"first_error,omitempty"`
+	// CPU time of the server process per answered report, steady phase.
+	CPUMicrosPerReport         float64 `json:"cpu_us_per_report,omitempty"`
+	BaselineCPUMicrosPerReport float64 `json:"baseline_cpu_us_per_report,omitempty"`
+	Heartbeats                 int64   `json:"heartbeats,omitempty"`
+	Datagrams                  int64   `json:"datagrams,omitempty"`
+	StatusReports              int64   `json:"status_reports,omitempty"`
+	FirstError                 string  `json:"first_error,omitempty"`
 }
 
 type fleetServer struct {

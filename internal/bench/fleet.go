@@ -83,6 +83,7 @@ type fleetRun struct {
 	rss       int64   // the target's resident memory at the end of the steady phase
 	rssIdle   int64   // before the fleet connected
 	conns     int     // sockets the target held then
+	cpuPer    float64 // the target's CPU time per answered report in the steady phase, µs
 	latencies []float64
 }
 
@@ -223,6 +224,7 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 	res.RSSBytes = kw.rss
 	res.RSSBytesPerServer = float64(kw.rss-kw.rssIdle) / float64(cfg.Servers)
 	res.ConnsHeld = kw.conns
+	res.CPUMicrosPerReport, res.BaselineCPUMicrosPerReport = kw.cpuPer, bl.cpuPer
 	res.Heartbeats, res.Datagrams, res.StatusReports = kw.stats.Heartbeats, kw.stats.Datagrams, kw.stats.Statuses
 	res.FirstError = kw.stats.FirstError
 	if res.BaselineRPS > 0 {
@@ -315,6 +317,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 	}
 	var atSteady shardStats
 	var steadyFrom time.Time
+	var cpuAtSteady time.Duration
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
 	var last shardStats
@@ -337,7 +340,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 		case now.After(begin.Add(ramp + interval)):
 			phase = "steady"
 			if steadyFrom.IsZero() {
-				steadyFrom, atSteady = now, s
+				steadyFrom, atSteady, cpuAtSteady = now, s, cpuOf(pid)
 			}
 		}
 		if !steadyFrom.IsZero() && run.rss == 0 && now.After(silenceAt.Add(-time.Second)) {
@@ -345,6 +348,9 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 			run.rps = float64(s.Heartbeats+s.Statuses-atSteady.Heartbeats-atSteady.Statuses) / d
 			run.hsps = float64(s.Handshakes-atSteady.Handshakes) / d
 			run.rss, run.conns = rssOf(pid), socketsOf(pid)
+			if n := s.Heartbeats + s.Statuses - atSteady.Heartbeats - atSteady.Statuses; n > 0 {
+				run.cpuPer = float64((cpuOf(pid) - cpuAtSteady).Microseconds()) / float64(n)
+			}
 		}
 		tick(fmt.Sprintf("%s, %d/s answered, %d handshakes/s, %d client conns open, %d errors, %d MiB",
 			phase, s.Heartbeats+s.Statuses-last.Heartbeats-last.Statuses, s.Handshakes-last.Handshakes, s.Conns, s.Errors, rssOf(pid)>>20))
@@ -766,6 +772,24 @@ func rssOf(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuOf reads a process's CPU time (user and system) from /proc.
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// After the command name in parentheses: state is field 3, utime 14,
+	// stime 15, in clock ticks (100 a second on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
 }
 
 // socketsOf counts a process's open sockets.
