@@ -76,10 +76,10 @@ memory              %.0f bytes per server (keepwatch serve RSS %d MiB)
 cpu                 %.0f µs per report (baseline %.0f µs)
 connections         %d sockets held, %.1f TLS handshakes/s
 detection           %d of %d silent servers declared; delay after deadline p50 %.0f ms, p99 %.0f ms, max %.0f ms
-errors              %d (false unavailable: %d) %s
+errors              %d (false unavailable: %d; attempts tried again: %d) %s
 `, r.Servers, r.Store, r.IntervalSeconds, r.Mode, r.ReportsPerSec, r.P50Ms, r.P99Ms, r.Heartbeats, r.Datagrams, r.StatusReports,
 			r.BaselineRPS, r.BaselineP99Ms, r.BaselineRSSBytesPerServer, r.RSSBytesPerServer, r.RSSBytes>>20, r.CPUMicrosPerReport, r.BaselineCPUMicrosPerReport, r.ConnsHeld, r.HandshakesPerSec,
-			r.Detected, r.Silenced, r.DetectP50Ms, r.DetectP99Ms, r.DetectMaxMs, r.Errors, r.FalseUnavailable, r.FirstError)
+			r.Detected, r.Silenced, r.DetectP50Ms, r.DetectP99Ms, r.DetectMaxMs, r.Errors, r.FalseUnavailable, r.Retries, r.FirstError)
 		return nil
 	}
 	fmt.Fprintf(e.stdout, `servers             %d (%s, heartbeat interval %gs, provisioned in %.1fs)

@@ -13,9 +13,11 @@ import (
 )
 
 // Heartbeats go by datagram when keepwatch answers them that way
-// (docs/protocol.md, "Heartbeat datagrams"): each try waits DatagramWait
-// for an authenticated answer, DatagramTries tries, then the same
-// envelope goes over HTTPS and datagrams rest for DatagramRetry.
+// (docs/protocol.md, "Heartbeat datagrams"): the first try waits
+// DatagramWait for an authenticated answer, the second twice as long
+// (a busy keepwatch is not made busier by a flood of HTTPS fallbacks),
+// then the same envelope goes over HTTPS and datagrams rest for
+// DatagramRetry.
 const (
 	DatagramTries = 2
 	DatagramWait  = 2 * time.Second
@@ -112,7 +114,7 @@ func (c *Client) datagram(ctx context.Context, key []byte, id protocol.ServerID,
 		wait = DatagramWait
 	}
 	buf := make([]byte, 512)
-	for try := 1; try <= DatagramTries; try++ {
+	for try := 1; try <= DatagramTries; try, wait = try+1, 2*wait {
 		if _, err := conn.Write(env); err != nil {
 			return protocol.DatagramAnswer{}, try, err
 		}

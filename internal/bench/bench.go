@@ -94,6 +94,7 @@ type Result struct {
 	BaselineCPUMicrosPerReport float64 `json:"baseline_cpu_us_per_report,omitempty"`
 	Heartbeats                 int64   `json:"heartbeats,omitempty"`
 	Datagrams                  int64   `json:"datagrams,omitempty"`
+	Retries                    int64   `json:"retries,omitempty"` // attempts that failed and were tried again, as the agent does
 	StatusReports              int64   `json:"status_reports,omitempty"`
 	FirstError                 string  `json:"first_error,omitempty"`
 }

@@ -66,7 +66,8 @@ type shardStats struct {
 	Heartbeats    int64     `json:"heartbeats"`
 	Datagrams     int64     `json:"datagrams"` // heartbeats answered by datagram
 	Statuses      int64     `json:"statuses"`
-	Errors        int64     `json:"errors"`
+	Errors        int64     `json:"errors"`  // reports not delivered before the next was due
+	Retries       int64     `json:"retries"` // failed attempts tried again
 	Handshakes    int64     `json:"handshakes"`
 	Conns         int64     `json:"conns"` // connections open now
 	LatencyMs     []float64 `json:"latency_ms,omitempty"`
@@ -220,7 +221,7 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 	}
 	res.ReportsPerSec, res.HandshakesPerSec = kw.rps, kw.hsps
 	res.P50Ms, res.P99Ms = pct(kw.latencies, 0.5), pct(kw.latencies, 0.99)
-	res.Errors = kw.stats.Errors
+	res.Errors, res.Retries = kw.stats.Errors, kw.stats.Retries
 	res.RSSBytes = kw.rss
 	res.RSSBytesPerServer = float64(kw.rss-kw.rssIdle) / float64(cfg.Servers)
 	res.ConnsHeld = kw.conns
@@ -307,6 +308,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 			t.Datagrams += s.Datagrams
 			t.Statuses += s.Statuses
 			t.Errors += s.Errors
+			t.Retries += s.Retries
 			t.Handshakes += s.Handshakes
 			t.Conns += s.Conns
 			if t.FirstError == "" {
@@ -352,8 +354,8 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 				run.cpuPer = float64((cpuOf(pid) - cpuAtSteady).Microseconds()) / float64(n)
 			}
 		}
-		tick(fmt.Sprintf("%s, %d/s answered, %d handshakes/s, %d client conns open, %d errors, %d MiB",
-			phase, s.Heartbeats+s.Statuses-last.Heartbeats-last.Statuses, s.Handshakes-last.Handshakes, s.Conns, s.Errors, rssOf(pid)>>20))
+		tick(fmt.Sprintf("%s, %d/s answered, %d handshakes/s, %d client conns open, %d retries, %d errors, %d MiB",
+			phase, s.Heartbeats+s.Statuses-last.Heartbeats-last.Statuses, s.Handshakes-last.Handshakes, s.Conns, s.Retries, s.Errors, rssOf(pid)>>20))
 		last = s
 	}
 	for _, c := range shards {
@@ -490,11 +492,11 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 		cancel()
 	}()
 	var st struct {
-		heartbeats, datagrams, statuses, errors, handshakes, conns atomic.Int64
-		mu                                                         sync.Mutex
-		lat                                                        []float64
-		first                                                      string
-		errorsSeen                                                 int
+		heartbeats, datagrams, statuses, errors, handshakes, conns, retries atomic.Int64
+		mu                                                                  sync.Mutex
+		lat                                                                 []float64
+		first                                                               string
+		errorsSeen                                                          int
 	}
 	fail := func(err error) {
 		st.errors.Add(1)
@@ -564,9 +566,24 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 					at := now.UTC()
 					p = &protocol.Payload{SentAt: &at}
 				}
-				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-				resp, err := sender.Send(rctx, p)
-				rcancel()
+				// As the agent's spool: a failed attempt is tried again
+				// after a backoff (1 s doubling); a report still not
+				// delivered when the next is due is an error.
+				var resp protocol.ReportResponse
+				var err error
+				for wait := time.Second; ; wait *= 2 {
+					rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+					resp, err = sender.Send(rctx, p)
+					rcancel()
+					if err == nil || ctx.Err() != nil || time.Since(now)+wait > sh.Interval {
+						break
+					}
+					st.retries.Add(1)
+					select {
+					case <-ctx.Done():
+					case <-time.After(wait):
+					}
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						fail(err)
@@ -591,7 +608,7 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 	enc := json.NewEncoder(out)
 	snapshot := func(final bool) shardStats {
 		s := shardStats{Heartbeats: st.heartbeats.Load(), Datagrams: st.datagrams.Load(), Statuses: st.statuses.Load(),
-			Errors: st.errors.Load(), Handshakes: st.handshakes.Load(), Conns: st.conns.Load()}
+			Errors: st.errors.Load(), Retries: st.retries.Load(), Handshakes: st.handshakes.Load(), Conns: st.conns.Load()}
 		st.mu.Lock()
 		s.FirstError = st.first
 		if final {
