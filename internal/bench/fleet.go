@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"keepwatch/internal/agent"
+	"keepwatch/internal/ingest"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
@@ -664,6 +665,7 @@ func runBare(ctx context.Context, args map[string]string, in io.Reader, out io.W
 	if err != nil {
 		return err
 	}
+	pc.(*net.UDPConn).SetReadBuffer(ingest.DatagramReadBuffer)
 	iv, _ := strconv.Atoi(args["interval"])
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, protocol.MaxEnvelope))

@@ -15,6 +15,11 @@ import (
 // events, consent changes).
 var errUseHTTPS = keepwatch.Errorf(keepwatch.EINVALID, "status reports, events and consent changes go over HTTPS")
 
+// DatagramReadBuffer is the socket receive buffer asked for heartbeat
+// datagrams: about 16,000 of them (docs/operations.md: raise
+// net.core.rmem_max to let the kernel grant it).
+const DatagramReadBuffer = 16 << 20
+
 // maxDatagramsInFlight bounds the heartbeat datagrams waiting for their
 // commit; beyond it new ones are dropped (their agents try again, then
 // use HTTPS).
@@ -27,6 +32,11 @@ const maxDatagramsInFlight = 8192
 // server's key. Anything that does not authenticate gets no answer and
 // counts against its source address, as refused reports do.
 func (h *Handler) ServeDatagrams(ctx context.Context, pc net.PacketConn) error {
+	if uc, ok := pc.(*net.UDPConn); ok {
+		// Room for bursts while this process is not scheduled: the
+		// kernel drops what does not fit (capped by net.core.rmem_max).
+		uc.SetReadBuffer(DatagramReadBuffer)
+	}
 	sem := make(chan struct{}, maxDatagramsInFlight)
 	pool := sync.Pool{New: func() any { b := make([]byte, protocol.MaxDatagram+1); return &b }}
 	var wg sync.WaitGroup
