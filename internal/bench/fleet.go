@@ -39,8 +39,15 @@ const ChildEnv = "KEEPWATCH_BENCH_CHILD"
 const shardSize = 8000
 
 // fleetStartsPerSec bounds how fast the simulated agents start (each
-// with a status report): a fleet does not restart all at once.
-const fleetStartsPerSec = 100
+// with a TLS handshake and a status report): a fleet does not restart
+// all at once.
+const fleetStartsPerSec = 200
+
+// fleetRamp is the time over which n agents start: one interval, or
+// longer at fleetStartsPerSec.
+func fleetRamp(n int, interval time.Duration) time.Duration {
+	return max(interval, time.Duration(n/fleetStartsPerSec)*time.Second)
+}
 
 // fleetShard is what a client process is told, on its stdin.
 type fleetShard struct {
@@ -111,6 +118,10 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
+	// Every agent must have started (fleetRamp) before keepwatch's
+	// own-outage guard of three intervals ends, or the late ones would be
+	// declared unavailable.
+	interval = max(interval, fleetRamp(cfg.Servers, 0)*2/5).Round(time.Second)
 	res.IntervalSeconds = interval.Seconds()
 	res.Mode = "udp"
 	if cfg.HTTPSOnly {
@@ -277,7 +288,7 @@ func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFi
 	begin := time.Now().Add(2 * time.Second)
 	// Agents start over a ramp of one interval, or longer for a large
 	// fleet: each begins with a status report, a transaction of its own.
-	ramp := max(interval, time.Duration(len(fleet)/fleetStartsPerSec)*time.Second)
+	ramp := fleetRamp(len(fleet), interval)
 	silenceAt := begin.Add(ramp + interval + steady)
 	end := silenceAt
 	for _, t := range tail {
