@@ -51,7 +51,7 @@ type Config struct {
 	// TLS connection and session, heartbeats by datagram with HTTPS as
 	// fallback), keepwatch in a `keepwatch serve` process of its own.
 	Fleet bool
-	// Interval is the fleet's heartbeat interval (default 30 s).
+	// Interval is the fleet's heartbeat interval (default 60 s).
 	Interval time.Duration
 	// HTTPSOnly: the fleet sends heartbeats over HTTPS only (keepwatch
 	// without datagrams), for comparison.

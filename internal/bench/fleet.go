@@ -41,7 +41,7 @@ const shardSize = 8000
 // fleetStartsPerSec bounds how fast the simulated agents start (each
 // with a TLS handshake and a status report): a fleet does not restart
 // all at once.
-const fleetStartsPerSec = 200
+const fleetStartsPerSec = 100
 
 // fleetRamp is the time over which n agents start: one interval, or
 // longer at fleetStartsPerSec.
@@ -116,7 +116,7 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 	}
 	interval := cfg.Interval
 	if interval <= 0 {
-		interval = 30 * time.Second
+		interval = 60 * time.Second
 	}
 	// Every agent must have started (fleetRamp) before keepwatch's
 	// own-outage guard of three intervals ends, or the late ones would be
