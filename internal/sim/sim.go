@@ -13,8 +13,9 @@
 // sent_at set to when it was recorded. What one process cannot afford
 // per server is left out: reports go over one shared pool of keep-alive
 // connections (heartbeats by datagram first, as the agent's), and
-// sequence numbers are not written to disk before each report but seeded from the clock (in microseconds) at every start, so
-// they still only ever grow, across reruns and crashes of the simulator.
+// sequence numbers are not written to disk before each report but
+// seeded from the clock (in microseconds) at every start, so they still
+// only ever grow, across reruns and crashes of the simulator.
 // The offline record lives in memory: what a site recorded while its link
 // was down is lost if the simulator itself stops before the link is back.
 //
