@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -587,6 +588,10 @@ func runShard(ctx context.Context, sh fleetShard, in io.Reader, out io.Writer) e
 					rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
 					resp, err = sender.Send(rctx, p)
 					rcancel()
+					var se *agent.ServerError
+					if errors.As(err, &se) && se.RetryAfter > wait {
+						wait = se.RetryAfter // as the agent: never sooner than asked
+					}
 					if err == nil || ctx.Err() != nil || time.Since(now)+wait > sh.Interval {
 						break
 					}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -51,6 +52,11 @@ type Handler struct {
 	// far above any heartbeat, enough for a spool draining after an outage).
 	ServerRate  float64
 	ServerBurst int
+	// MaxPendingReports bounds the reports (status reports, events,
+	// servers coming back: each a transaction of its own) waiting for the
+	// database at once (default 256); beyond it reports are answered
+	// unavailable with a Retry-After of 5 to 15 s.
+	MaxPendingReports int
 	// KeepAlive is the idle time agents are told an HTTPS connection is
 	// worth keeping (default 15 s): agents with a longer interval close
 	// theirs after each report, so keepwatch holds few connections.
@@ -65,8 +71,9 @@ type Handler struct {
 	badEnrolls *ratelimit.Keyed
 	badReports *ratelimit.Keyed
 
-	creds     *creds
-	committer *committer
+	creds       *creds
+	committer   *committer
+	statusSlots chan struct{}
 }
 
 // NewHandler wires a handler and registers its metrics.
@@ -80,6 +87,10 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
 	}
+	if h.MaxPendingReports == 0 {
+		h.MaxPendingReports = 256
+	}
+	h.statusSlots = make(chan struct{}, h.MaxPendingReports)
 	if h.KeepAlive == 0 {
 		h.KeepAlive = 15 * time.Second
 	}
@@ -260,6 +271,10 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &lim):
 			h.limited(w, r, lim.wait, "this server sends too fast")
 			return
+		case errors.Is(err, errBusy):
+			// Jittered, so that the agents turned away together do not
+			// come back together.
+			w.Header().Set("Retry-After", strconv.Itoa(5+rand.IntN(10)))
 		case code == keepwatch.EUNAUTHORIZED || code == keepwatch.EINVALID || code == keepwatch.ETOOLARGE:
 			h.badReports.Allow(source(r), h.Now())
 		}
@@ -355,6 +370,12 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		// The server's state changed meanwhile (another node declared it
 		// unavailable): the heartbeat brings it back, as a full report.
 	}
+	select {
+	case h.statusSlots <- struct{}{}:
+		defer func() { <-h.statusSlots }()
+	default:
+		return "", errBusy
+	}
 	applied, err := h.Store.ApplyReport(ctx, rep)
 	if err != nil {
 		return "", err
@@ -380,6 +401,11 @@ func (h *Handler) seen(c *cred, rep keepwatch.Report, state keepwatch.ServerStat
 func errReplayed(seq uint64) error {
 	return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", seq)
 }
+
+// errBusy turns a report away while MaxPendingReports wait for the
+// database: answered at once with a Retry-After, rather than queued until
+// the agent gives up and sends it again.
+var errBusy = keepwatch.Errorf(keepwatch.EUNAVAILABLE, "keepwatch is busy; try again in a few seconds")
 
 // limitError is a server over its pace.
 type limitError struct{ wait time.Duration }
