@@ -81,8 +81,6 @@ type shardStats struct {
 	Conns         int64     `json:"conns"` // connections open now
 	LatencyMs     []float64 `json:"latency_ms,omitempty"`
 	FirstError    string    `json:"first_error,omitempty"`
-	SteadyAt      int64     `json:"-"`
-	SteadyCounted int64     `json:"-"`
 }
 
 // fleetRun is the outcome of one phase against one target.
@@ -279,9 +277,10 @@ func runFleet(ctx context.Context, cfg Config, res Result) (Result, error) {
 }
 
 // fleetPhase runs the fleet against url in client processes: every
-// server starts at a random moment of the first interval, runs the steady
-// phase, and then (with silent servers) tail more. It samples the
-// target's memory and sockets at the end of the steady phase.
+// server starts at a random moment of the ramp, one interval passes,
+// then the steady phase, and then (with silent servers) tail more. It
+// samples the target's memory, sockets and CPU time at the end of the
+// steady phase.
 func fleetPhase(ctx context.Context, exe string, cfg Config, udp bool, url, caFile string, fleet []fleetServer, silent map[int]bool,
 	interval, steady time.Duration, pid int, tick func(string), tail ...time.Duration) (fleetRun, error) {
 	var run fleetRun
