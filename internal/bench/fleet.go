@@ -72,15 +72,15 @@ type shardServer struct {
 // shardStats is what a client process reports, cumulative, once a second
 // on its stdout (the last line adds latency samples).
 type shardStats struct {
-	Heartbeats    int64     `json:"heartbeats"`
-	Datagrams     int64     `json:"datagrams"` // heartbeats answered by datagram
-	Statuses      int64     `json:"statuses"`
-	Errors        int64     `json:"errors"`  // reports not delivered before the next was due
-	Retries       int64     `json:"retries"` // failed attempts tried again
-	Handshakes    int64     `json:"handshakes"`
-	Conns         int64     `json:"conns"` // connections open now
-	LatencyMs     []float64 `json:"latency_ms,omitempty"`
-	FirstError    string    `json:"first_error,omitempty"`
+	Heartbeats int64     `json:"heartbeats"`
+	Datagrams  int64     `json:"datagrams"` // heartbeats answered by datagram
+	Statuses   int64     `json:"statuses"`
+	Errors     int64     `json:"errors"`  // reports not delivered before the next was due
+	Retries    int64     `json:"retries"` // failed attempts tried again
+	Handshakes int64     `json:"handshakes"`
+	Conns      int64     `json:"conns"` // connections open now
+	LatencyMs  []float64 `json:"latency_ms,omitempty"`
+	FirstError string    `json:"first_error,omitempty"`
 }
 
 // fleetRun is the outcome of one phase against one target.
