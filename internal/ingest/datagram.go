@@ -60,7 +60,7 @@ func (h *Handler) ServeDatagrams(ctx context.Context, pc net.PacketConn) error {
 		case sem <- struct{}{}:
 		default:
 			pool.Put(bp)
-			h.refused.Inc("datagram_dropped")
+			h.datagrams.Inc("dropped")
 			continue
 		}
 		wg.Add(1)
@@ -82,11 +82,13 @@ func (h *Handler) datagram(ctx context.Context, from net.Addr, b []byte) []byte 
 	}
 	now := h.Now()
 	if h.badReports.Blocked(src, now) > 0 {
+		h.datagrams.Inc("unanswered")
 		return nil
 	}
 	hdr, err := protocol.ParseHeader(b)
 	if err != nil || len(b) > protocol.MaxDatagram {
 		h.refused.Inc(keepwatch.EINVALID)
+		h.datagrams.Inc("unanswered")
 		h.badReports.Allow(src, now)
 		return nil
 	}
@@ -96,16 +98,19 @@ func (h *Handler) datagram(ctx context.Context, from net.Addr, b []byte) []byte 
 		code := keepwatch.ErrorCode(err)
 		h.refused.Inc(code)
 		if code == keepwatch.EUNAUTHORIZED {
+			h.datagrams.Inc("unanswered")
 			h.badReports.Allow(src, now)
 			return nil
 		}
+		outcome := "use_https"
 		status = protocol.DatagramUseHTTPS
 		if code == keepwatch.EREPLAYED {
-			status = protocol.DatagramReplayed
+			status, outcome = protocol.DatagramReplayed, "replayed"
 		}
+		h.datagrams.Inc(outcome)
 	} else {
 		h.accepted.Inc(typ)
-		h.datagrams.Inc("answered")
+		h.datagrams.Inc("accepted")
 	}
 	c, err := h.creds.lookup(ctx, hdr.ID)
 	if err != nil {

@@ -101,7 +101,7 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	h.badEnrolls = ratelimit.NewKeyed(10.0/60, 10)
 	h.badReports = ratelimit.NewKeyed(10, 100)
 	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
-	h.datagrams = reg.NewCounter("keepwatch_heartbeat_datagrams_total", "Heartbeat datagrams answered as accepted.", "outcome")
+	h.datagrams = reg.NewCounter("keepwatch_heartbeat_datagrams_total", "Heartbeat datagrams by outcome: accepted, replayed, use_https (answered: send it by HTTPS), unanswered (did not authenticate, or its address is refused for a while), dropped (too many waiting).", "outcome")
 	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
 	return &h
 }
