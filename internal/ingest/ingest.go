@@ -54,7 +54,8 @@ type Handler struct {
 	ServerBurst int
 	// MaxPendingReports bounds the reports (status reports, events,
 	// servers coming back: each a transaction of its own) waiting for the
-	// database at once (default 256); beyond it reports are answered
+	// database at once (default 64: the heartbeats' group commit waits for the
+	// same database behind them); beyond it reports are answered
 	// unavailable with a Retry-After of 5 to 15 s.
 	MaxPendingReports int
 	// KeepAlive is the idle time agents are told an HTTPS connection is
@@ -88,7 +89,7 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 		h.ServerRate, h.ServerBurst = 50, 500
 	}
 	if h.MaxPendingReports == 0 {
-		h.MaxPendingReports = 256
+		h.MaxPendingReports = 64
 	}
 	h.statusSlots = make(chan struct{}, h.MaxPendingReports)
 	if h.KeepAlive == 0 {
