@@ -82,20 +82,25 @@ type Result struct {
 	Errors           int64   `json:"errors"`
 	FalseUnavailable int     `json:"false_unavailable"`
 
-	// --fleet only.
-	Mode                      string  `json:"mode,omitempty"` // udp (heartbeats by datagram) or https
-	RSSBytes                  int64   `json:"rss_bytes,omitempty"`
-	RSSBytesPerServer         float64 `json:"rss_bytes_per_server,omitempty"`
-	BaselineRSSBytesPerServer float64 `json:"baseline_rss_bytes_per_server,omitempty"`
-	ConnsHeld                 int     `json:"conns_held,omitempty"`
-	HandshakesPerSec          float64 `json:"handshakes_per_sec,omitempty"`
+	// --fleet only (absent otherwise).
+	*FleetResult
+}
+
+// FleetResult is what `bench --fleet` adds.
+type FleetResult struct {
+	Mode                      string  `json:"mode"` // udp (heartbeats by datagram) or https
+	RSSBytes                  int64   `json:"rss_bytes"`
+	RSSBytesPerServer         float64 `json:"rss_bytes_per_server"`
+	BaselineRSSBytesPerServer float64 `json:"baseline_rss_bytes_per_server"`
+	ConnsHeld                 int     `json:"conns_held"`
+	HandshakesPerSec          float64 `json:"handshakes_per_sec"`
 	// CPU time of the server process per answered report, steady phase.
-	CPUMicrosPerReport         float64 `json:"cpu_us_per_report,omitempty"`
-	BaselineCPUMicrosPerReport float64 `json:"baseline_cpu_us_per_report,omitempty"`
-	Heartbeats                 int64   `json:"heartbeats,omitempty"`
-	Datagrams                  int64   `json:"datagrams,omitempty"`
-	Retries                    int64   `json:"retries,omitempty"` // attempts that failed and were tried again, as the agent does
-	StatusReports              int64   `json:"status_reports,omitempty"`
+	CPUMicrosPerReport         float64 `json:"cpu_us_per_report"`
+	BaselineCPUMicrosPerReport float64 `json:"baseline_cpu_us_per_report"`
+	Heartbeats                 int64   `json:"heartbeats"`
+	Datagrams                  int64   `json:"datagrams"`
+	Retries                    int64   `json:"retries"` // attempts that failed and were tried again, as the agent does
+	StatusReports              int64   `json:"status_reports"`
 	FirstError                 string  `json:"first_error,omitempty"`
 }
 
@@ -118,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res := Result{Servers: cfg.Servers, Store: cfg.Store, Conns: cfg.Conns}
 	if cfg.Fleet {
-		res.Conns = cfg.Servers
+		res.Conns, res.FleetResult = cfg.Servers, &FleetResult{}
 		return runFleet(ctx, cfg, res)
 	}
 	progress := func(format string, args ...any) {
