@@ -9,7 +9,7 @@ import (
 	"keepwatch/internal/store"
 )
 
-const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s] [--enrollment-key-days 30]
+const serveSynopsis = `serve [--addr :8443] [--data DIR | --db postgres://… | --db-file FILE] [--heartbeat-interval 60s] [--enrollment-key-days 30] [--udp-listen HOST:PORT|off]
                        [--tls-cert F --tls-key F | --self-signed | --insecure-http]
                        [--allow-outbound CIDR|host]… [--secret-key-file FILE] [--smtp-url-file FILE]`
 
@@ -45,6 +45,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics only on this separate `HOST:PORT` (e.g. 127.0.0.1:9464), not on --addr")
 	fs.IntVar(&cfg.HistoryDays, "history-days", app.DefaultHistoryDays, "keep state changes, events, resolved incidents and notifications for `DAYS` (at least 30; 400 covers a 365-day uptime)")
 	fs.IntVar(&cfg.AuditDays, "audit-days", app.DefaultAuditDays, "keep the audit log for `DAYS` (at least 30)")
+	fs.StringVar(&cfg.UDPAddr, "udp-listen", "", "answer heartbeat datagrams on UDP `HOST:PORT`, or off (default: the UDP port of --addr's number)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the dashboard's `URL` as users reach it, for links in notifications (default: the listen URL)")
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"keepwatch"
@@ -115,6 +117,18 @@ type answerKey struct {
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client
+	// DisableDatagrams sends heartbeats over HTTPS only.
+	DisableDatagrams bool
+	// DatagramSource is the local address heartbeat datagrams leave from
+	// (nil: any).
+	DatagramSource *net.UDPAddr
+	// DatagramWait is how long one datagram try waits for its answer
+	// (zero: DatagramWait).
+	DatagramWait time.Duration
+
+	mu            sync.Mutex
+	datagramsFrom time.Time // datagrams rest until then after going unanswered
+	closeAfter    bool      // close the connection after each request
 }
 
 // NewClient returns a client for base that trusts caFile in addition to
@@ -141,6 +155,11 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "keepwatch-agent/"+keepwatch.Version)
+	c.mu.Lock()
+	// keepwatch advised a keep-alive shorter than this agent's interval:
+	// the connection ends with the answer.
+	req.Close = c.closeAfter
+	c.mu.Unlock()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return 0, err
@@ -188,6 +207,9 @@ func (c *Client) Report(ctx context.Context, env []byte, auth []byte) (protocol.
 		return resp, err
 	}
 	_, err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, &resp, &answerKey{auth, h.ID, h.Seq})
+	if err == nil {
+		c.keepAlive(resp)
+	}
 	return resp, err
 }
 
@@ -333,7 +355,11 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 	if err != nil {
 		return resp, err
 	}
-	resp, err = s.Client.Report(ctx, env, protocol.AuthKey(s.State.Key))
+	if isHeartbeat(p) {
+		resp, err = s.Client.Heartbeat(ctx, s.State.Key, id, s.State.Seq, env)
+	} else {
+		resp, err = s.Client.Report(ctx, env, protocol.AuthKey(s.State.Key))
+	}
 	if err != nil {
 		s.State.LastError = err.Error()
 	} else {
@@ -347,6 +373,12 @@ func (s *Sender) Send(ctx context.Context, p *protocol.Payload) (protocol.Report
 		err = serr
 	}
 	return resp, err
+}
+
+// isHeartbeat reports whether a payload is a heartbeat: no conditions,
+// events or consent change (drive measurements may ride along).
+func isHeartbeat(p *protocol.Payload) bool {
+	return p == nil || p.Conditions == nil && len(p.Events) == 0 && p.Consent == nil
 }
 
 func (s *Sender) save() error {

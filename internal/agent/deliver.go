@@ -67,7 +67,11 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 	if err != nil {
 		return resRetry, resp, err
 	}
-	resp, err = c.client.Report(ctx, env, c.auth)
+	if e.Kind == KindHeartbeat && !c.grant {
+		resp, err = c.client.Heartbeat(ctx, c.key, c.id, e.Seq, env)
+	} else {
+		resp, err = c.client.Report(ctx, env, c.auth)
+	}
 	now := c.now()
 	if err == nil {
 		c.grant, c.renumbered = false, 0

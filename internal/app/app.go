@@ -25,6 +25,7 @@ import (
 	"keepwatch/internal/monitor"
 	"keepwatch/internal/notify"
 	"keepwatch/internal/outbound"
+	"keepwatch/internal/sealed"
 	"keepwatch/internal/store"
 	"keepwatch/internal/tlsutil"
 	"keepwatch/internal/web"
@@ -72,6 +73,10 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on this address (plain HTTP,
 	// meant for loopback or a monitoring network) instead of Addr.
 	MetricsAddr string
+	// UDPAddr is where heartbeat datagrams are answered: empty, the UDP
+	// port of the same number as Addr's; "off", nowhere (agents then
+	// send every heartbeat over HTTPS).
+	UDPAddr string
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -107,6 +112,9 @@ type App struct {
 	handler     http.Handler
 	server      *http.Server
 	listener    net.Listener
+	packets     net.PacketConn // heartbeat datagrams, if any
+	keys        *sealed.Keyring
+	datagrams   sync.WaitGroup
 	tlsConfig   *tls.Config
 	CertFile    string // the certificate agents should trust, if TLS
 	Fingerprint string
@@ -167,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	st.Now = cfg.Now
-	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{})}
+	a := &App{cfg: cfg, log: cfg.Logger, Store: st, Broker: live.NewBroker(), Metrics: metrics.New(), closing: make(chan struct{}), keys: keys}
 	publish := func(changes []keepwatch.Change) {
 		for _, c := range changes {
 			a.Broker.Publish(c)
@@ -337,12 +345,37 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.listener = ln
+	if a.cfg.UDPAddr != "off" {
+		udpAddr := a.cfg.UDPAddr
+		if udpAddr == "" {
+			// The same port number as HTTPS (the one bound, if Addr asked for
+			// any free port).
+			host, _, _ := net.SplitHostPort(addr)
+			udpAddr = net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+		}
+		pc, err := net.ListenPacket("udp", udpAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("heartbeat datagrams (--udp-listen %s): %w", udpAddr, err)
+		}
+		a.packets = pc
+	}
 	if a.cfg.PublicURL == "" {
 		a.Notify.SetPublicURL(a.URL())
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	a.goRun(func() { a.Ingest.Run(runCtx) })
+	if a.tlsConfig != nil {
+		a.goRun(func() { a.rotateTickets(runCtx) })
+	}
+	if a.packets != nil {
+		a.datagrams.Add(1)
+		a.goRun(func() {
+			defer a.datagrams.Done()
+			a.Ingest.ServeDatagrams(runCtx, a.packets)
+		})
+	}
 	a.goRun(func() { a.Monitor.Run(runCtx) })
 	a.goRun(func() { a.syncServers(runCtx, rev) })
 	a.goRun(func() { a.warmCredentials(runCtx) })
@@ -354,6 +387,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.Notify.Start()
 	if err := a.startMetrics(); err != nil {
 		ln.Close()
+		if a.packets != nil {
+			a.packets.Close()
+		}
 		return err
 	}
 	a.goRun(func() { a.Auth.Run(runCtx) })
@@ -370,7 +406,9 @@ func (a *App) Start(ctx context.Context) error {
 	a.goRun(func() {
 		var err error
 		if a.tlsConfig != nil {
-			err = a.server.ServeTLS(ln, "", "")
+			// The listener's own configuration, whose session ticket keys
+			// rotate daily (ServeTLS would take a copy).
+			err = a.server.Serve(tls.NewListener(ln, a.tlsConfig))
 		} else {
 			err = a.server.Serve(ln)
 		}
@@ -379,8 +417,29 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	})
 	a.ready.Store(true)
-	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval, "node", a.Monitor.Node())
+	a.log.Info("keepwatch listening", "url", a.URL(), "store", a.Store.Dialect(), "heartbeat_interval", a.cfg.Interval, "node", a.Monitor.Node(), "datagrams", a.DatagramAddr())
 	return nil
+}
+
+// waitCtx waits for wg, or until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// DatagramAddr is where heartbeat datagrams are answered ("" for nowhere).
+func (a *App) DatagramAddr() string {
+	if a.packets == nil {
+		return ""
+	}
+	return a.packets.LocalAddr().String()
 }
 
 // goRun runs fn in a goroutine Shutdown waits for.
@@ -466,6 +525,8 @@ func (a *App) setupTLS() error {
 	if err != nil {
 		return err
 	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	cfg.SetSessionTicketKeys(ticketKeys(a.keys, time.Now()))
 	a.tlsConfig, a.CertFile, a.Fingerprint = cfg, certFile, fp
 	if abs, err := filepath.Abs(certFile); err == nil {
 		a.CertFile = abs
@@ -505,6 +566,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if a.server != nil {
 		errs = append(errs, a.server.Shutdown(ctx))
+	}
+	if a.packets != nil {
+		// Datagrams in flight are answered once committed.
+		a.packets.Close()
+		waitCtx(ctx, &a.datagrams)
 	}
 	if a.metricsSrv != nil {
 		errs = append(errs, a.metricsSrv.Shutdown(ctx))

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"context"
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
+	"keepwatch/internal/sealed"
 	"keepwatch/internal/tlsutil"
 )
 
@@ -36,5 +39,40 @@ func (a *App) logCertificate(fingerprint string) {
 	if isCA && a.cfg.SelfSigned {
 		a.log.Warn("the self-signed certificate was made by an older keepwatch as a CA certificate; " +
 			"remove the tls directory and restart to get a leaf certificate (agents then need the new cert.pem)")
+	}
+}
+
+// ticketKeys are the TLS 1.3 session ticket keys: derived from the secret
+// key and the UTC day, so that every node holding the same secret key
+// resumes the sessions of the others (an agent's reconnection costs no
+// certificate signature, wherever the load balancer sends it). Today's
+// key under the current secret key issues tickets; yesterday's, and
+// those of older secret keys still in the ring, only open them. Resumed
+// handshakes still run an ephemeral key exchange, so a ticket key
+// reveals no traffic.
+func ticketKeys(keys *sealed.Keyring, now time.Time) [][32]byte {
+	var out [][32]byte
+	for _, day := range []time.Time{now.UTC(), now.UTC().AddDate(0, 0, -1)} {
+		for _, k := range keys.Derive("tls session tickets v1 " + day.Format(time.DateOnly)) {
+			out = append(out, [32]byte(k))
+		}
+	}
+	return out
+}
+
+// rotateTickets moves to the next day's ticket keys at every UTC
+// midnight.
+func (a *App) rotateTickets(ctx context.Context) {
+	for {
+		now := time.Now().UTC()
+		next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+		t := time.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+			a.tlsConfig.SetSessionTicketKeys(ticketKeys(a.keys, time.Now()))
+		}
 	}
 }

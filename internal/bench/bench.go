@@ -50,6 +50,18 @@ type Config struct {
 	// only; default 1); the load is spread evenly over them.
 	Nodes    int
 	Progress io.Writer // a progress line every second (nil: none)
+
+	// Fleet: every server its own client, as the agent behaves (its own
+	// TLS connection and session, heartbeats by datagram with HTTPS as
+	// fallback), keepwatch in a `keepwatch serve` process of its own.
+	Fleet bool
+	// Interval is the fleet's heartbeat interval (default 60 s).
+	Interval time.Duration
+	// HTTPSOnly: the fleet sends heartbeats over HTTPS only (keepwatch
+	// without datagrams), for comparison.
+	HTTPSOnly bool
+	// Exe is the keepwatch binary to run (default: this one).
+	Exe string
 }
 
 // Result is the outcome; its JSON names are stable.
@@ -74,6 +86,27 @@ type Result struct {
 	ProvisionSeconds float64 `json:"provision_seconds"`
 	Errors           int64   `json:"errors"`
 	FalseUnavailable int     `json:"false_unavailable"`
+
+	// --fleet only (absent otherwise).
+	*FleetResult
+}
+
+// FleetResult is what `bench --fleet` adds.
+type FleetResult struct {
+	Mode                      string  `json:"mode"` // udp (heartbeats by datagram) or https
+	RSSBytes                  int64   `json:"rss_bytes"`
+	RSSBytesPerServer         float64 `json:"rss_bytes_per_server"`
+	BaselineRSSBytesPerServer float64 `json:"baseline_rss_bytes_per_server"`
+	ConnsHeld                 int     `json:"conns_held"`
+	HandshakesPerSec          float64 `json:"handshakes_per_sec"`
+	// CPU time of the server process per answered report, steady phase.
+	CPUMicrosPerReport         float64 `json:"cpu_us_per_report"`
+	BaselineCPUMicrosPerReport float64 `json:"baseline_cpu_us_per_report"`
+	Heartbeats                 int64   `json:"heartbeats"`
+	Datagrams                  int64   `json:"datagrams"`
+	Retries                    int64   `json:"retries"` // attempts that failed and were tried again, as the agent does
+	StatusReports              int64   `json:"status_reports"`
+	FirstError                 string  `json:"first_error,omitempty"`
 }
 
 type fleetServer struct {
@@ -100,6 +133,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("--nodes above 1 needs --store postgres: nodes share one database")
 	}
 	res := Result{Servers: cfg.Servers, Store: cfg.Store, Conns: cfg.Conns, Nodes: cfg.Nodes}
+	if cfg.Fleet {
+		res.Conns, res.FleetResult = cfg.Servers, &FleetResult{}
+		return runFleet(ctx, cfg, res)
+	}
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, "\r\033[K"+format, args...)

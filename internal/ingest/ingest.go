@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -60,17 +61,29 @@ type Handler struct {
 	// Flood holds the events-per-minute cap of each server (the store
 	// holds the same policy for the open-incidents cap).
 	Flood keepwatch.FloodPolicy
+	// MaxPendingReports bounds the reports (status reports, events,
+	// servers coming back: each a transaction of its own) waiting for the
+	// database at once (default 64: the heartbeats' group commit waits for the
+	// same database behind them); beyond it reports are answered
+	// unavailable with a Retry-After of 5 to 15 s.
+	MaxPendingReports int
+	// KeepAlive is the idle time agents are told an HTTPS connection is
+	// worth keeping (default 15 s): agents with a longer interval close
+	// theirs after each report, so keepwatch holds few connections.
+	KeepAlive time.Duration
 
-	accepted *metrics.Counter
-	refused  *metrics.Counter
+	accepted  *metrics.Counter
+	refused   *metrics.Counter
+	datagrams *metrics.Counter
 	// Penalty boxes per source address: only refusals take tokens, so
 	// legitimate traffic is never limited, while guessing enrollment keys
 	// or spraying forged reports soon is.
 	badEnrolls *ratelimit.Keyed
 	badReports *ratelimit.Keyed
 
-	creds     *creds
-	committer *committer
+	creds       *creds
+	committer   *committer
+	statusSlots chan struct{}
 }
 
 // NewHandler wires a handler and registers its metrics.
@@ -87,6 +100,13 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	if h.ServerRate == 0 {
 		h.ServerRate, h.ServerBurst = 50, 500
 	}
+	if h.MaxPendingReports == 0 {
+		h.MaxPendingReports = 64
+	}
+	h.statusSlots = make(chan struct{}, h.MaxPendingReports)
+	if h.KeepAlive == 0 {
+		h.KeepAlive = 15 * time.Second
+	}
 	if h.Publish == nil {
 		h.Publish = func([]keepwatch.Change) {}
 	}
@@ -94,6 +114,7 @@ func NewHandler(h Handler, reg *metrics.Registry) *Handler {
 	h.badEnrolls = ratelimit.NewKeyed(10.0/60, 10)
 	h.badReports = ratelimit.NewKeyed(10, 100)
 	h.accepted = reg.NewCounter("keepwatch_reports_accepted_total", "Reports accepted, by type (heartbeat, status, enroll).", "type")
+	h.datagrams = reg.NewCounter("keepwatch_heartbeat_datagrams_total", "Heartbeat datagrams by outcome: accepted, replayed, use_https (answered: send it by HTTPS), unanswered (did not authenticate, or its address is refused for a while), dropped (too many waiting).", "outcome")
 	h.refused = reg.NewCounter("keepwatch_reports_refused_total", "Reports and enrollments refused, by error code.", "code")
 	return &h
 }
@@ -310,7 +331,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 		h.junk(w, r, blocked, err)
 		return
 	}
-	a, err := h.accept(r, body, blocked)
+	a, err := h.accept(r.Context(), body, blocked, false)
 	if err != nil {
 		if a.auth == nil {
 			h.junk(w, r, blocked, err)
@@ -357,10 +378,15 @@ func (h *Handler) failAuthenticated(w http.ResponseWriter, r *http.Request, a an
 	code := keepwatch.ErrorCode(err)
 	h.refused.Inc(code)
 	status := respond.Status(code)
-	if status >= 500 {
+	if status >= 500 && !errors.Is(err, errBusy) {
 		h.Logger.Error("request failed", "path", r.URL.Path, "err", err)
 	}
-	if code == keepwatch.EUNAVAILABLE {
+	switch {
+	case errors.Is(err, errBusy):
+		// Jittered, so that the agents turned away together do not come
+		// back together.
+		w.Header().Set("Retry-After", strconv.Itoa(5+rand.IntN(10)))
+	case code == keepwatch.EUNAVAILABLE:
 		w.Header().Set("Retry-After", "5")
 	}
 	var body protocol.ErrorBody
@@ -385,8 +411,9 @@ func (h *Handler) writeAuthenticated(w http.ResponseWriter, a answer, status int
 
 // accept authenticates and applies one envelope. It answers only what
 // the store committed. While the sender's address is blocked, only
-// servers this node already holds are looked up (junk costs no query).
-func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (answer, error) {
+// servers this node already holds are looked up (junk costs no query). A
+// datagram carries a plain heartbeat only.
+func (h *Handler) accept(ctx context.Context, body []byte, blocked time.Duration, datagram bool) (answer, error) {
 	var a answer
 	hdr, err := protocol.ParseHeader(body)
 	if err != nil {
@@ -398,7 +425,7 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		if c = h.creds.cached(hdr.ID); c == nil {
 			return a, errForged
 		}
-	} else if c, err = h.creds.lookup(r.Context(), hdr.ID); err != nil {
+	} else if c, err = h.creds.lookup(ctx, hdr.ID); err != nil {
 		return a, err
 	}
 	c.mu.Lock()
@@ -408,7 +435,7 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		// The first envelope under the rotated key switches the server to
 		// it: the old key is refused from then on.
 		if npt, nerr := protocol.Open(c.next[:], body); nerr == nil {
-			if err := h.Store.PromoteNextKey(r.Context(), hdr.ID.String()); err != nil {
+			if err := h.Store.PromoteNextKey(ctx, hdr.ID.String()); err != nil {
 				return a, err
 			}
 			c.key, c.hasNext, c.rotate = c.next, false, false
@@ -447,6 +474,9 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 	if err != nil {
 		return a, err
 	}
+	if datagram && (rep.Status || len(rep.Events) > 0 || rep.Consent != nil || rep.RotateKey != nil) {
+		return a, errUseHTTPS
+	}
 	withdrawing := rep.Consent != nil && !*rep.Consent
 	granting := rep.Consent != nil && *rep.Consent
 	// While consent is withdrawn only a report that grants it again is
@@ -461,9 +491,14 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 	h.paceEvents(c, &rep, now)
 	rep.ServerID, rep.Seq, rep.ReceivedAt, rep.Interval = hdr.ID.String(), hdr.Seq, now, h.Interval
 	refresh := h.judgePath(c, &rep, now)
+	if datagram && (refresh || c.rotate) {
+		// A datagram's answer carries neither request: the agent sends
+		// this heartbeat again over HTTPS, whose answer does.
+		return a, errUseHTTPS
+	}
 	var rotated []byte
 	if rep.RotateKey != nil {
-		if rotated, err = h.rotate(r.Context(), c, hdr.ID, rep.RotateKey); err != nil {
+		if rotated, err = h.rotate(ctx, c, hdr.ID, rep.RotateKey); err != nil {
 			return a, err
 		}
 	}
@@ -471,7 +506,7 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 	if !rep.Status {
 		a.typ = "heartbeat"
 	}
-	state, err := h.apply(r.Context(), c, rep)
+	state, err := h.apply(ctx, c, rep)
 	if err != nil {
 		return a, err
 	}
@@ -482,6 +517,7 @@ func (h *Handler) accept(r *http.Request, body []byte, blocked time.Duration) (a
 		Refresh:                  refresh,
 		RotateKey:                c.rotate && rotated == nil,
 		ServerPublicKey:          rotated,
+		KeepAliveSeconds:         int64(h.KeepAlive / time.Second),
 	}
 	return a, nil
 }
@@ -589,6 +625,12 @@ func (h *Handler) apply(ctx context.Context, c *cred, rep keepwatch.Report) (kee
 		// The server's state changed meanwhile (another node declared it
 		// unavailable): the heartbeat brings it back, as a full report.
 	}
+	select {
+	case h.statusSlots <- struct{}{}:
+		defer func() { <-h.statusSlots }()
+	default:
+		return "", errBusy
+	}
 	applied, err := h.Store.ApplyReport(ctx, rep)
 	if err != nil {
 		return "", err
@@ -671,6 +713,11 @@ func (h *Handler) seen(c *cred, rep keepwatch.Report, state keepwatch.ServerStat
 func errReplayed(seq uint64) error {
 	return keepwatch.Errorf(keepwatch.EREPLAYED, "sequence number %d is not above the last accepted one", seq)
 }
+
+// errBusy turns a report away while MaxPendingReports wait for the
+// database: answered at once with a Retry-After, rather than queued until
+// the agent gives up and sends it again.
+var errBusy = keepwatch.Errorf(keepwatch.EUNAVAILABLE, "keepwatch is busy; try again in a few seconds")
 
 // limitError is a server over its pace.
 type limitError struct{ wait time.Duration }

@@ -191,6 +191,12 @@ type ReportResponse struct {
 	// Rotate): keepwatch's new X25519 public key, from which both sides
 	// derive the next report key as at enrollment.
 	ServerPublicKey []byte `json:"server_public_key,omitempty"`
+	// KeepAliveSeconds is how long keepwatch keeps an idle connection
+	// worth holding: an agent whose next report is further away closes
+	// its connection after this one.
+	KeepAliveSeconds int64 `json:"keep_alive_seconds,omitempty"`
+	// Datagram is true when the answer came by datagram (not on the wire).
+	Datagram bool `json:"-"`
 }
 
 // Payload is the plaintext of a report. An empty plaintext, or a payload

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -47,6 +48,22 @@ type Keyring struct {
 	current [idSize]byte
 	aeads   map[[idSize]byte]cipher.AEAD
 	order   [][idSize]byte
+	raw     [][]byte // the keys in order, current first
+}
+
+// Derive returns one 32-byte key per key of the ring, current first, for
+// a purpose other than sealing (HKDF-SHA256, info "keepwatch " + purpose).
+// Every node holding the same keys derives the same ones.
+func (k *Keyring) Derive(purpose string) [][]byte {
+	out := make([][]byte, 0, len(k.raw))
+	for _, key := range k.raw {
+		d, err := hkdf.Key(sha256.New, key, nil, "keepwatch "+purpose, 32)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // KeyID is the short id stored with every value sealed under key.
@@ -132,6 +149,7 @@ func NewKeyring(keys ...[]byte) (*Keyring, error) {
 		}
 		k.aeads[id] = aead
 		k.order = append(k.order, id)
+		k.raw = append(k.raw, bytes.Clone(key))
 	}
 	return k, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"keepwatch"
+	"keepwatch/internal/agent"
 	"keepwatch/internal/protocol"
 	"keepwatch/internal/tlsutil"
 )
@@ -31,6 +32,9 @@ const requestTimeout = 30 * time.Second
 type client struct {
 	base string
 	http *http.Client
+	// beats sends heartbeats as the agent does: by datagram, over HTTPS
+	// when no authenticated answer comes.
+	beats *agent.Client
 }
 
 func newClient(base, caFile string, conns int) (*client, error) {
@@ -49,7 +53,7 @@ func newClient(base, caFile string, conns int) (*client, error) {
 	}
 	hc := &http.Client{Transport: tr, Timeout: requestTimeout}
 	base = strings.TrimRight(base, "/")
-	return &client{base: base, http: hc}, nil
+	return &client{base: base, http: hc, beats: &agent.Client{BaseURL: base, HTTP: hc}}, nil
 }
 
 func (c *client) close() { c.http.CloseIdleConnections() }
@@ -90,12 +94,25 @@ func retryable(code string) bool {
 }
 
 // report seals payload under the server's key and sequence number and
-// posts it.
-func (c *client) report(ctx context.Context, id protocol.ServerID, key []byte, seq uint64, payload []byte) (protocol.ReportResponse, error) {
+// posts it; a heartbeat goes as the agent's do (by datagram first).
+func (c *client) report(ctx context.Context, id protocol.ServerID, key []byte, seq uint64, payload []byte, heartbeat bool) (protocol.ReportResponse, error) {
 	var resp protocol.ReportResponse
 	env, err := protocol.Seal(key, id, seq, payload)
 	if err != nil {
 		return resp, err
+	}
+	if heartbeat {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		resp, err := c.beats.Heartbeat(ctx, key, id, seq, env)
+		var se *agent.ServerError
+		if errors.As(err, &se) {
+			return resp, &refusal{se.Status, se.Code, se.Message}
+		}
+		if err != nil {
+			return resp, &refusal{code: codeNetwork, message: err.Error()}
+		}
+		return resp, nil
 	}
 	err = c.post(ctx, protocol.ReportPath, "application/octet-stream", env, http.StatusOK, &resp, &answerCheck{protocol.AuthKey(key), id, seq})
 	return resp, err

@@ -12,9 +12,10 @@
 // reports and uploads them in order once the link is back, each with
 // sent_at set to when it was recorded. What one process cannot afford
 // per server is left out: reports go over one shared pool of keep-alive
-// connections, and sequence numbers are not written to disk before each
-// report but seeded from the clock (in microseconds) at every start, so
-// they still only ever grow, across reruns and crashes of the simulator.
+// connections (heartbeats by datagram first, as the agent's), and
+// sequence numbers are not written to disk before each report but
+// seeded from the clock (in microseconds) at every start, so they still
+// only ever grow, across reruns and crashes of the simulator.
 // The offline record lives in memory: what a site recorded while its link
 // was down is lost if the simulator itself stops before the link is back.
 //
@@ -765,7 +766,8 @@ func (s *server) send(ctx context.Context, p *protocol.Payload) error {
 		s.seq++
 		seq := s.seq
 		s.mu.Unlock()
-		resp, err := s.f.client.report(rctx, s.id, s.creds.Key, seq, body)
+		heartbeat := p == nil || p.Conditions == nil && len(p.Events) == 0 && p.Consent == nil
+		resp, err := s.f.client.report(rctx, s.id, s.creds.Key, seq, body, heartbeat)
 		if err == nil {
 			s.f.count(p, "", false, "")
 			s.ack(resp, seq, p)
