@@ -351,6 +351,11 @@ func (m *Monitor) Sweep(ctx context.Context) {
 		m.expire(ctx, batch[:n], at)
 		batch = batch[n:]
 	}
+	// The gap that calls for the guard is between sweeps: a sweep that
+	// took long declaring a dark site is this node working, not stalled.
+	m.mu.Lock()
+	m.lastSweep = max(m.lastSweep, m.cfg.Now().UnixMilli())
+	m.mu.Unlock()
 }
 
 // recheck reads the stored liveness of expired servers and re-arms those
