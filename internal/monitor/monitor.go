@@ -402,10 +402,12 @@ func (m *Monitor) recheck(ctx context.Context, batch []keepwatch.Expiry) []keepw
 // expire declares a batch of expired servers in one store transaction and
 // applies the outcome.
 func (m *Monitor) expire(ctx context.Context, batch []keepwatch.Expiry, at time.Time) {
+	// A declaration that fails (a deadlock with a report, a database
+	// going away) is tried again in a second. It does not start the
+	// own-outage guard by itself: while the database is away the lease
+	// loop fails too and starts it; a declaration that lost a deadlock
+	// while heartbeats go through must not hold back every other one.
 	marks, err := m.cfg.Store.MarkUnavailable(ctx, at, batch)
-	if err != nil {
-		m.storeTrouble()
-	}
 	m.mu.Lock()
 	if err != nil {
 		// What committed before the failure stands; the rest is tried
