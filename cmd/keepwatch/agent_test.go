@@ -118,7 +118,7 @@ func TestAgentSpoolSurvivesKill9AndDeliversEveryEventOnceInOrder(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "agent.log")
 	ag := startAgent(t, dir, config, logFile)
 
-	const reports = 1000
+	const reports = 400
 	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Millisecond)
 	at := func(i int) time.Time { return base.Add(time.Duration(i) * 5 * time.Second) }
 	bg := context.Background()

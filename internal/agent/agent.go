@@ -129,6 +129,16 @@ type Client struct {
 	mu            sync.Mutex
 	datagramsFrom time.Time // datagrams rest until then after going unanswered
 	closeAfter    bool      // close the connection after each request
+	holdOpen      bool      // more reports are queued: keep it for them
+}
+
+// HoldOpen says whether more reports wait to be sent right after this
+// one (a spool draining after an outage): the connection is then kept
+// for them, whatever keep-alive keepwatch advised.
+func (c *Client) HoldOpen(more bool) {
+	c.mu.Lock()
+	c.holdOpen = more
+	c.mu.Unlock()
 }
 
 // NewClient returns a client for base that trusts caFile in addition to
@@ -158,7 +168,7 @@ func (c *Client) post(ctx context.Context, path, contentType string, body []byte
 	c.mu.Lock()
 	// keepwatch advised a keep-alive shorter than this agent's interval:
 	// the connection ends with the answer.
-	req.Close = c.closeAfter
+	req.Close = c.closeAfter && !c.holdOpen
 	c.mu.Unlock()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

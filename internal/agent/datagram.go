@@ -148,8 +148,9 @@ func (c *Client) keepAlive(resp protocol.ReportResponse) {
 	closeAfter := resp.KeepAliveSeconds > 0 && resp.HeartbeatIntervalSeconds > resp.KeepAliveSeconds
 	c.mu.Lock()
 	c.closeAfter = closeAfter
+	hold := c.holdOpen
 	c.mu.Unlock()
-	if closeAfter {
+	if closeAfter && !hold {
 		c.HTTP.CloseIdleConnections()
 	}
 }

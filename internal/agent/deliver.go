@@ -67,6 +67,9 @@ func (c *courier) attempt(ctx context.Context, e Entry, consent bool) (result, p
 	if err != nil {
 		return resRetry, resp, err
 	}
+	if st, err := c.spool.Stats(); err == nil {
+		c.client.HoldOpen(st.Depth > 1)
+	}
 	if e.Kind == KindHeartbeat && !c.grant {
 		resp, err = c.client.Heartbeat(ctx, c.key, c.id, e.Seq, env)
 	} else {

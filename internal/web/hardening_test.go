@@ -69,13 +69,19 @@ func TestRegistrationFormIsRateLimited(t *testing.T) {
 	s := f.session("alice-owner")
 	var last int
 	var body string
-	for i := 0; i < 101; i++ {
+	// A burst of 100 goes through; the limit then holds (a slow run lets
+	// the bucket refill a little, so the refusal may come a few attempts
+	// later than the 101st).
+	for i := 0; i < 150; i++ {
 		last, _, body = f.do(s, "POST", "/registrations", url.Values{"slc": {fmt.Sprintf("GUESS-%04d", i)}})
 		if i < 100 && last != 409 {
 			t.Fatalf("attempt %d: %d", i+1, last)
 		}
+		if last == 429 {
+			break
+		}
 	}
 	if last != 429 || !strings.Contains(body, "Too many registration attempts") {
-		t.Fatalf("attempt 101: %d %s", last, snippet(body))
+		t.Fatalf("after 150 attempts: %d %s", last, snippet(body))
 	}
 }
