@@ -30,6 +30,9 @@ type ServerRecord struct {
 	NextKey []byte
 	// RotateRequired: keepwatch asks the agent to rotate its key.
 	RotateRequired bool
+	// Rev is the revision of the server's row when it was read: of two
+	// records of one server, the higher is the newer.
+	Rev int64
 }
 
 // Watched reports whether the monitor keeps a deadline for the server: it

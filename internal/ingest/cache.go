@@ -27,6 +27,10 @@ type cred struct {
 	// first use replaces key. rotate: keepwatch asks the agent to rotate.
 	next            [32]byte
 	hasNext, rotate bool
+	// keyRev is the server row's revision the keys above were taken from
+	// (or written at): a record read before a rotation this node carried
+	// out must not bring the old keys back.
+	keyRev int64
 	// transitMS is the shortest time from a report's transmitted_at to
 	// its arrival seen since the last status report: the server's clock
 	// offset plus the quickest path. A report far above it was held back.
@@ -115,6 +119,17 @@ func (c *creds) apply(r keepwatch.ServerRecord) *cred {
 // server before (a new key then restarts its numbers). cr.mu is held, or
 // cr is not shared yet.
 func (cr *cred) fill(r keepwatch.ServerRecord, known bool) {
+	if !known || r.Rev >= cr.keyRev {
+		cr.fillKeys(r, known)
+	}
+	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
+	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
+	cr.lastSeq = max(cr.lastSeq, r.LastSeq)
+}
+
+// fillKeys takes the keys of a record no older than those cr holds.
+func (cr *cred) fillKeys(r keepwatch.ServerRecord, known bool) {
+	cr.keyRev = r.Rev
 	if string(cr.key[:]) != string(r.Key) || cr.auth == ([32]byte{}) {
 		if known {
 			// A new key restarts the numbers.
@@ -133,9 +148,6 @@ func (cr *cred) fill(r keepwatch.ServerRecord, known bool) {
 	if cr.hasNext {
 		copy(cr.next[:], r.NextKey)
 	}
-	cr.installationID, cr.state, cr.revoked = r.InstallationID, r.State, r.Revoked
-	cr.carePlusUntil, cr.clockOffsetMS = r.CarePlusUntil, r.ClockOffsetMS
-	cr.lastSeq = max(cr.lastSeq, r.LastSeq)
 }
 
 // warm adds a stored record unless the server is already cached: a

@@ -435,10 +435,11 @@ func (h *Handler) accept(ctx context.Context, body []byte, blocked time.Duration
 		// The first envelope under the rotated key switches the server to
 		// it: the old key is refused from then on.
 		if npt, nerr := protocol.Open(c.next[:], body); nerr == nil {
-			if err := h.Store.PromoteNextKey(ctx, hdr.ID.String()); err != nil {
-				return a, err
+			rev, perr := h.Store.PromoteNextKey(ctx, hdr.ID.String())
+			if perr != nil {
+				return a, perr
 			}
-			c.key, c.hasNext, c.rotate = c.next, false, false
+			c.key, c.hasNext, c.rotate, c.keyRev = c.next, false, false, rev
 			copy(c.auth[:], protocol.AuthKey(c.key[:]))
 			h.Logger.Info("report key rotated", "server", hdr.ID.String())
 			pt, err = npt, nil
@@ -540,11 +541,12 @@ func (h *Handler) rotate(ctx context.Context, c *cred, id protocol.ServerID, age
 	if err != nil {
 		return nil, keepwatch.Errorf(keepwatch.EINVALID, "rotate.public_key is not usable")
 	}
-	if err := h.Store.SetNextKey(ctx, id.String(), key); err != nil {
+	rev, err := h.Store.SetNextKey(ctx, id.String(), key)
+	if err != nil {
 		return nil, err
 	}
 	copy(c.next[:], key)
-	c.hasNext = true
+	c.hasNext, c.keyRev = true, rev
 	return serverPub, nil
 }
 
@@ -885,8 +887,8 @@ type Store interface {
 	ServerIDByName(ctx context.Context, installationID int64, name string) (string, error)
 	Enroll(ctx context.Context, e keepwatch.Enrollment) (string, error)
 	RequestReenrollment(ctx context.Context, e keepwatch.Enrollment, remote string) (int64, error)
-	SetNextKey(ctx context.Context, serverID string, key []byte) error
-	PromoteNextKey(ctx context.Context, serverID string) error
+	SetNextKey(ctx context.Context, serverID string, key []byte) (int64, error)
+	PromoteNextKey(ctx context.Context, serverID string) (int64, error)
 	ServerRecord(ctx context.Context, id string) (keepwatch.ServerRecord, error)
 	ApplyReport(ctx context.Context, r keepwatch.Report) (keepwatch.Applied, error)
 	CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([]keepwatch.BeatOutcome, error)

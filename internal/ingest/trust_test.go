@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -458,5 +459,55 @@ func TestAHeldBackHeartbeatIsNotASignOfLife(t *testing.T) {
 	}
 	if now, _ := r.a.Store.ServerRecord(ctx, s.State.ServerID); now.LastSeen <= before.LastSeen {
 		t.Fatal("a timely heartbeat did not count")
+	}
+}
+
+// A record of the server read before an in-band rotation completed (as the
+// change feed may deliver it just after) must not bring the old key back.
+func TestAStaleRecordDoesNotUndoARotation(t *testing.T) {
+	r := newRig(t)
+	s := r.enroll(t, "RS-01")
+	if _, err := s.Send(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := priv.PublicKey().Bytes()
+	resp, err := s.Send(ctx, &protocol.Payload{Rotate: &protocol.PayloadRotate{PublicKey: pub}})
+	if err != nil || len(resp.ServerPublicKey) == 0 {
+		t.Fatalf("rotation request: %+v %v", resp, err)
+	}
+	// What the change feed read between the request and the switch.
+	stale, err := r.a.Store.ServerRecord(ctx, s.State.ServerID)
+	if err != nil || stale.NextKey == nil {
+		t.Fatalf("record with the next key: %v", err)
+	}
+	id, _ := protocol.ParseServerID(s.State.ServerID)
+	peer, _ := ecdh.X25519().NewPublicKey(resp.ServerPublicKey)
+	key, err := protocol.DeriveKey(priv, peer, pub, resp.ServerPublicKey, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := *s.State
+	s.State.Key = key
+	if _, err := s.Send(ctx, nil); err != nil {
+		t.Fatalf("first report under the new key: %v", err)
+	}
+	r.a.Ingest.Apply([]keepwatch.ServerRecord{stale})
+	old.Seq = s.State.Seq + 10
+	_, err = (&agent.Sender{State: &old, Client: s.Client}).Send(ctx, nil)
+	var se *agent.ServerError
+	if !errors.As(err, &se) || se.Code != keepwatch.EUNAUTHORIZED {
+		t.Fatalf("the old key after a stale record: %v", err)
+	}
+	if _, err := s.Send(ctx, nil); err != nil {
+		t.Fatalf("the new key after a stale record: %v", err)
+	}
+	// A newer record still applies: a fresh one changes nothing.
+	waitCreds(t, r)
+	if _, err := s.Send(ctx, nil); err != nil {
+		t.Fatalf("the new key after a fresh record: %v", err)
 	}
 }

@@ -167,15 +167,17 @@ func (s *Store) SetIntegratorEnrollmentKey(ctx context.Context, integratorID int
 
 // SetNextKey keeps the key of an in-band rotation the server's agent asked
 // for; the first envelope sealed under it makes it the report key
-// (PromoteNextKey). A later request replaces an earlier one.
-func (s *Store) SetNextKey(ctx context.Context, serverID string, key []byte) error {
-	return s.serverUpdate(ctx, serverID, `UPDATE servers SET next_key = ?, rev = ? WHERE id = ? AND revoked_at IS NULL`, s.sealReportKey(serverID, key))
+// (PromoteNextKey). A later request replaces an earlier one. It returns
+// the server row's new revision.
+func (s *Store) SetNextKey(ctx context.Context, serverID string, key []byte) (int64, error) {
+	return s.serverUpdateRev(ctx, serverID, `UPDATE servers SET next_key = ?, rev = ? WHERE id = ? AND revoked_at IS NULL`, s.sealReportKey(serverID, key))
 }
 
 // PromoteNextKey makes the rotated key the server's report key: the old
-// key is refused from then on. Sequence numbers carry on.
-func (s *Store) PromoteNextKey(ctx context.Context, serverID string) error {
-	return s.serverUpdate(ctx, serverID, `UPDATE servers SET report_key = next_key, next_key = NULL, rotate_required = 0, rev = ?
+// key is refused from then on. Sequence numbers carry on. It returns the
+// server row's new revision.
+func (s *Store) PromoteNextKey(ctx context.Context, serverID string) (int64, error) {
+	return s.serverUpdateRev(ctx, serverID, `UPDATE servers SET report_key = next_key, next_key = NULL, rotate_required = 0, rev = ?
 		WHERE id = ? AND next_key IS NOT NULL AND revoked_at IS NULL`)
 }
 
@@ -188,9 +190,16 @@ func (s *Store) RequireRotation(ctx context.Context, serverID string) error {
 // serverUpdate runs one UPDATE of a server row, with the new revision
 // before the id (after the leading args), so running nodes pick it up.
 func (s *Store) serverUpdate(ctx context.Context, serverID, query string, lead ...any) error {
-	return s.tx(ctx, func(t *Tx) error {
-		rev, err := t.nextRev()
-		if err != nil {
+	_, err := s.serverUpdateRev(ctx, serverID, query, lead...)
+	return err
+}
+
+// serverUpdateRev is serverUpdate returning the row's new revision.
+func (s *Store) serverUpdateRev(ctx context.Context, serverID, query string, lead ...any) (int64, error) {
+	var rev int64
+	err := s.tx(ctx, func(t *Tx) error {
+		var err error
+		if rev, err = t.nextRev(); err != nil {
 			return err
 		}
 		r, err := t.exec(query, append(lead, rev, serverID)...)
@@ -202,4 +211,5 @@ func (s *Store) serverUpdate(ctx context.Context, serverID, query string, lead .
 		}
 		return nil
 	})
+	return rev, err
 }

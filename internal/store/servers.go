@@ -75,7 +75,7 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 	})
 }
 
-const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms, s.pending_key, s.status_seq, s.next_key, s.rotate_required`
+const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms, s.pending_key, s.status_seq, s.next_key, s.rotate_required, s.rev`
 
 func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 	defer rows.Close()
@@ -86,7 +86,7 @@ func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, err
 		var seq, statusSeq int64
 		var pending, next []byte
 		var rotate int64
-		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS, &pending, &statusSeq, &next, &rotate); err != nil {
+		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS, &pending, &statusSeq, &next, &rotate, &r.Rev); err != nil {
 			return nil, dbErr(err)
 		}
 		r.State, r.LastSeq, r.StatusSeq = keepwatch.ServerState(state), uint64(seq), uint64(statusSeq)
