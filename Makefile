@@ -9,6 +9,9 @@ GO       ?= go
 PG_URL   ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export KEEPWATCH_TEST_POSTGRES ?= $(PG_URL)
 
+# Tests run without -race, in a step of their own (see test).
+NORACE := TestDemo|TestAgentSpoolSurvivesKill9|TestDriveSeriesStayBoundedOverAYear|TestPruneHistoryKeepsThePeriodAndOpenIncidents
+
 .PHONY: all build test vet deps fuzz demo clean screenshots soak
 
 all: build
@@ -34,10 +37,12 @@ test: deps vet
 	# The agent runs on Windows next to the VMS: everything must build there.
 	GOOS=windows $(GO) build ./...
 	GOOS=windows $(GO) vet ./internal/agent ./cmd/keepwatch
-	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m -skip '^(TestDemo|TestAgentSpoolSurvivesKill9)' ./...
-	# The demo and the agent's spool drained after kill -9, whole processes
-	# driven end to end: minutes under -race, so on their own without it.
-	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 10m -run '^(TestDemo|TestAgentSpoolSurvivesKill9)' ./...
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 15m -skip '^($(NORACE))' ./...
+	# The demo and the agent's spool drained after kill -9 (whole processes
+	# driven end to end), a simulated year of drive samples and of history
+	# pruning (one goroutine, thousands of statements): minutes under
+	# -race, so on their own without it.
+	KEEPWATCH_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 10m -run '^($(NORACE))' ./...
 	# 10,000 simulated servers for a minute: too heavy under -race, so on its own.
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
 	# A one-minute soak: a fleet at full rate while the overview is read.

@@ -41,6 +41,7 @@ are read from /proc.`)
 	fs.DurationVar(&cfg.Interval, "interval", 60*time.Second, "with --fleet: the heartbeat `INTERVAL` of the fleet")
 	fs.BoolVar(&cfg.HTTPSOnly, "https-only", false, "with --fleet: heartbeats over HTTPS only (keepwatch serve --udp-listen off)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `FILE`")
+	logFile := fs.String("log", "", "write the keepwatch nodes' log (info and above) to this `FILE`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -49,6 +50,14 @@ are read from /proc.`)
 		return err
 	}
 	cfg.Progress = e.stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.Log = f
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -50,6 +50,8 @@ type Config struct {
 	// only; default 1); the load is spread evenly over them.
 	Nodes    int
 	Progress io.Writer // a progress line every second (nil: none)
+	// Log receives the keepwatch nodes' log, info and above (nil: none).
+	Log io.Writer
 
 	// Fleet: every server its own client, as the agent behaves (its own
 	// TLS connection and session, heartbeats by datagram with HTTPS as
@@ -198,7 +200,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	debug.FreeOSMemory()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logTo := cfg.Log
+	if logTo == nil {
+		logTo = io.Discard
+	}
+	quiet := slog.New(slog.NewTextHandler(logTo, nil))
 	key := sealed.NewKey()
 	var nodes []*app.App
 	var urls []string
@@ -217,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			nodeDir = dir
 		}
 		n, err := app.New(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: nodeDir, DB: map[bool]string{true: dsn}[cfg.Store == store.Postgres],
-			TLSCert: certFile, TLSKey: keyFile, Interval: interval, Logger: quiet, SecretKey: key})
+			TLSCert: certFile, TLSKey: keyFile, Interval: interval, Logger: quiet.With("node", i), SecretKey: key})
 		if err != nil {
 			return res, err
 		}
