@@ -358,6 +358,37 @@ func JudgeDrives(ctx context.Context, s DriveJudgeStore, serverID string, now ti
 	return s.SetKeepwatchConditions(ctx, serverID, DriveKinds, set.Conditions(st, now), now)
 }
 
+// DriveSettingsStore is what ApplyDriveSettings reads and writes.
+type DriveSettingsStore interface {
+	DriveJudgeStore
+	SetDriveSettings(ctx context.Context, integratorID int64, slc string, s DriveSettings) ([]string, error)
+}
+
+// ApplyDriveSettings stores an installation's drive settings and judges
+// its servers' drives against them at once, handing each server's changes
+// to publish (nil: none). A server whose drives cannot be judged now keeps
+// its verdict until its next report; failed names it with its error.
+func ApplyDriveSettings(ctx context.Context, s DriveSettingsStore, integratorID int64, slc string, set DriveSettings, now time.Time, publish func([]Change)) (failed map[string]error, err error) {
+	servers, err := s.SetDriveSettings(ctx, integratorID, slc, set)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range servers {
+		changes, err := JudgeDrives(ctx, s, id, now)
+		if err != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[id] = err
+			continue
+		}
+		if len(changes) > 0 && publish != nil {
+			publish(changes)
+		}
+	}
+	return failed, nil
+}
+
 // DriveRequirement is the retention required of one drive, by path.
 type DriveRequirement struct {
 	Path                  string

@@ -165,20 +165,9 @@ func toPerDrive(ds []driveRequirement) []keepwatch.DriveRequirement {
 // applyDriveSettings stores the settings and judges the installation's
 // drives against them at once.
 func (h *Handler) applyDriveSettings(r *http.Request, p keepwatch.Principal, slc string, set keepwatch.DriveSettings) error {
-	servers, err := h.Store.SetDriveSettings(r.Context(), p.IntegratorID, slc, set)
-	if err != nil {
-		return err
+	failed, err := keepwatch.ApplyDriveSettings(r.Context(), h.Store, p.IntegratorID, slc, set, h.Now(), h.Publish)
+	for id, err := range failed {
+		h.Logger.Warn("judge drives", "server", id, "err", err)
 	}
-	now := h.Now()
-	for _, id := range servers {
-		changes, err := keepwatch.JudgeDrives(r.Context(), h.Store, id, now)
-		if err != nil {
-			h.Logger.Warn("judge drives", "server", id, "err", err)
-			continue
-		}
-		if len(changes) > 0 && h.Publish != nil {
-			h.Publish(changes)
-		}
-	}
-	return nil
+	return err
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"keepwatch"
@@ -64,14 +65,24 @@ func (c *committer) run(ctx context.Context) {
 		case r := <-c.in:
 			group = append(group, r)
 		}
-	collect:
-		for len(group) < c.maxSize {
-			select {
-			case r := <-c.in:
-				group = append(group, r)
-			default:
-				break collect
+		// What is queued now, then again after the handlers that are
+		// ready to run have run, while that brings more: a larger group
+		// for the same commit, at no cost to a lone heartbeat.
+		for rounds := 0; ; rounds++ {
+			before := len(group)
+		collect:
+			for len(group) < c.maxSize {
+				select {
+				case r := <-c.in:
+					group = append(group, r)
+				default:
+					break collect
+				}
 			}
+			if rounds == 4 || len(group) >= c.maxSize || (rounds > 0 && len(group) == before) {
+				break
+			}
+			runtime.Gosched()
 		}
 		for _, r := range group {
 			beats = append(beats, r.beat)

@@ -39,6 +39,9 @@ func (s *Store) CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([
 		order = append(order, i)
 	}
 	sort.Slice(order, func(a, b int) bool { return beats[order[a]].ID < beats[order[b]].ID })
+	if err := s.beatStatement(ctx); err != nil {
+		return nil, err
+	}
 	err := s.retryDeadlock(ctx, func() error {
 		return s.beatTx(ctx, func(t *Tx) error {
 			accepted, err := t.commitBeats(ctx, beats, order)
@@ -95,6 +98,28 @@ func (s *Store) CommitHeartbeats(ctx context.Context, beats []keepwatch.Beat) ([
 	return out, err
 }
 
+// beatStatement prepares the heartbeats' compare-and-set on SQLite's
+// writer, once (before a transaction holds its one connection): preparing
+// it for every group commit cost as much CPU as running it for every row
+// of a small group.
+func (s *Store) beatStatement(ctx context.Context) error {
+	if s.dialect != SQLite {
+		return nil
+	}
+	s.beatMu.Lock()
+	defer s.beatMu.Unlock()
+	if s.beatStmt != nil {
+		return nil
+	}
+	stmt, err := s.write.PrepareContext(ctx, `UPDATE servers SET last_seq = ?, last_seen = MAX(last_seen, ?), interval_ms = ?
+		WHERE id = ? AND last_seq < ? AND state = 'ok' AND revoked_at IS NULL`)
+	if err != nil {
+		return dbErr(err)
+	}
+	s.beatStmt = stmt
+	return nil
+}
+
 // commitBeats runs the batch's compare-and-set and returns the ids it
 // updated.
 func (t *Tx) commitBeats(ctx context.Context, beats []keepwatch.Beat, order []int) (map[string]bool, error) {
@@ -130,11 +155,8 @@ func (t *Tx) commitBeats(ctx context.Context, beats []keepwatch.Beat, order []in
 	// SQLite: one prepared statement per row is cheaper in CPU than one
 	// UPDATE … FROM a VALUES list (measured: 25 µs against 40 µs a row at
 	// 100,000 servers); the commit's fsync is shared by the batch.
-	stmt, err := t.tx.PrepareContext(ctx, `UPDATE servers SET last_seq = ?, last_seen = MAX(last_seen, ?), interval_ms = ?
-		WHERE id = ? AND last_seq < ? AND state = 'ok' AND revoked_at IS NULL`)
-	if err != nil {
-		return nil, dbErr(err)
-	}
+	// Prepared once on the writer's one connection (beatStatement).
+	stmt := t.tx.StmtContext(ctx, t.s.beatStmt)
 	defer stmt.Close()
 	for _, i := range order {
 		b := beats[i]

@@ -54,6 +54,11 @@ type Store struct {
 
 	rebound sync.Map // query → rebound query (PostgreSQL)
 	keys    *sealed.Keyring
+
+	// beatStmt is the heartbeats' compare-and-set (SQLite), prepared once
+	// (beatStatement).
+	beatMu   sync.Mutex
+	beatStmt *sql.Stmt
 }
 
 // Options are the optional settings of OpenWith.
@@ -116,7 +121,13 @@ func (s *Store) Dialect() string { return s.dialect }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	err := s.write.Close()
+	var err error
+	s.beatMu.Lock()
+	if s.beatStmt != nil {
+		err = s.beatStmt.Close()
+	}
+	s.beatMu.Unlock()
+	err = errors.Join(err, s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}

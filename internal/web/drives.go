@@ -269,20 +269,12 @@ func (h *Handler) setDriveSettings(w http.ResponseWriter, r *http.Request, rq *r
 		return refuse(field, err)
 	}
 	p := rq.principal()
-	servers, err := h.Store.SetDriveSettings(r.Context(), p.IntegratorID, slc, set)
+	failed, err := keepwatch.ApplyDriveSettings(r.Context(), h.Store, p.IntegratorID, slc, set, h.now(), h.Publish)
 	if err != nil {
 		return err
 	}
-	now := h.now()
-	for _, id := range servers {
-		changes, err := keepwatch.JudgeDrives(r.Context(), h.Store, id, now)
-		if err != nil {
-			h.Logger.Warn("judge drives", "server", id, "err", err)
-			continue
-		}
-		if len(changes) > 0 && h.Publish != nil {
-			h.Publish(changes)
-		}
+	for id, err := range failed {
+		h.Logger.Warn("judge drives", "server", id, "err", err)
 	}
 	h.audit(r, rq, "drives.settings", slc, set.String())
 	redirectTo(w, r, "/installations/"+slc, "drives", "drives")
