@@ -10,7 +10,7 @@ PG_URL   ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export KEEPWATCH_TEST_POSTGRES ?= $(PG_URL)
 
 # Tests run without -race, in a step of their own (see test).
-NORACE := TestDemo|TestAgentSpoolSurvivesKill9|TestDriveSeriesStayBoundedOverAYear|TestPruneHistoryKeepsThePeriodAndOpenIncidents
+NORACE := TestDemo|TestBenchFleet|TestAgentSpoolSurvivesKill9|TestDriveSeriesStayBoundedOverAYear|TestPruneHistoryKeepsThePeriodAndOpenIncidents
 
 .PHONY: all build test vet deps fuzz demo clean screenshots soak
 

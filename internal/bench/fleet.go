@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -672,6 +673,10 @@ func runBare(ctx context.Context, args map[string]string, in io.Reader, out io.W
 	if err != nil {
 		return err
 	}
+	auths := make(map[protocol.ServerID][]byte, len(keys))
+	for id, k := range keys {
+		auths[id] = protocol.AuthKey(k)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -685,9 +690,14 @@ func runBare(ctx context.Context, args map[string]string, in io.Reader, out io.W
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, protocol.MaxEnvelope))
 		h, _ := protocol.ParseHeader(body)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"seq":%d,"state":"ok","heartbeat_interval_seconds":%d,"server_time":%q,"keep_alive_seconds":15}`,
+		ans := fmt.Appendf(nil, `{"seq":%d,"state":"ok","heartbeat_interval_seconds":%d,"server_time":%q,"keep_alive_seconds":15}`,
 			h.Seq, iv, time.Now().UTC().Format(time.RFC3339Nano))
+		w.Header().Set("Content-Type", "application/json")
+		// Agents take only authenticated answers: MACed as keepwatch does.
+		if auth, ok := auths[h.ID]; ok {
+			w.Header().Set(protocol.MACHeader, base64.StdEncoding.EncodeToString(protocol.AnswerMAC(auth, h.ID, h.Seq, http.StatusOK, ans)))
+		}
+		w.Write(ans)
 	}), TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
 	go srv.ServeTLS(ln, "", "")
 	go func() {
