@@ -378,7 +378,13 @@ func (h *Handler) failAuthenticated(w http.ResponseWriter, r *http.Request, a an
 	code := keepwatch.ErrorCode(err)
 	h.refused.Inc(code)
 	status := respond.Status(code)
-	if status >= 500 && !errors.Is(err, errBusy) {
+	switch {
+	case status < 500 || errors.Is(err, errBusy):
+	case r.Context().Err() != nil:
+		// The sender gave up waiting (its own timeout, or it went away):
+		// nothing failed here, and it sends the report again.
+		h.Logger.Debug("sender gone before its answer", "path", r.URL.Path, "err", err)
+	default:
 		h.Logger.Error("request failed", "path", r.URL.Path, "err", err)
 	}
 	switch {
