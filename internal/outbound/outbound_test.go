@@ -299,9 +299,9 @@ func TestErrorsShownToTenantsAreGenericClasses(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	// Port 1 (tcpmux) is served by nothing here and never handed out as an
+	// ephemeral port, so no other test's listener can take it meanwhile.
+	const closedAddr = "127.0.0.1:1"
 	slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Second) })
 	failing := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "stack trace: db at 10.1.2.3:5432 password=hunter2", http.StatusInternalServerError)

@@ -60,11 +60,17 @@ func TestChannelFormShowsTheFieldsOfTheChosenTypeInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#add-channel button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#channels")),
 	)
-	chans, err := f.a.Store.Channels(ctx, f.alice)
-	must(t, err)
-	for _, c := range chans {
-		if c.Type == keepwatch.ChannelPagerDuty && c.Name == "on-call" && c.Secret == key {
-			return
+	// #channels is on the page before the form is sent too: wait for the
+	// stored channel rather than for the page.
+	var chans []keepwatch.Channel
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var err error
+		chans, err = f.a.Store.Channels(ctx, f.alice)
+		must(t, err)
+		for _, c := range chans {
+			if c.Type == keepwatch.ChannelPagerDuty && c.Name == "on-call" && c.Secret == key {
+				return
+			}
 		}
 	}
 	t.Fatalf("no PagerDuty channel after the form: %+v", chans)
