@@ -46,7 +46,10 @@ test: deps vet
 	# 10,000 simulated servers for a minute: too heavy under -race, so on its own.
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SIM_FULL=1 $(GO) test -count=1 -timeout 10m -run '^TestSimulateTenThousandServers$$' ./cmd/keepwatch
 	# A one-minute soak: a fleet at full rate while the overview is read.
-	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SOAK=60s $(GO) test -count=1 -timeout 5m -run '^TestSoak$$' -v ./cmd/keepwatch | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak_test'
+	# Its log is long: the summary is shown, the whole log when it fails.
+	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_SOAK=60s $(GO) test -count=1 -timeout 5m -run '^TestSoak$$' -v ./cmd/keepwatch > soak.log 2>&1; \
+		code=$$?; grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak_test' soak.log; \
+		if [ $$code -ne 0 ]; then grep -v 'level=INFO' soak.log | tail -n 80; fi; rm -f soak.log; exit $$code
 	# Three nodes, a kill -9, a PostgreSQL restart and replays: nothing
 	# lost, nothing declared twice, every notification delivered.
 	KEEPWATCH_REQUIRE_ALL=1 KEEPWATCH_CHAOS=1 $(GO) test -count=1 -timeout 10m -run '^TestChaos$$' ./cmd/keepwatch
