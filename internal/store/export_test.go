@@ -78,3 +78,25 @@ func (s *Store) FinishNotificationForTest(ctx context.Context, id int64, state s
 		return err
 	})
 }
+
+// HeartbeatRowForTest reads a server's last_seq and last_seen as its row
+// holds them, without the heartbeat journal.
+func (s *Store) HeartbeatRowForTest(ctx context.Context, id string) (seq, seen int64, err error) {
+	err = s.read.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen FROM servers WHERE id = ?`), id).Scan(&seq, &seen)
+	return seq, seen, err
+}
+
+// JournalRowsForTest counts the heartbeat journal's rows (SQLite).
+func (s *Store) JournalRowsForTest(ctx context.Context) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM beat_journal`).Scan(&n)
+	return n, err
+}
+
+// SetJournalPauseForTest sets the least time between two folds of the
+// heartbeat journal.
+func (s *Store) SetJournalPauseForTest(d time.Duration) {
+	s.journal.gate.Lock()
+	s.journal.pause, s.journal.lastCycle = d, time.Now()
+	s.journal.gate.Unlock()
+}

@@ -315,7 +315,7 @@ func (s *Store) Servers(ctx context.Context, integratorID int64, slc string) ([]
 // serversOf loads the non-revoked servers, and their active conditions, of
 // the integrator's installations matching filter.
 func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string, args []any) ([]keepwatch.Server, error) {
-	rows, err := s.query(ctx, `SELECT s.id, s.installation_id, s.name, s.state, s.state_since, s.interval_ms, s.last_seen, s.agent_version, s.enrolled_at, s.clock_offset_ms
+	rows, err := s.query(ctx, `SELECT s.id, s.installation_id, s.name, s.state, s.state_since, s.interval_ms, s.last_seen, s.agent_version, s.enrolled_at, s.clock_offset_ms, s.last_seq
 		FROM servers s JOIN installations i ON i.id = s.installation_id
 		WHERE i.integrator_id = ? AND s.revoked_at IS NULL`+filter+` ORDER BY s.installation_id, s.name`, args...)
 	if err != nil {
@@ -326,11 +326,12 @@ func (s *Store) serversOf(ctx context.Context, integratorID int64, filter string
 	for rows.Next() {
 		var sv keepwatch.Server
 		var state string
-		var since, interval, seen, enrolled, offset int64
-		if err := rows.Scan(&sv.ID, &sv.InstallationID, &sv.Name, &state, &since, &interval, &seen, &sv.AgentVersion, &enrolled, &offset); err != nil {
+		var since, interval, seen, enrolled, offset, seq int64
+		if err := rows.Scan(&sv.ID, &sv.InstallationID, &sv.Name, &state, &since, &interval, &seen, &sv.AgentVersion, &enrolled, &offset, &seq); err != nil {
 			rows.Close()
 			return nil, dbErr(err)
 		}
+		s.withUnfolded(sv.ID, enrolled, &seq, &seen, &interval)
 		sv.State = keepwatch.ServerState(state)
 		sv.StateSince, sv.LastSeen, sv.EnrolledAt = keepwatch.TimeFromMillis(since), keepwatch.TimeFromMillis(seen), keepwatch.TimeFromMillis(enrolled)
 		sv.Interval = keepwatch.Duration(interval * 1e6)

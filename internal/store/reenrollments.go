@@ -120,8 +120,9 @@ func (s *Store) DecideReenrollment(ctx context.Context, integratorID, id int64, 
 			}
 			state = keepwatch.ReenrollmentApproved
 			_, err = t.exec(`UPDATE servers SET report_key = pending_key, pending_key = NULL, next_key = NULL, rotate_required = 0, last_seq = 0, status_seq = 0, consent = 1,
-				enrolled_at = ?, rev = ?, state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
-				now.UnixMilli(), rev, serverID)
+				enrolled_at = CASE WHEN enrolled_at < ? THEN ? ELSE enrolled_at + 1 END, rev = ?,
+				state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
+				now.UnixMilli(), now.UnixMilli(), rev, serverID)
 		} else {
 			_, err = t.exec(`UPDATE servers SET pending_key = NULL, rev = ? WHERE id = ?`, rev, serverID)
 		}

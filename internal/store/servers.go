@@ -37,10 +37,14 @@ func (s *Store) Enroll(ctx context.Context, e keepwatch.Enrollment) (string, err
 			return keepwatch.Errorf(keepwatch.ECONFLICT, "server %q is being enrolled concurrently, retry", e.Name)
 		}
 		// Enrolling again requires consent, so a server that had withdrawn
-		// it starts over as pending (monitored from its first report).
-		_, err = t.exec(`UPDATE servers SET report_key = ?, pending_key = NULL, next_key = NULL, rotate_required = 0, last_seq = 0, status_seq = 0, consent = 1, agent_version = ?, enrolled_at = ?, rev = ?,
+		// it starts over as pending (monitored from its first report). The
+		// sequence starts over under a new enrolled_at, even within the
+		// same millisecond: the heartbeat journal tells enrollments apart
+		// by it.
+		_, err = t.exec(`UPDATE servers SET report_key = ?, pending_key = NULL, next_key = NULL, rotate_required = 0, last_seq = 0, status_seq = 0, consent = 1, agent_version = ?,
+			enrolled_at = CASE WHEN enrolled_at < ? THEN ? ELSE enrolled_at + 1 END, rev = ?,
 			state = CASE WHEN state = 'consent_withdrawn' THEN 'pending' ELSE state END WHERE id = ?`,
-			s.sealReportKey(id, e.Key), e.AgentVersion, now, rev, id)
+			s.sealReportKey(id, e.Key), e.AgentVersion, now, now, rev, id)
 		return err
 	})
 	return id, err
@@ -75,7 +79,7 @@ func (s *Store) RevokeServer(ctx context.Context, id string) error {
 	})
 }
 
-const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms, s.pending_key, s.status_seq, s.next_key, s.rotate_required, s.rev`
+const serverRecordCols = `s.id, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.name, s.report_key, s.state, s.last_seen, s.last_seq, s.interval_ms, s.revoked_at IS NOT NULL, i.care_plus_until, s.clock_offset_ms, s.pending_key, s.status_seq, s.next_key, s.rotate_required, s.rev, s.enrolled_at`
 
 func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, error) {
 	defer rows.Close()
@@ -85,10 +89,11 @@ func (s *Store) scanServerRecords(rows *sql.Rows) ([]keepwatch.ServerRecord, err
 		var state, until string
 		var seq, statusSeq int64
 		var pending, next []byte
-		var rotate int64
-		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS, &pending, &statusSeq, &next, &rotate, &r.Rev); err != nil {
+		var rotate, enrolled int64
+		if err := rows.Scan(&r.ID, &r.InstallationID, &r.IntegratorID, &r.SLC, &r.Name, &r.Key, &state, &r.LastSeen, &seq, &r.IntervalMS, &r.Revoked, &until, &r.ClockOffsetMS, &pending, &statusSeq, &next, &rotate, &r.Rev, &enrolled); err != nil {
 			return nil, dbErr(err)
 		}
+		s.withUnfolded(r.ID, enrolled, &seq, &r.LastSeen, &r.IntervalMS)
 		r.State, r.LastSeq, r.StatusSeq = keepwatch.ServerState(state), uint64(seq), uint64(statusSeq)
 		if len(pending) > 0 {
 			// A pending key that no longer opens (sealed under a retired
@@ -191,12 +196,14 @@ func (t *Tx) serverInfo(id string) (serverInfo, error) {
 		}
 		lock = " FOR UPDATE OF s"
 	}
-	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.last_seen, s.revoked_at IS NOT NULL
+	var enrolled int64
+	err := t.queryRow(`SELECT s.id, s.name, s.installation_id, COALESCE(i.integrator_id, 0), i.slc, s.state, s.last_seq, s.last_seen, s.revoked_at IS NOT NULL, s.enrolled_at
 		FROM servers s JOIN installations i ON i.id = s.installation_id WHERE s.id = ?`+lock, id).
-		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.lastSeen, &i.revoked)
+		Scan(&i.id, &i.name, &i.installationID, &i.integratorID, &i.slc, &state, &seq, &i.lastSeen, &i.revoked, &enrolled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return i, keepwatch.Errorf(keepwatch.EUNAUTHORIZED, "unknown server")
 	}
+	t.s.withUnfolded(id, enrolled, &seq, &i.lastSeen, nil)
 	i.state, i.lastSeq = keepwatch.ServerState(state), uint64(seq)
 	return i, dbErr(err)
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -44,7 +45,7 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	write, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	write, err := sql.Open("sqlite", base+"&_txlock=immediate&_pragma=cache_size(-32768)")
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +61,7 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(8)
-	return &Store{dialect: SQLite, write: write, read: read}, nil
+	return &Store{dialect: SQLite, write: write, read: read, journal: journal{spent: map[string]spentBeat{}, pause: journalPause, lastCycle: time.Now()}}, nil
 }
 
 // privateDBFiles creates the database file with mode 0600 before SQLite

@@ -55,10 +55,11 @@ type Store struct {
 	rebound sync.Map // query → rebound query (PostgreSQL)
 	keys    *sealed.Keyring
 
-	// beatStmt is the heartbeats' compare-and-set (SQLite), prepared once
-	// (beatStatement).
-	beatMu   sync.Mutex
-	beatStmt *sql.Stmt
+	// beatStmts are the heartbeats' statements (SQLite), prepared once
+	// (journalStatements); journal holds what their journal holds.
+	beatMu    sync.Mutex
+	beatStmts journalStatements
+	journal   journal
 }
 
 // Options are the optional settings of OpenWith.
@@ -108,6 +109,10 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.foldJournal(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("fold the heartbeat journal: %w", err)
+	}
 	return s, nil
 }
 
@@ -123,9 +128,7 @@ func (s *Store) Dialect() string { return s.dialect }
 func (s *Store) Close() error {
 	var err error
 	s.beatMu.Lock()
-	if s.beatStmt != nil {
-		err = s.beatStmt.Close()
-	}
+	err = s.beatStmts.close()
 	s.beatMu.Unlock()
 	err = errors.Join(err, s.write.Close())
 	if s.read != s.write {

@@ -351,7 +351,7 @@ func (s *Store) ConsentWithdrawn(ctx context.Context, integratorID int64) (map[s
 // scans, which matters for integrators with thousands of installations.
 func (s *Store) Overview(ctx context.Context, integratorID int64, now time.Time) ([]keepwatch.InstallationView, error) {
 	rows, err := s.query(ctx, `SELECT i.id, i.slc, i.customer, i.product, i.cameras, i.care_plus_until,
-			COALESCE(s.id, ''), COALESCE(s.name, ''), COALESCE(s.state, ''), COALESCE(s.state_since, 0), COALESCE(s.last_seen, 0)
+			COALESCE(s.id, ''), COALESCE(s.name, ''), COALESCE(s.state, ''), COALESCE(s.state_since, 0), COALESCE(s.last_seen, 0), COALESCE(s.enrolled_at, 0)
 		FROM installations i LEFT JOIN servers s ON s.installation_id = i.id AND s.revoked_at IS NULL
 		WHERE i.integrator_id = ? ORDER BY i.id, s.name`, integratorID)
 	if err != nil {
@@ -363,8 +363,8 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, now time.Time)
 	for rows.Next() {
 		var in keepwatch.Installation
 		var until, id, name, state string
-		var since, seen int64
-		if err := rows.Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until, &id, &name, &state, &since, &seen); err != nil {
+		var since, seen, enrolled, seq int64
+		if err := rows.Scan(&in.ID, &in.SLC, &in.Customer, &in.Product, &in.Cameras, &until, &id, &name, &state, &since, &seen, &enrolled); err != nil {
 			rows.Close()
 			return nil, dbErr(err)
 		}
@@ -377,6 +377,7 @@ func (s *Store) Overview(ctx context.Context, integratorID int64, now time.Time)
 		if id == "" {
 			continue
 		}
+		s.withUnfolded(id, enrolled, &seq, &seen, nil)
 		i := len(ins) - 1
 		byServer[id] = [2]int{i, len(servers[i])}
 		servers[i] = append(servers[i], keepwatch.Server{ID: id, InstallationID: in.ID, Name: name, State: keepwatch.ServerState(state),
