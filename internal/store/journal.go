@@ -172,11 +172,6 @@ func (s *Store) journalBeats(ctx context.Context, beats []keepwatch.Beat, top ma
 		if step, err = t.foldStep(st, max(len(order), 64)); err != nil {
 			return err
 		}
-		type cur struct {
-			seq    int64
-			normal bool
-		}
-		now := make(map[string]cur, len(order))
 		// The rows of the group's servers in one query, the journal's new
 		// rows in one statement: per statement, database/sql and the
 		// driver cost more than SQLite's work for a row.
@@ -214,6 +209,8 @@ func (s *Store) journalBeats(ctx context.Context, beats []keepwatch.Beat, top ma
 				return dbErr(err)
 			}
 		}
+		// Each row's last number becomes what is spent now: the row's,
+		// the journal's, or this group's.
 		args := make([]any, 0, 5*len(order))
 		for _, i := range order {
 			b := beats[i]
@@ -224,13 +221,12 @@ func (s *Store) journalBeats(ctx context.Context, beats []keepwatch.Beat, top ma
 			if u, ok := s.unfolded(b.ID, x.enrolled); ok {
 				x.seq = max(x.seq, u.seq)
 			}
-			if !x.normal || int64(b.Seq) <= x.seq {
-				now[b.ID] = cur{x.seq, x.normal}
-				continue
+			if x.normal && int64(b.Seq) > x.seq {
+				args = append(args, b.ID, int64(b.Seq), b.At.UnixMilli(), b.IntervalMS, x.enrolled)
+				fresh[b.ID] = spentBeat{int64(b.Seq), b.At.UnixMilli(), b.IntervalMS, x.enrolled}
+				x.seq = int64(b.Seq)
 			}
-			args = append(args, b.ID, int64(b.Seq), b.At.UnixMilli(), b.IntervalMS, x.enrolled)
-			fresh[b.ID] = spentBeat{int64(b.Seq), b.At.UnixMilli(), b.IntervalMS, x.enrolled}
-			now[b.ID] = cur{int64(b.Seq), true}
+			rows[b.ID] = x
 		}
 		for len(args) > 0 {
 			part := args[:min(len(args), 5*journalInsertRows)]
@@ -241,7 +237,7 @@ func (s *Store) journalBeats(ctx context.Context, beats []keepwatch.Beat, top ma
 			}
 		}
 		for i, b := range beats {
-			c, ok := now[b.ID]
+			c, ok := rows[b.ID]
 			_, spent := fresh[b.ID]
 			switch {
 			case spent && top[b.ID] == i:
